@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+//
+// fusdctl: starting the commands of `fusdctl serve` (Boost.Process, argv exec, no shell).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace fusdctl {
+
+// The command after `--`, resolved once at startup.
+struct CommandSpec {
+    std::string path;              // the executable, absolute or as given when it has a '/'
+    std::vector<std::string> argv; // argv[0] as the user typed it
+};
+
+// Finds the executable the way execvp would (PATH search for a bare name). Throws
+// std::system_error whose what() names the command and the reason.
+CommandSpec resolve_command(const std::vector<std::string> &words);
+
+// One started command. The descriptors are the parent's ends: non-blocking, close-on-exec.
+struct Child {
+    pid_t pid = -1;
+    int pidfd = -1;     // readable once the process has exited (not yet reaped)
+    int stdin_fd = -1;  // write end of the command's stdin
+    int stdout_fd = -1; // read end of the command's stdout
+};
+
+// Starts the command in its own process group with the given extra environment entries
+// ("NAME=value", replacing any inherited ones of the same name), stdin and stdout on fresh
+// pipes, stderr on stderr_fd (-1: inherited). Signal mask and SIGPIPE reset; every other
+// descriptor closed; killed with SIGKILL if this process dies. Throws std::system_error
+// (the exec errno) when it cannot be started.
+Child spawn_command(const CommandSpec &command, const std::vector<std::string> &extra_env, int stderr_fd);
+
+// Sends sig to the command's process group (and so to its children that stayed in it).
+void signal_group(pid_t pid, int sig);
+
+// Reaps an exited (or about to exit) command; returns its wait status.
+int reap(pid_t pid);
+
+} // namespace fusdctl

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * fusd_internal.h - objects shared by the parts of fusd.ko (see main.c for the overview).
+ *
+ * Lifetimes (every arrow is a counted reference):
+ *
+ *	open file (struct file on a node) -> fusd_file -> fusd_device -> fusd_channel
+ *	/dev/fusd struct file ----------------------------------------> fusd_channel
+ *	a waiting caller, a reading daemon, an interrupt queue -> fusd_req
+ *
+ * fusd_channel.kref counts its /dev/fusd file and its devices; a fusd_device is counted
+ * by the kobject of its embedded struct device (the registry holds one reference while
+ * the node exists, every fusd_file one more); a fusd_req by its own kref.
+ *
+ * Locking: fusd_mutex (main.c) serializes the registry: device creation and removal, the
+ * minor table, the list of all devices.  One spinlock per channel, chan->lock, protects
+ * everything that moves during a call: the channel's queues and its table of requests in
+ * flight, its device list, each device's file list and "gone" state, each request's
+ * state, each file's poll mask.  Order: fusd_mutex, then chan->lock, then fusd_trace_lock.
+ */
+#ifndef FUSD_INTERNAL_H
+#define FUSD_INTERNAL_H
+
+#include <linux/device.h>
+#include <linux/hashtable.h>
+#include <linux/jump_label.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/uidgid.h>
+#include <linux/wait.h>
+
+#include <linux/fusd.h>
+
+#define FUSD_MAX_DEVICES	1024	/* minors of the fusd major */
+#define FUSD_MAX_TRACERS	64	/* trace subscribers at once */
+#define FUSD_TRACE_RING		512	/* records per subscriber (64 KiB) */
+#define FUSD_INLINE_BUF		256	/* payloads up to this size live inside the request */
+
+/* One open /dev/fusd: a daemon's connection, or a trace subscriber. */
+struct fusd_channel {
+	struct kref kref;
+	spinlock_t lock;
+	wait_queue_head_t waitq;	/* daemon readers; trace readers */
+	struct list_head pending;	/* fusd_req.node: queued, not yet read */
+	struct list_head interrupts;	/* fusd_req.node: INTERRUPT not yet read */
+	DECLARE_HASHTABLE(sent, 7);	/* fusd_req.hnode: read, waiting for a reply */
+	struct list_head devices;	/* fusd_device.chan_node */
+	u64 last_id;			/* last request id issued */
+	bool hello;			/* FUSD_IOC_HELLO done */
+	bool dead;			/* its file was released */
+	struct fusd_tracer *tracer;	/* set once by FUSD_IOC_TRACE */
+	struct user_namespace *user_ns;	/* callers' ids are shown in these */
+	struct pid_namespace *pid_ns;
+};
+
+/* One registered node, /dev/<name>. */
+struct fusd_device {
+	struct device dev;		/* the node's sysfs object; its kref counts us */
+	struct fusd_channel *chan;	/* counted */
+	struct list_head chan_node;	/* chan->devices (fusd_mutex + chan->lock) */
+	struct list_head all_node;	/* fusd_devices (fusd_mutex) */
+	struct list_head files;		/* fusd_file.dev_node (chan->lock) */
+	u64 id;
+	int minor;
+	int gone;			/* 0 while served, else the error calls get */
+	bool removed;			/* taken out of the registry (fusd_mutex) */
+	umode_t mode;
+	kuid_t uid;			/* node owner */
+	kgid_t gid;
+	kuid_t owner;			/* effective uid that registered it */
+	pid_t daemon_pid;		/* registering process, init pid namespace */
+	atomic_t open_files;
+	atomic64_t calls;		/* requests answered by the daemon */
+	struct fusd_req *gone_msg;	/* preallocated FUSD_OP_GONE */
+	char name[FUSD_NAME_MAX];
+};
+
+/* One open file on a node. */
+struct fusd_file {
+	struct fusd_device *fdev;	/* counted */
+	struct list_head dev_node;	/* fdev->files */
+	u64 id;
+	__poll_t mask;			/* readiness, set by the daemon */
+	wait_queue_head_t pollq;
+	struct fusd_req *release_msg;	/* preallocated FUSD_OP_RELEASE */
+	bool opened;			/* the daemon accepted (or may have) the OPEN */
+};
+
+enum fusd_req_state {
+	FUSD_REQ_NEW,
+	FUSD_REQ_QUEUED,	/* on chan->pending */
+	FUSD_REQ_SENT,		/* in chan->sent: read by the daemon */
+	FUSD_REQ_REPLYING,	/* a reply is being copied in */
+	FUSD_REQ_INTERRUPTING,	/* on chan->interrupts */
+	FUSD_REQ_DONE,		/* result is final */
+};
+
+/* One message to the daemon, and the caller's wait for its answer. */
+struct fusd_req {
+	struct kref kref;
+	struct list_head node;
+	struct hlist_node hnode;
+	struct fusd_req_header hdr;	/* as the daemon will read it (size, id set at queueing) */
+	wait_queue_head_t wq;		/* the caller */
+	struct fusd_device *fdev;	/* valid while a caller waits */
+	int state;			/* enum fusd_req_state, under chan->lock */
+	int result;
+	u32 out_len;			/* reply payload bytes in buf */
+	u32 poll_mask;			/* OPEN reply with FUSD_REPLY_POLL */
+	bool has_poll_mask;
+	bool delivered;			/* the daemon may have read it */
+	u64 start_ns;
+	void *buf;			/* payload both ways: inline_buf or a bounce buffer */
+	u8 inline_buf[FUSD_INLINE_BUF];
+};
+
+struct fusd_tracer;
+
+/* main.c */
+extern struct mutex fusd_mutex;
+extern atomic_long_t fusd_live_channels, fusd_live_devices, fusd_live_files, fusd_live_requests;
+long fusd_ioc_register(struct fusd_channel *chan, void __user *arg);
+long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg);
+long fusd_ioc_force_unregister(void __user *arg);
+void fusd_channel_remove_devices(struct fusd_channel *chan);
+struct fusd_device *fusd_device_get_by_minor(unsigned int minor);
+void fusd_device_put(struct fusd_device *fdev);
+
+/* channel.c */
+extern const struct file_operations fusd_chan_fops;
+void fusd_chan_put(struct fusd_channel *chan);
+struct fusd_req *fusd_req_new(struct fusd_file *ff, struct file *file, u32 opcode,
+			      u32 len, u32 in_len, u32 reply_max);
+void fusd_req_put(struct fusd_req *req);
+int fusd_call(struct fusd_req *req);
+void fusd_queue_noreply(struct fusd_channel *chan, struct fusd_req *req);
+void fusd_chan_purge(struct fusd_channel *chan, struct fusd_device *fdev, int err);
+void fusd_device_wake_files(struct fusd_device *fdev);
+void fusd_device_waiting(struct fusd_device *fdev, unsigned int *count, u64 *oldest_ns);
+
+/* node.c */
+extern const struct file_operations fusd_node_fops;
+
+/* trace.c */
+DECLARE_STATIC_KEY_FALSE(fusd_trace_active);
+long fusd_trace_subscribe(struct fusd_channel *chan, void __user *arg);
+void fusd_trace_unsubscribe(struct fusd_channel *chan);
+ssize_t fusd_trace_read(struct fusd_channel *chan, struct file *file, char __user *buf,
+			size_t count);
+__poll_t fusd_trace_poll(struct fusd_channel *chan);
+void __fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *hdr,
+		  int result, u64 start_ns);
+
+/* Record one ended request for the trace subscribers; nearly free when there are none. */
+static inline void fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *hdr,
+			      int result, u64 start_ns)
+{
+	if (static_branch_unlikely(&fusd_trace_active))
+		__fusd_trace(fdev, hdr, result, start_ns);
+}
+
+#endif /* FUSD_INTERNAL_H */

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fusd.h - the classic FUSD C API (FUSD 1.10, 2003, and its forks), as a thin layer over libfusd.
+ *
+ * A FUSD-era driver compiles and works unchanged. Differences from the original, all fixes:
+ *  - callbacks may return any -errno (1..4095), not only values up to 255;
+ *  - fusd_file_info carries the caller's real pid, uid and gid;
+ *  - fusd_destroy() on an unanswered call answers it with EIO: no caller is left blocked;
+ *  - poll_diff is emulated on libfusd's readiness model: it is called after open and after every
+ *    readiness change with the cached state, and its (possibly deferred) answer is the new state.
+ * Both registration signatures exist: fusd_register(name, mode, device_info, fops) (1.10) and
+ * fusd_register(name, clazz, devname, mode, device_info, fops) (later forks; clazz is ignored,
+ * the node is /dev/NAME).
+ */
+#ifndef FUSD_H
+#define FUSD_H
+
+#include <stddef.h>
+#include <sys/select.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FUSD_NOREPLY 0x1000
+
+/* poll_diff states */
+#define FUSD_NOTIFY_INPUT 0x1
+#define FUSD_NOTIFY_OUTPUT 0x2
+#define FUSD_NOTIFY_EXCEPT 0x4
+
+/* fusd_get_call_type() */
+#define FUSD_OPEN 100
+#define FUSD_CLOSE 101
+#define FUSD_READ 102
+#define FUSD_WRITE 103
+#define FUSD_IOCTL 104
+#define FUSD_POLL_DIFF 105
+#define FUSD_UNBLOCK 106
+
+struct fusd_call; /* library-private */
+
+typedef struct fusd_file_info {
+	int fd;             /* the device's descriptor, as returned by fusd_register() */
+	void *device_info;  /* given to fusd_register() */
+	void *private_data; /* per open file; changes made in a callback are kept */
+	unsigned int flags; /* open(2) flags as of this call */
+	pid_t pid;          /* caller */
+	uid_t uid;
+	gid_t gid;
+	struct fusd_call *fusd_msg; /* library-private: the call in flight */
+} fusd_file_info_t;
+
+typedef struct fusd_file_operations {
+	int (*open)(struct fusd_file_info *file);
+	int (*close)(struct fusd_file_info *file);
+	ssize_t (*read)(struct fusd_file_info *file, char *buffer, size_t length, loff_t *offset);
+	ssize_t (*write)(struct fusd_file_info *file, const char *buffer, size_t length, loff_t *offset);
+	int (*ioctl)(struct fusd_file_info *file, int request, void *data);
+	int (*poll_diff)(struct fusd_file_info *file, unsigned int cached_state);
+	int (*unblock)(struct fusd_file_info *file);
+} fusd_file_operations_t;
+
+/* Registers /dev/NAME; returns a descriptor for select() and fusd_dispatch(), or -1 with errno. */
+int fusd_register4(const char *name, mode_t mode, void *device_info, struct fusd_file_operations *fops);
+int fusd_register6(const char *name, const char *clazz, const char *devname, mode_t mode, void *device_info,
+		   struct fusd_file_operations *fops);
+#define FUSD_REGISTER_PICK(_1, _2, _3, _4, _5, _6, name, ...) name
+#define fusd_register(...) \
+	FUSD_REGISTER_PICK(__VA_ARGS__, fusd_register6, fusd_register5_invalid, fusd_register4, \
+			   fusd_register3_invalid, fusd_register2_invalid, fusd_register1_invalid)(__VA_ARGS__)
+
+int fusd_unregister(int fd);
+/* Answers a call kept with -FUSD_NOREPLY, exactly once, from any thread. */
+int fusd_return(struct fusd_file_info *file, ssize_t retval);
+/* Drops a kept call; an unanswered one is answered EIO. */
+void fusd_destroy(struct fusd_file_info *file);
+/* Handles whatever is ready; never blocks. Returns 0, or -1 with errno. */
+int fusd_dispatch(int fd);
+/* Dispatches forever (until SIGINT/SIGTERM, which unregister everything and exit(0)). */
+void fusd_run(void);
+void fusd_fdset_add(fd_set *set, int *max);
+void fusd_dispatch_fdset(fd_set *set);
+
+int fusd_get_call_type(struct fusd_file_info *file);
+size_t fusd_get_length(struct fusd_file_info *file);
+loff_t *fusd_get_offset(struct fusd_file_info *file);
+char *fusd_get_read_buffer(struct fusd_file_info *file);
+const char *fusd_get_write_buffer(struct fusd_file_info *file);
+int fusd_get_ioctl_request(struct fusd_file_info *file);
+unsigned long fusd_get_ioctl_arg(struct fusd_file_info *file);
+void *fusd_get_ioctl_buffer(struct fusd_file_info *file);
+unsigned int fusd_get_poll_diff_cached_state(struct fusd_file_info *file);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FUSD_H */

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+//
+// The machine-wide view of fusd devices, for `fusdctl ls`, `trace` and `rm` and for tools.
+//
+// Every libfusd daemon publishes each of its devices as one entry in the runtime directory
+// ($FUSD_RUNTIME_DIR, default /run/fusd: devices/<escaped path>.json) and answers a control
+// socket (ctl/<pid>.sock) with its live state, a trace stream and unregister requests.
+// Entries are never trusted: an entry whose process is gone (pid and start time no longer
+// match) is stale; list_devices() reports it as dead and cleans its node and mount.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "fusd/fusd.hpp"
+
+namespace fusd::admin {
+
+std::string runtime_dir();
+
+struct DeviceInfo {
+    std::string path;          // /dev/clock
+    std::string backend;       // kernel, cuse, fuse
+    pid_t pid = 0;             // serving process
+    std::string command;       // its command line
+    std::string state;         // "live", "unresponsive" (entry alive, socket silent), "dead" (cleaned)
+    std::uint64_t open_files = 0;
+    std::uint64_t calls = 0;
+    double uptime_seconds = 0;
+};
+
+// Every device on the machine. Dead entries are cleaned (node, mount, entry) and reported once.
+std::vector<DeviceInfo> list_devices();
+
+// Asks the serving process to unregister `path`. With force, removes the node even when the
+// daemon is stopped or hung: blocked callers are released with an error. Throws fusd::Error
+// (ENOENT for an unknown device).
+void remove_device(const std::string &path, bool force);
+
+struct TraceEvent {
+    std::int64_t time_ns = 0;      // CLOCK_REALTIME when the call was answered
+    std::string device;
+    pid_t pid = 0;                 // caller
+    std::string comm;              // caller's command name
+    Op op = Op::open;
+    std::uint64_t size = 0;        // bytes asked (read), given (write), ioctl size
+    std::uint64_t offset = 0;
+    std::uint32_t ioctl = 0;       // ioctl request number
+    int result = 0;                // >= 0, or -errno
+    std::uint64_t latency_us = 0;  // from arrival to answer
+};
+
+// A live stream of trace events from the named devices (all when empty), including daemons that
+// start after the subscription. fd() is pollable; next() waits at most timeout_ms (-1: forever).
+class TraceSubscription {
+public:
+    explicit TraceSubscription(std::vector<std::string> devices);
+    ~TraceSubscription();
+    TraceSubscription(const TraceSubscription &) = delete;
+    TraceSubscription &operator=(const TraceSubscription &) = delete;
+    std::optional<TraceEvent> next(int timeout_ms);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace fusd::admin

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+// fusd::admin: the machine-wide view (fusdctl ls, rm, trace) over the registry and control sockets.
+#include "fusd/admin.hpp"
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <poll.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+#include "control.hpp"
+#include "core.hpp"
+#include "registry.hpp"
+
+namespace fusd::admin {
+
+using detail::realtime_ns;
+namespace registry = detail::registry;
+
+std::vector<DeviceInfo> list_devices()
+{
+    std::vector<DeviceInfo> out;
+    std::map<std::string, nlohmann::json> status_by_socket;
+    for (const auto &entry : registry::read_entries()) {
+        DeviceInfo info;
+        info.path = entry.value("device", "");
+        info.backend = entry.value("backend", "");
+        info.pid = entry.value("pid", 0);
+        info.command = entry.value("command", "");
+        if (!registry::entry_alive(entry)) {
+            detail::clean_stale_node(info.path, info.backend);
+            registry::remove_entry(info.path, info.pid);
+            info.state = "dead";
+            out.push_back(std::move(info));
+            continue;
+        }
+        std::string socket = entry.value("socket", "");
+        if (!status_by_socket.count(socket)) {
+            try {
+                status_by_socket[socket] = detail::control_call(socket, {{"cmd", "status"}}, 1000);
+            } catch (const Error &) {
+                status_by_socket[socket] = nullptr;
+            }
+        }
+        const auto &status = status_by_socket[socket];
+        info.state = "unresponsive";
+        info.uptime_seconds = double(realtime_ns() - entry.value("created_ns", std::int64_t(0))) / 1e9;
+        if (status.is_object() && status.contains("devices"))
+            for (const auto &d : status["devices"])
+                if (d.value("device", "") == info.path) {
+                    info.state = "live";
+                    info.open_files = d.value("open_files", std::uint64_t(0));
+                    info.calls = d.value("calls", std::uint64_t(0));
+                }
+        out.push_back(std::move(info));
+    }
+    std::sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.path < b.path; });
+    return out;
+}
+
+void remove_device(const std::string &name, bool force)
+{
+    std::string path = device_path(name);
+    auto entry = registry::find_entry(path);
+    if (!entry) {
+        if (detail::clean_stale_node(path, ""))
+            return; // leftovers of a daemon whose entry was lost
+        throw Error(ENOENT, path + ": no such fusd device");
+    }
+    std::string backend = entry->value("backend", "");
+    pid_t pid = entry->value("pid", 0);
+    if (!registry::entry_alive(*entry)) {
+        detail::clean_stale_node(path, backend);
+        registry::remove_entry(path, pid);
+        return;
+    }
+    if (force) {
+        // The daemon may be stopped or hung: do not ask it. The backend releases the callers.
+        detail::force_remove_node(path, backend);
+        registry::remove_entry(path, pid);
+        return;
+    }
+    auto reply = detail::control_call(entry->value("socket", ""), {{"cmd", "unregister"}, {"device", path}}, 5000);
+    if (reply.contains("error"))
+        throw Error(reply.value("errno", EIO), path + ": " + reply.value("error", std::string("unregister failed")));
+    // The daemon removes the node on its next loop turn: wait for it, briefly.
+    for (int i = 0; i < 500; ++i) {
+        auto now = registry::find_entry(path);
+        if (!now || now->value("pid", 0) != pid)
+            return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    throw Error(ETIMEDOUT, path + ": the daemon (pid " + std::to_string(pid) + ") did not unregister in 5 s; try --force");
+}
+
+// ---- trace -------------------------------------------------------------------------------------
+
+struct TraceSubscription::Impl {
+    std::vector<std::string> devices;
+    struct Peer {
+        int fd = -1;
+        std::string in;
+    };
+    std::map<std::string, Peer> peers; // by control socket path
+    std::int64_t last_scan_ns = 0;
+
+    void scan()
+    {
+        last_scan_ns = detail::monotonic_ns();
+        for (const auto &entry : registry::read_entries()) {
+            std::string dev = entry.value("device", "");
+            if (!devices.empty() && std::find(devices.begin(), devices.end(), dev) == devices.end())
+                continue;
+            std::string socket = entry.value("socket", "");
+            if (peers.count(socket) || !registry::entry_alive(entry))
+                continue;
+            int fd = detail::control_connect(socket);
+            if (fd < 0)
+                continue;
+            nlohmann::json req = {{"cmd", "trace"}, {"devices", devices}};
+            std::string line = req.dump() + "\n";
+            if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != ssize_t(line.size())) {
+                close(fd);
+                continue;
+            }
+            peers[socket].fd = fd;
+        }
+    }
+
+    static std::optional<TraceEvent> parse(const std::string &line)
+    {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("op"))
+            return std::nullopt; // the {"ok":true} greeting, or an error line
+        TraceEvent e;
+        e.time_ns = j.value("time_ns", std::int64_t(0));
+        e.device = j.value("device", "");
+        e.pid = j.value("pid", 0);
+        e.comm = j.value("comm", "");
+        std::string op = j.value("op", "");
+        for (Op o : {Op::open, Op::release, Op::read, Op::write, Op::ioctl, Op::poll, Op::interrupt})
+            if (op == to_string(o))
+                e.op = o;
+        e.size = j.value("size", std::uint64_t(0));
+        e.offset = j.value("offset", std::uint64_t(0));
+        e.ioctl = j.value("ioctl", std::uint32_t(0));
+        e.result = j.value("result", 0);
+        e.latency_us = j.value("latency_us", std::uint64_t(0));
+        return e;
+    }
+};
+
+TraceSubscription::TraceSubscription(std::vector<std::string> devices) : impl_(std::make_unique<Impl>())
+{
+    for (auto &d : devices)
+        impl_->devices.push_back(device_path(d));
+    impl_->scan();
+}
+
+TraceSubscription::~TraceSubscription()
+{
+    for (auto &[socket, peer] : impl_->peers)
+        close(peer.fd);
+}
+
+std::optional<TraceEvent> TraceSubscription::next(int timeout_ms)
+{
+    const std::int64_t deadline = timeout_ms < 0 ? INT64_MAX : detail::monotonic_ns() + std::int64_t(timeout_ms) * 1'000'000;
+    for (;;) {
+        for (auto &[socket, peer] : impl_->peers) {
+            std::size_t nl;
+            while ((nl = peer.in.find('\n')) != std::string::npos) {
+                std::string line = peer.in.substr(0, nl);
+                peer.in.erase(0, nl + 1);
+                if (auto e = Impl::parse(line))
+                    return e;
+            }
+        }
+        std::int64_t now = detail::monotonic_ns();
+        if (now >= deadline)
+            return std::nullopt;
+        if (now - impl_->last_scan_ns > 500'000'000)
+            impl_->scan(); // daemons that started after we subscribed
+        std::vector<pollfd> fds;
+        std::vector<std::string> keys;
+        for (auto &[socket, peer] : impl_->peers) {
+            fds.push_back({peer.fd, POLLIN, 0});
+            keys.push_back(socket);
+        }
+        int wait_ms = int(std::min<std::int64_t>(500, (deadline - now) / 1'000'000 + 1));
+        int r = ::poll(fds.data(), fds.size(), wait_ms);
+        if (r <= 0)
+            continue;
+        for (std::size_t i = 0; i < fds.size(); ++i) {
+            if (!fds[i].revents)
+                continue;
+            auto &peer = impl_->peers[keys[i]];
+            char buf[8192];
+            ssize_t n = ::read(peer.fd, buf, sizeof buf);
+            if (n <= 0) {
+                close(peer.fd);
+                impl_->peers.erase(keys[i]); // that daemon is gone; a later scan may find a new one
+                continue;
+            }
+            peer.in.append(buf, std::size_t(n));
+        }
+    }
+}
+
+} // namespace fusd::admin

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+//
+// libfusd internals shared by the core (loop.cpp) and the transports (one per backend).
+//
+// A transport is one device's connection to its backend. It decodes the backend's messages into
+// RequestSlots and hands them to LoopImpl::deliver(); it encodes the answers the core passes to
+// Transport::reply(). It is the only code that knows FUSE, CUSE or the fusd UAPI; the core knows
+// no backend. Adding a backend adds one transport and one line in make_transport().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <sys/uio.h>
+#include <vector>
+
+#include "fusd/fusd.hpp"
+
+namespace fusd::detail {
+
+struct DeviceState;
+class LoopImpl;
+
+// One system call in flight. Pooled: the hot path allocates nothing.
+struct RequestSlot {
+    std::atomic<int> refs{0};          // the Request handle, plus the loop while it dispatches
+    std::atomic<bool> answered{false}; // the first answer wins: driver reply, EINTR, or teardown
+    std::atomic<bool> interrupted{false};
+    std::atomic<std::uintptr_t> handle{0}; // the transport's own request handle
+
+    std::uint64_t id = 0;
+    Op op = Op::open;
+    Caller caller;
+    unsigned flags = 0;
+    std::shared_ptr<FileState> file;   // keeps the file, its device and the loop's pool alive
+    std::size_t size = 0;
+    const std::byte *data = nullptr;
+    std::size_t data_size = 0;
+    std::uint32_t ioctl_command = 0;
+    std::uint64_t ioctl_argument = 0;
+    std::uint64_t offset = 0;
+    std::int64_t start_ns = 0;         // CLOCK_MONOTONIC at arrival, set only while traced
+    void *owned_buffer = nullptr;      // receive buffer kept by a deferred request (malloc'ed)
+    RequestSlot *next_free = nullptr;
+};
+
+// A backend connection for one device.
+class Transport {
+public:
+    virtual ~Transport() = default;
+    virtual Backend backend() const = 0;
+    virtual int fd() const = 0;
+    // fd() is readable: read and deliver what is there; never block. Returns false when the
+    // backend connection is gone for good (unmounted, aborted, forced unregister).
+    virtual bool on_readable() = 0;
+    // Send the answer of `slot` (result >= 0 or -errno). Called once per slot, from any thread,
+    // under the device's shared lock.
+    virtual void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) = 0;
+    // The readiness of `file` changed. From any thread, under the device's shared lock.
+    virtual void notify_ready(FileState &file, unsigned events) = 0;
+    // A request is being kept past its callback: move its receive buffer into slot.owned_buffer
+    // so its data() stays valid. Loop thread only.
+    virtual void keep_buffer(RequestSlot &slot) = 0;
+    // Called before the driver sees `slot`: hook the backend's interrupt notice to it.
+    virtual void arm(RequestSlot &) {}
+    // A file was released (its FileState is going away): drop backend resources tied to it.
+    virtual void forget_file(FileState &) {}
+    // Remove the node and close the connection. Called once, under the device's exclusive lock.
+    virtual void shutdown() = 0;
+    // What identifies the node for stale-entry cleanup (e.g. the FUSE mount), stored in the registry.
+    virtual std::string cleanup_hint() const { return {}; }
+};
+
+struct FileState {
+    std::shared_ptr<DeviceState> device;
+    std::uint64_t id = 0;
+    unsigned flags = 0;
+    Caller opener;
+    std::shared_ptr<void> state;
+    std::atomic<unsigned> readiness{POLLIN | POLLOUT};
+    std::uintptr_t transport_data = 0; // transport-owned (e.g. a FUSE poll handle), under poll_mutex
+    std::mutex poll_mutex;
+    bool released = false;
+    std::unique_ptr<File> handle;      // the public face
+};
+
+struct SlotPool;
+
+struct DeviceState : std::enable_shared_from_this<DeviceState> {
+    LoopImpl *loop = nullptr;
+    std::shared_ptr<SlotPool> pool;    // outlives the loop while requests are out
+    std::string path;
+    DeviceOptions options;
+    Callbacks callbacks;
+    std::unique_ptr<Transport> transport;
+    std::shared_mutex lock;            // shared: replies and notifies; exclusive: shutdown
+    bool gone = false;                 // transport shut down (under lock)
+    std::atomic<std::uint64_t> calls{0};
+    std::atomic<std::size_t> open_files{0};
+    std::int64_t created_ns = 0;       // CLOCK_REALTIME
+    std::shared_ptr<void> state;
+    std::mutex files_mutex;
+    std::vector<std::weak_ptr<FileState>> files;
+    std::unique_ptr<Device> handle;    // the public face
+};
+
+// The request parameters a transport decodes; deliver() copies them into a pooled slot.
+struct Incoming {
+    Op op = Op::open;
+    std::uintptr_t handle = 0;
+    Caller caller;
+    unsigned flags = 0;
+    std::size_t size = 0;
+    const std::byte *data = nullptr;
+    std::size_t data_size = 0;
+    std::uint32_t ioctl_command = 0;
+    std::uint64_t ioctl_argument = 0;
+    std::uint64_t offset = 0;
+};
+
+// Validated absolute /dev path (see fusd::device_path).
+std::string checked_device_path(std::string_view name);
+
+// Backend factory: connect `device` through `backend` (never automatic). Throws fusd::Error.
+std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device);
+
+// Per-backend makers (each in its own file).
+std::unique_ptr<Transport> make_fuse_transport(DeviceState &device);
+std::unique_ptr<Transport> make_cuse_transport(DeviceState &device);
+std::unique_ptr<Transport> make_kernel_transport(DeviceState &device);
+BackendStatus probe_fuse();
+BackendStatus probe_cuse();
+BackendStatus probe_kernel();
+
+// Removes what a dead daemon left at `path` for `backend` (a dangling FUSE mount and its
+// placeholder file, ...). Returns true when something was cleaned. Never touches a live node.
+bool clean_stale_node(const std::string &path, const std::string &backend);
+// Removes a node whose daemon may be alive but stopped or hung, releasing its blocked callers.
+void force_remove_node(const std::string &path, const std::string &backend);
+void force_remove_fuse(const std::string &path);
+void force_remove_cuse(const std::string &path);
+void force_remove_kernel(const std::string &path);
+
+std::int64_t monotonic_ns();
+std::int64_t realtime_ns();
+
+} // namespace fusd::detail

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+// LoopImpl: the core's event loop and request bookkeeping (see loop.cpp).
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core.hpp"
+#include "fusd/admin.hpp"
+
+namespace fusd::detail {
+
+using TraceRecord = admin::TraceEvent;
+
+// Pooled RequestSlots, recycled from any thread. Chunks are never freed before the pool.
+struct SlotPool {
+    RequestSlot *acquire();
+    void recycle(RequestSlot *slot);
+
+private:
+    static constexpr std::size_t kChunk = 64;
+    std::mutex mutex_;
+    RequestSlot *free_ = nullptr;
+    std::vector<std::unique_ptr<RequestSlot[]>> chunks_;
+};
+
+class ControlServer; // control.cpp: the daemon's control socket and registry entries
+
+class LoopImpl {
+public:
+    explicit LoopImpl(Loop &owner);
+    ~LoopImpl();
+
+    Loop &owner() { return owner_; }
+    int epoll_fd() const { return epoll_fd_; }
+
+    Device &add(const DeviceOptions &options, Callbacks callbacks);
+    void remove(Device &device);
+    std::vector<Device *> devices() const;
+    const std::vector<std::shared_ptr<DeviceState>> &device_states() const { return devices_; }
+
+    void watch(int fd, std::uint32_t events, Loop::FdHandler handler);
+    void modify(int fd, std::uint32_t events);
+    void unwatch(int fd);
+    void post(std::function<void()> fn);
+    void dispatch(int timeout_ms);
+    int run(bool handle_signals);
+    void stop();
+
+    // For transports (loop thread).
+    std::shared_ptr<FileState> new_file(DeviceState &dev, const Caller &opener, unsigned flags);
+    void deliver(std::shared_ptr<FileState> file, const Incoming &in);
+    void interrupt(RequestSlot &slot, std::uintptr_t handle);
+    void trace_poll(DeviceState &dev, const Caller &caller, unsigned events);
+    // From any thread.
+    void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes, bool from_driver);
+    void unref(RequestSlot *slot);
+
+    // Tracing: counted by the control server; when zero, requests take no timestamps at all.
+    bool tracing() const { return tracers_.load(std::memory_order_relaxed) > 0; }
+    void add_tracer(int delta) { tracers_.fetch_add(delta); }
+
+    static void log_error(const std::string &message);
+
+private:
+    struct Watch {
+        int fd = -1;
+        Loop::FdHandler handler;
+    };
+    void drain_posted();
+    void default_answer(Request req);
+    void release_file(FileState &file);
+    void transport_gone(DeviceState &dev);
+    static void claim_name(const std::string &path);
+    void trace(const RequestSlot &slot, int result);
+    void flush_trace();
+    ControlServer &control();
+    static std::string own_command_line();
+
+    Loop &owner_;
+    std::shared_ptr<SlotPool> pool_;
+    int epoll_fd_ = -1;
+    int wake_fd_ = -1;
+    std::map<int, std::unique_ptr<Watch>> watches_;
+    std::vector<std::unique_ptr<Watch>> retired_;
+    std::mutex posted_mutex_;
+    std::vector<std::function<void()>> posted_;
+    std::atomic<bool> stop_{false};
+    int stop_signal_ = 0;
+    std::vector<std::shared_ptr<DeviceState>> devices_;
+    std::atomic<std::uint64_t> next_file_id_{0};
+    std::uint64_t next_request_id_ = 1;
+    std::atomic<int> tracers_{0};
+    std::mutex trace_mutex_;
+    std::vector<TraceRecord> trace_queue_;
+    std::unique_ptr<ControlServer> control_;
+
+    friend class ControlServer;
+};
+
+} // namespace fusd::detail

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: MIT
+#include "registry.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.hpp"
+#include "fusd/admin.hpp"
+
+namespace fusd {
+
+std::string admin::runtime_dir()
+{
+    const char *env = std::getenv("FUSD_RUNTIME_DIR");
+    return env && *env ? env : "/run/fusd";
+}
+
+namespace detail::registry {
+
+std::string dir() { return admin::runtime_dir(); }
+std::string devices_dir() { return dir() + "/devices"; }
+std::string sockets_dir() { return dir() + "/ctl"; }
+
+std::string entry_file(const std::string &device_path)
+{
+    // "/dev/clock" -> "dev:clock.json": device names carry no ':' or '/' beyond the prefix.
+    std::string name = device_path;
+    for (char &c : name)
+        if (c == '/')
+            c = ':';
+    if (!name.empty() && name.front() == ':')
+        name.erase(0, 1);
+    return devices_dir() + "/" + name + ".json";
+}
+
+std::uint64_t process_start_time(pid_t pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto close_paren = stat.rfind(')'); // the command name may hold spaces and parentheses
+    if (close_paren == std::string::npos)
+        return 0;
+    std::istringstream rest(stat.substr(close_paren + 2));
+    std::string field;
+    // fields after the name start at #3 (state); start time is #22
+    for (int i = 3; i <= 22 && rest >> field; ++i)
+        if (i == 22)
+            return std::strtoull(field.c_str(), nullptr, 10);
+    return 0;
+}
+
+bool process_alive(pid_t pid, std::uint64_t start_time)
+{
+    if (pid <= 0)
+        return false;
+    std::uint64_t now = process_start_time(pid);
+    return now != 0 && now == start_time;
+}
+
+bool entry_alive(const nlohmann::json &entry)
+{
+    return process_alive(entry.value("pid", 0), entry.value("start_time", std::uint64_t(0)));
+}
+
+static void make_dir(const std::string &path, mode_t mode)
+{
+    if (mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
+        throw Error(errno, "cannot create " + path + ": " + std::strerror(errno));
+}
+
+void write_entry(const nlohmann::json &entry)
+{
+    make_dir(dir(), 0755);
+    make_dir(devices_dir(), 0755);
+    std::string file = entry_file(entry.at("device").get<std::string>());
+    std::string tmp = file + ".tmp." + std::to_string(getpid());
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << entry.dump() << '\n';
+        if (!out)
+            throw Error(EIO, "cannot write " + tmp);
+    }
+    if (rename(tmp.c_str(), file.c_str()) < 0) {
+        int err = errno;
+        unlink(tmp.c_str());
+        throw Error(err, "cannot write " + file + ": " + std::strerror(err));
+    }
+}
+
+void remove_entry(const std::string &device_path, pid_t pid)
+{
+    std::string file = entry_file(device_path);
+    if (pid) {
+        auto entry = find_entry(device_path);
+        if (!entry || entry->value("pid", 0) != pid)
+            return; // somebody else's now
+    }
+    unlink(file.c_str());
+}
+
+static std::optional<nlohmann::json> read_entry_file(const std::string &file)
+{
+    std::ifstream in(file);
+    if (!in)
+        return std::nullopt;
+    auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("device") || !j["device"].is_string())
+        return std::nullopt;
+    return j;
+}
+
+std::vector<nlohmann::json> read_entries()
+{
+    std::vector<nlohmann::json> out;
+    DIR *d = opendir(devices_dir().c_str());
+    if (!d)
+        return out;
+    while (dirent *e = readdir(d)) {
+        std::string name = e->d_name;
+        if (name.size() < 6 || name.substr(name.size() - 5) != ".json")
+            continue;
+        if (auto j = read_entry_file(devices_dir() + "/" + name))
+            out.push_back(std::move(*j));
+        else
+            unlink((devices_dir() + "/" + name).c_str()); // unreadable: never trusted, never kept
+    }
+    closedir(d);
+    return out;
+}
+
+std::optional<nlohmann::json> find_entry(const std::string &device_path)
+{
+    auto j = read_entry_file(entry_file(device_path));
+    if (j && j->value("device", "") != device_path)
+        return std::nullopt;
+    return j;
+}
+
+} // namespace detail::registry
+} // namespace fusd

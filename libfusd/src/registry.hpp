@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+//
+// The runtime registry: one JSON file per live device in $FUSD_RUNTIME_DIR/devices (default
+// /run/fusd/devices), written by the daemon that serves it, read by fusdctl. An entry names the
+// device, its backend, the serving pid and that process's start time (so a reused pid is never
+// mistaken for the daemon), its command line and its control socket. Entries are hints: liveness
+// is always checked against /proc before one is believed.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <sys/types.h>
+
+namespace fusd::detail::registry {
+
+std::string dir();
+std::string devices_dir();
+std::string sockets_dir();
+std::string entry_file(const std::string &device_path);
+
+// Start time of a process in clock ticks since boot (/proc/PID/stat field 22); 0 if gone.
+std::uint64_t process_start_time(pid_t pid);
+bool process_alive(pid_t pid, std::uint64_t start_time);
+bool entry_alive(const nlohmann::json &entry);
+
+// Creates the directories as needed. Throws fusd::Error.
+void write_entry(const nlohmann::json &entry);
+// Removes the entry for device_path if it belongs to `pid` (0: whoever wrote it).
+void remove_entry(const std::string &device_path, pid_t pid);
+std::vector<nlohmann::json> read_entries();
+std::optional<nlohmann::json> find_entry(const std::string &device_path);
+
+} // namespace fusd::detail::registry
