@@ -7,7 +7,9 @@
 int main(int argc, char **argv)
 {
     std::string name = argc > 1 ? argv[1] : "hello";
-    fusd::DeviceOptions options{.name = name, .mode = 0444};
+    fusd::DeviceOptions options;
+    options.name = name;
+    options.mode = 0444;
     if (argc > 3 && std::strcmp(argv[2], "--backend") == 0)
         options.backend = fusd::parse_backend(argv[3]).value_or(fusd::Backend::automatic);
 

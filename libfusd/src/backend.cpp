@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Backend names, probing (what `auto` picks, what `fusdctl doctor` shows) and the transport factory.
 #include <cerrno>
+#include <cstdlib>
 
 #include "core.hpp"
 
@@ -32,6 +33,14 @@ std::vector<BackendStatus> probe_backends()
 
 Backend choose_backend(Backend wanted)
 {
+    // $FUSD_BACKEND steers `auto` for every libfusd program (tests run one suite per backend).
+    if (wanted == Backend::automatic)
+        if (const char *env = std::getenv("FUSD_BACKEND"); env && *env) {
+            auto forced = parse_backend(env);
+            if (!forced)
+                throw Error(EINVAL, std::string("FUSD_BACKEND: unknown backend '") + env + "' (auto, kernel, cuse, fuse)");
+            wanted = *forced;
+        }
     std::string why;
     for (const BackendStatus &s : probe_backends()) {
         if (wanted != Backend::automatic && s.backend != wanted)

@@ -252,9 +252,6 @@ int fusd_register4(const char *name, mode_t mode, void *device_info, struct fusd
         fusd::DeviceOptions opts;
         opts.name = name;
         opts.mode = mode & 07777;
-        if (const char *b = std::getenv("FUSD_BACKEND"))
-            if (auto backend = fusd::parse_backend(b))
-                opts.backend = *backend;
         dev->fd = dup(loop().fd()); // a distinct number per device, readable when the loop has work
         if (dev->fd < 0)
             return fail(errno);
@@ -388,7 +385,7 @@ int fusd_dispatch(int fd)
 
 void fusd_run(void)
 {
-    loop().run(true);
+    loop().run();
     {
         std::lock_guard lock(g_mutex);
         for (auto &[fd, dev] : g_devices)

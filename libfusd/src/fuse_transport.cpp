@@ -520,7 +520,7 @@ void FuseTransport::op_ioctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void 
     in.op = Op::ioctl;
     in.handle = reinterpret_cast<std::uintptr_t>(req);
     in.caller = caller_of(req);
-    in.flags = unsigned(fi->flags);
+    in.flags = holder(fi)->flags; // FUSE_IOCTL carries no flags: the ones given at open
     in.size = out_bufsz;
     in.data = static_cast<const std::byte *>(in_buf);
     in.data_size = in_bufsz;

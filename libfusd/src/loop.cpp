@@ -80,7 +80,7 @@ void SlotPool::recycle(RequestSlot *slot)
 
 // ---- loop --------------------------------------------------------------------------------------
 
-LoopImpl::LoopImpl(Loop &owner) : owner_(owner), pool_(std::make_shared<SlotPool>())
+LoopImpl::LoopImpl(Loop &owner, bool handle_signals) : owner_(owner), pool_(std::make_shared<SlotPool>())
 {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0)
@@ -89,6 +89,28 @@ LoopImpl::LoopImpl(Loop &owner) : owner_(owner), pool_(std::make_shared<SlotPool
     if (wake_fd_ < 0)
         throw Error(errno, "fusd: eventfd failed");
     watch(wake_fd_, EPOLLIN, [this](std::uint32_t) { drain_posted(); });
+    if (handle_signals) {
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+        signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (signal_fd_ < 0)
+            throw Error(errno, "fusd: signalfd failed");
+        watch(signal_fd_, EPOLLIN, [this](std::uint32_t) { on_signal(); });
+    }
+}
+
+void LoopImpl::on_signal()
+{
+    signalfd_siginfo info{};
+    if (::read(signal_fd_, &info, sizeof info) != sizeof info)
+        return;
+    stop_signal_ = int(info.ssi_signo);
+    stop_.store(true);
+    while (!devices_.empty()) // a signal ends the daemon: leave nothing behind
+        remove(*devices_.back()->handle);
 }
 
 LoopImpl::~LoopImpl()
@@ -99,6 +121,8 @@ LoopImpl::~LoopImpl()
     watches_.clear();
     if (wake_fd_ >= 0)
         close(wake_fd_);
+    if (signal_fd_ >= 0)
+        close(signal_fd_); // the signal mask stays: a late SIGTERM must not kill a half-torn-down process
     if (epoll_fd_ >= 0)
         close(epoll_fd_);
 }
@@ -180,42 +204,12 @@ void LoopImpl::dispatch(int timeout_ms)
     retired_.clear();
 }
 
-int LoopImpl::run(bool handle_signals)
+int LoopImpl::run()
 {
     stop_.store(false);
-    stop_signal_ = 0;
-    int sig_fd = -1;
-    sigset_t old_mask;
-    if (handle_signals) {
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &mask, &old_mask);
-        sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (sig_fd < 0)
-            throw Error(errno, "fusd: signalfd failed");
-        watch(sig_fd, EPOLLIN, [this, sig_fd](std::uint32_t) {
-            signalfd_siginfo info{};
-            if (::read(sig_fd, &info, sizeof info) == sizeof info) {
-                stop_signal_ = int(info.ssi_signo);
-                stop_.store(true);
-            }
-        });
-    }
     while (!stop_.load() && !devices_.empty())
         dispatch(-1);
-    if (sig_fd >= 0) {
-        unwatch(sig_fd);
-        retired_.clear();
-        close(sig_fd);
-        pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-    }
-    int signo = stop_signal_;
-    if (signo) // a signal ends the daemon: leave nothing behind
-        while (!devices_.empty())
-            remove(*devices_.back()->handle);
-    return signo;
+    return stop_signal_;
 }
 
 void LoopImpl::stop()
@@ -295,13 +289,13 @@ void LoopImpl::remove(Device &device)
     std::shared_ptr<DeviceState> keep = *it;
     devices_.erase(it);
     unwatch(dev->transport->fd());
-    if (control_)
-        control_->unpublish(*dev);
     {
         std::unique_lock lock(dev->lock);
         dev->gone = true;
         dev->transport->shutdown();
     }
+    if (control_) // last: an entry that is gone means the node is gone
+        control_->unpublish(*dev);
     if (devices_.empty() && control_)
         control_.reset(); // no device, no control socket
 }
@@ -664,14 +658,15 @@ void Device::notify_all(unsigned events)
         f->handle->notify(events);
 }
 
-Loop::Loop() : impl_(std::make_unique<LoopImpl>(*this)) {}
+Loop::Loop(bool handle_signals) : impl_(std::make_unique<LoopImpl>(*this, handle_signals)) {}
 Loop::~Loop() = default;
 Device &Loop::add(const DeviceOptions &options, Callbacks callbacks) { return impl_->add(options, std::move(callbacks)); }
 void Loop::remove(Device &device) { impl_->remove(device); }
 std::vector<Device *> Loop::devices() const { return impl_->devices(); }
 int Loop::fd() const { return impl_->epoll_fd(); }
 void Loop::dispatch() { impl_->dispatch(0); }
-int Loop::run(bool handle_signals) { return impl_->run(handle_signals); }
+int Loop::run() { return impl_->run(); }
+int Loop::stop_signal() const { return impl_->stop_signal(); }
 void Loop::stop() { impl_->stop(); }
 void Loop::watch(int fd, std::uint32_t events, FdHandler handler) { impl_->watch(fd, events, std::move(handler)); }
 void Loop::modify(int fd, std::uint32_t events) { impl_->modify(fd, events); }

@@ -32,7 +32,7 @@ class ControlServer; // control.cpp: the daemon's control socket and registry en
 
 class LoopImpl {
 public:
-    explicit LoopImpl(Loop &owner);
+    LoopImpl(Loop &owner, bool handle_signals);
     ~LoopImpl();
 
     Loop &owner() { return owner_; }
@@ -48,7 +48,8 @@ public:
     void unwatch(int fd);
     void post(std::function<void()> fn);
     void dispatch(int timeout_ms);
-    int run(bool handle_signals);
+    int run();
+    int stop_signal() const { return stop_signal_; }
     void stop();
 
     // For transports (loop thread).
@@ -72,6 +73,7 @@ private:
         Loop::FdHandler handler;
     };
     void drain_posted();
+    void on_signal();
     void default_answer(Request req);
     void release_file(FileState &file);
     void transport_gone(DeviceState &dev);
@@ -85,6 +87,7 @@ private:
     std::shared_ptr<SlotPool> pool_;
     int epoll_fd_ = -1;
     int wake_fd_ = -1;
+    int signal_fd_ = -1;
     std::map<int, std::unique_ptr<Watch>> watches_;
     std::vector<std::unique_ptr<Watch>> retired_;
     std::mutex posted_mutex_;

@@ -48,7 +48,8 @@ struct DeviceState;
 class LoopImpl;
 } // namespace detail
 
-// Which kernel mechanism serves a device. `automatic` picks the first usable of kernel, cuse, fuse.
+// Which kernel mechanism serves a device. `automatic` picks the first usable of kernel, cuse, fuse,
+// unless $FUSD_BACKEND names one (kernel, cuse, fuse): then that one, or a clear error.
 enum class Backend : std::uint8_t { automatic, kernel, cuse, fuse };
 std::string_view to_string(Backend backend);
 std::optional<Backend> parse_backend(std::string_view name); // "auto", "kernel", "cuse", "fuse"
@@ -185,9 +186,15 @@ private:
 
 // One event loop. Not thread-safe except where marked: run it on one thread; Requests may be
 // answered and File::notify() called from any thread.
+//
+// Signals: with handle_signals (the default), the constructor blocks SIGINT and SIGTERM in the
+// calling thread (threads started afterwards inherit that) and takes them through a signalfd in
+// the loop: on either, every device is unregistered and run() returns the signal number. So a
+// daemon killed politely leaves nothing behind, even when the signal comes before run().
+// Construct the Loop before starting threads of your own.
 class Loop {
 public:
-    Loop();
+    explicit Loop(bool handle_signals = true);
     ~Loop();                           // unregisters every device that is still registered
     Loop(const Loop &) = delete;
     Loop &operator=(const Loop &) = delete;
@@ -202,11 +209,11 @@ public:
     // Embedding: fd() is readable when dispatch() has work; dispatch() does it and never blocks.
     int fd() const;
     void dispatch();
-    // Simple drivers: dispatch until stop(), until SIGINT/SIGTERM (when handle_signals is true;
-    // they are blocked and taken through a signalfd so that the exit is clean), or until the
-    // last device is gone (removed by `fusdctl rm`, or its backend aborted).
+    // Simple drivers: dispatch until stop(), until SIGINT/SIGTERM (see above), or until the last
+    // device is gone (removed by `fusdctl rm`, or its backend aborted).
     // Returns 0, or the number of the signal that ended it.
-    int run(bool handle_signals = true);
+    int run();
+    int stop_signal() const;          // the SIGINT/SIGTERM that ended the loop, or 0
     void stop();                                          // thread-safe
 
     // The driver's own descriptors in the same loop (child pipes, timers, sockets).

@@ -1,0 +1,106 @@
+// Test helper: run a device daemon (fusd-testd, an example, ...) as a child process.
+#pragma once
+
+#include <csignal>
+#include <cstdlib>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdexcept>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+extern char **environ;
+
+namespace fusd_test {
+
+inline std::string build_dir()
+{
+    const char *b = std::getenv("FUSD_BUILD");
+    return b ? b : FUSD_DEFAULT_BUILD_DIR;
+}
+
+inline std::string unique_name(const std::string &tag)
+{
+    static int n = 0;
+    return "fusd-it-" + std::to_string(getpid()) + "-" + tag + "-" + std::to_string(++n);
+}
+
+// Starts `argv`, waits for its first line ("ready ..." or "serving ..."). SIGTERM + reap on exit.
+class Daemon {
+public:
+    explicit Daemon(std::vector<std::string> argv, int timeout_ms = 20000)
+    {
+        int out[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+            throw std::runtime_error("pipe");
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+        std::vector<char *> args;
+        for (auto &a : argv)
+            args.push_back(a.data());
+        args.push_back(nullptr);
+        if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0)
+            throw std::runtime_error("spawn " + argv[0]);
+        posix_spawn_file_actions_destroy(&fa);
+        close(out[1]);
+        out_ = out[0];
+        std::string line;
+        char c;
+        for (;;) {
+            pollfd p{out_, POLLIN, 0};
+            if (::poll(&p, 1, timeout_ms) <= 0)
+                break;
+            if (::read(out_, &c, 1) != 1)
+                break;
+            if (c == '\n') {
+                first_line_ = line;
+                break;
+            }
+            line += c;
+        }
+    }
+    ~Daemon() { stop(); }
+    Daemon(const Daemon &) = delete;
+    Daemon &operator=(const Daemon &) = delete;
+
+    bool ready() const { return !first_line_.empty(); }
+    const std::string &first_line() const { return first_line_; }
+    pid_t pid() const { return pid_; }
+    void signal(int sig) { kill(pid_, sig); }
+    // Sends sig, waits for the exit; returns the wait status.
+    int stop(int sig = SIGTERM)
+    {
+        if (pid_ <= 0)
+            return status_;
+        kill(pid_, SIGCONT);
+        kill(pid_, sig);
+        for (int i = 0; i < 1000; ++i) { // up to 10 s, then SIGKILL
+            if (waitpid(pid_, &status_, WNOHANG) == pid_) {
+                pid_ = -1;
+                break;
+            }
+            usleep(10000);
+        }
+        if (pid_ > 0) {
+            kill(pid_, SIGKILL);
+            waitpid(pid_, &status_, 0);
+            pid_ = -1;
+        }
+        if (out_ >= 0)
+            close(out_);
+        out_ = -1;
+        return status_;
+    }
+
+private:
+    pid_t pid_ = -1;
+    int out_ = -1;
+    int status_ = 0;
+    std::string first_line_;
+};
+
+} // namespace fusd_test
