@@ -4,11 +4,23 @@
 #pragma once
 
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <sys/types.h>
 
 namespace fusdctl {
+
+// A command that cannot be started: code() is the errno, what() the whole sentence.
+class CommandError : public std::system_error {
+public:
+    CommandError(int errnum, std::string message)
+        : std::system_error(errnum, std::generic_category()), message_(std::move(message)) {}
+    const char *what() const noexcept override { return message_.c_str(); }
+
+private:
+    std::string message_;
+};
 
 // The command after `--`, resolved once at startup.
 struct CommandSpec {
@@ -17,7 +29,7 @@ struct CommandSpec {
 };
 
 // Finds the executable the way execvp would (PATH search for a bare name). Throws
-// std::system_error whose what() names the command and the reason.
+// CommandError naming the command and the reason.
 CommandSpec resolve_command(const std::vector<std::string> &words);
 
 // One started command. The descriptors are the parent's ends: non-blocking, close-on-exec.

@@ -37,6 +37,7 @@
 
 #define FUSD_MAX_DEVICES	1024	/* minors of the fusd major */
 #define FUSD_MAX_TRACERS	64	/* trace subscribers at once */
+#define FUSD_ADMIN_TRACERS	16	/* of which kept for CAP_SYS_ADMIN */
 #define FUSD_TRACE_RING		512	/* records per subscriber (64 KiB) */
 #define FUSD_INLINE_BUF		256	/* payloads up to this size live inside the request */
 
@@ -107,12 +108,13 @@ struct fusd_req {
 	struct fusd_req_header hdr;	/* as the daemon will read it (size, id set at queueing) */
 	wait_queue_head_t wq;		/* the caller */
 	struct fusd_device *fdev;	/* valid while a caller waits */
+	struct fusd_file *ff;		/* valid while a caller waits */
 	int state;			/* enum fusd_req_state, under chan->lock */
 	int result;
 	u32 out_len;			/* reply payload bytes in buf */
 	u32 poll_mask;			/* OPEN reply with FUSD_REPLY_POLL */
 	bool has_poll_mask;
-	bool delivered;			/* the daemon may have read it */
+	bool abandoned;			/* the caller left after the daemon read it */
 	u64 start_ns;
 	void *buf;			/* payload both ways: inline_buf or a bounce buffer */
 	u8 inline_buf[FUSD_INLINE_BUF];
@@ -138,6 +140,9 @@ struct fusd_req *fusd_req_new(struct fusd_file *ff, struct file *file, u32 opcod
 void fusd_req_put(struct fusd_req *req);
 int fusd_call(struct fusd_req *req);
 void fusd_queue_noreply(struct fusd_channel *chan, struct fusd_req *req);
+int fusd_file_link(struct fusd_file *ff);
+void fusd_file_unlink(struct fusd_file *ff, struct file *file);
+__poll_t fusd_file_default_mask(void);
 void fusd_chan_purge(struct fusd_channel *chan, struct fusd_device *fdev, int err);
 void fusd_device_wake_files(struct fusd_device *fdev);
 void fusd_device_waiting(struct fusd_device *fdev, unsigned int *count, u64 *oldest_ns);

@@ -22,8 +22,9 @@
  *   of a struct fusd_reply (fusd_chan_write) finds it by id, checks the reply against
  *   it, copies the payload into its bounce buffer, marks it done and wakes the caller;
  *   fusd_node_read() copies the data to the caller and loops while chunks come back full.
- *   A signal ends the wait at once with EINTR; a request the daemon had already read is
- *   then queued again as an INTERRUPT message.  A daemon that goes away fails every
+ *   A signal ends the wait at once (EINTR, or a restart as a new request: SA_RESTART,
+ *   stop signals, the freezer); a request the daemon had already read is then queued
+ *   again as an INTERRUPT message.  A daemon that goes away fails every
  *   waiting and later call with EPIPE (opens: ENODEV) and its nodes disappear.
  *
  * Nothing a daemon writes is trusted: every message is checked whole before it has any
@@ -34,7 +35,6 @@
 #include <linux/capability.h>
 #include <linux/cdev.h>
 #include <linux/cred.h>
-#include <linux/ctype.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
 #include <linux/kernel.h>
@@ -218,7 +218,8 @@ struct fusd_device *fusd_device_get_by_minor(unsigned int minor)
 
 static bool fusd_name_char_ok(char c)
 {
-	return isalnum(c) || strchr("._-+:@,", c);
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("._-+:@,", c));
 }
 
 /*
@@ -250,18 +251,16 @@ static int fusd_name_check(const char *name)
 	return 0;
 }
 
-/* Is @name free: not a fusd device, and nothing at /dev/<name> in the caller's view? */
-static int fusd_name_free(const char *name)
+/*
+ * Is there nothing at /dev/<name> as the caller sees it?  Checked without fusd_mutex (a
+ * path walk may block on other filesystems); fusd's own names are checked under it.
+ */
+static int fusd_dev_path_free(const char *name)
 {
-	struct fusd_device *fdev;
 	char path[sizeof("/dev/") + FUSD_NAME_MAX];
 	struct path p;
 	int err;
 
-	lockdep_assert_held(&fusd_mutex);
-	list_for_each_entry(fdev, &fusd_devices, all_node)
-		if (!strcmp(fdev->name, name))
-			return -EEXIST;
 	snprintf(path, sizeof(path), "/dev/%s", name);
 	err = kern_path(path, 0, &p);
 	if (!err) {
@@ -381,8 +380,12 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
 	if (!fdev)
 		return -ENOMEM;
 
+	err = fusd_dev_path_free(reg.name);
 	mutex_lock(&fusd_mutex);
-	err = chan->tracer ? -EINVAL : fusd_name_free(reg.name);
+	if (!err && chan->tracer)
+		err = -EINVAL;
+	else if (!err && fusd_find_name(reg.name))
+		err = -EEXIST;
 	if (!err)
 		err = fusd_device_add(fdev);
 	mutex_unlock(&fusd_mutex);
@@ -416,16 +419,16 @@ static void fusd_device_remove(struct fusd_device *fdev, int err, bool notify)
 	idr_replace(&fusd_minors, NULL, fdev->minor);
 
 	spin_lock(&chan->lock);
-	WRITE_ONCE(fdev->gone, err);
+	WRITE_ONCE(fdev->gone, err);		/* from here on nothing is queued for it */
 	list_del_init(&fdev->chan_node);
-	fusd_chan_purge(chan, fdev, err);
 	fusd_device_wake_files(fdev);
 	if (notify && !chan->dead) {
 		gone = fdev->gone_msg;
 		fdev->gone_msg = NULL;
 	}
 	spin_unlock(&chan->lock);
-	if (gone)
+	fusd_chan_purge(chan, fdev, err);
+	if (gone)			/* after the purge, which would drop it */
 		fusd_queue_noreply(chan, gone);
 
 	device_del(&fdev->dev);

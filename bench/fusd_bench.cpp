@@ -1,0 +1,265 @@
+// fusd-bench: what libfusd costs, measured against baselines in the same run.
+//
+//   fusd-bench [--scale X]          (root; the FUSE backend on this host; FUSD_BACKEND honoured)
+//
+// Measures, each as the median of 5 rounds, caller and daemon pinned to one CPU (cross-CPU
+// wake-ups in a VM cost 50 us and drown everything else):
+//   /dev/zero reads (the in-kernel floor), a two-process pipe ping-pong (the user-space round-trip
+//   floor), a bare libfuse low-level daemon serving zeros over the same kind of mount (the FUSE
+//   transport's own floor), and a libfusd device doing the same work.
+// Prints ops/s or MB/s per case and the ratios; the target is libfusd <= 1.15x bare libfuse.
+#define FUSE_USE_VERSION 35
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <functional>
+#include <sched.h>
+#include <string>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+#include <fuse_lowlevel.h>
+#include <fusd/fusd.hpp>
+
+namespace {
+
+const std::vector<char> kZeros(1 << 20, 0);
+
+void pin_to_cpu0()
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+// ---- the two daemons -----------------------------------------------------------------------------
+
+int serve_fusd(const char *path)
+{
+    fusd::Loop loop;
+    fusd::Callbacks cb;
+    cb.read = [](fusd::Request req) {
+        req.reply_data(std::span<const std::byte>(reinterpret_cast<const std::byte *>(kZeros.data()),
+                                                  std::min(req.size(), kZeros.size())));
+    };
+    fusd::DeviceOptions o;
+    o.name = path;
+    o.mode = 0444;
+    loop.add(o, cb);
+    std::printf("ready\n");
+    std::fflush(stdout);
+    loop.run();
+    return 0;
+}
+
+void bare_getattr(fuse_req_t req, fuse_ino_t, fuse_file_info *)
+{
+    struct stat st{};
+    st.st_ino = 1;
+    st.st_mode = S_IFREG | 0444;
+    st.st_nlink = 1;
+    fuse_reply_attr(req, &st, 86400);
+}
+void bare_open(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
+{
+    fi->direct_io = 1;
+    fi->nonseekable = 1;
+    fuse_reply_open(req, fi);
+}
+void bare_read(fuse_req_t req, fuse_ino_t, size_t size, off_t, fuse_file_info *)
+{
+    fuse_reply_buf(req, kZeros.data(), std::min(size, kZeros.size()));
+}
+
+int serve_bare(const char *path)
+{
+    int ph = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+    if (ph < 0) {
+        std::perror(path);
+        return 1;
+    }
+    close(ph);
+    fuse_lowlevel_ops ops{};
+    ops.getattr = bare_getattr;
+    ops.open = bare_open;
+    ops.read = bare_read;
+    const char *argv[] = {"bare", "-o", "allow_other", nullptr};
+    fuse_args args = FUSE_ARGS_INIT(3, const_cast<char **>(argv));
+    fuse_session *se = fuse_session_new(&args, &ops, sizeof ops, nullptr);
+    if (!se || fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, path) != 0) {
+        unlink(path);
+        return 1;
+    }
+    std::printf("ready\n");
+    std::fflush(stdout);
+    fuse_session_loop(se); // single-threaded: the fastest libfuse loop on this machine
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    unlink(path);
+    return 0;
+}
+
+// ---- the caller side -----------------------------------------------------------------------------
+
+struct Child {
+    pid_t pid = -1;
+    ~Child()
+    {
+        if (pid > 0) {
+            kill(pid, SIGTERM);
+            waitpid(pid, nullptr, 0);
+        }
+    }
+};
+
+Child start_daemon(const char *self, const char *mode, const std::string &path)
+{
+    int out[2];
+    if (pipe(out) < 0)
+        std::exit(1);
+    Child c;
+    c.pid = fork();
+    if (c.pid == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        execl(self, self, mode, path.c_str(), nullptr);
+        _exit(127);
+    }
+    close(out[1]);
+    char buf[16] = {};
+    if (read(out[0], buf, sizeof buf - 1) <= 0 || std::strncmp(buf, "ready", 5) != 0) {
+        std::fprintf(stderr, "fusd-bench: daemon %s did not start\n", mode);
+        std::exit(1);
+    }
+    close(out[0]);
+    return c;
+}
+
+double seconds(const std::function<void()> &fn)
+{
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median_rate(int rounds, long ops, const std::function<void(long)> &body)
+{
+    std::vector<double> rates;
+    for (int r = 0; r < rounds; ++r)
+        rates.push_back(double(ops) / seconds([&] { body(ops); }));
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+}
+
+// reads/s of `size`-byte reads from path
+double read_rate(const std::string &path, std::size_t size, long ops)
+{
+    int fd = open(path.c_str(), O_RDONLY);
+    if (fd < 0) {
+        std::perror(path.c_str());
+        std::exit(1);
+    }
+    std::vector<char> buf(size);
+    double rate = median_rate(5, ops, [&](long n) {
+        for (long i = 0; i < n; ++i)
+            if (read(fd, buf.data(), size) != ssize_t(size)) {
+                std::perror("read");
+                std::exit(1);
+            }
+    });
+    close(fd);
+    return rate;
+}
+
+double pipe_pingpong_rate(long ops)
+{
+    int a[2], b[2];
+    if (pipe(a) < 0 || pipe(b) < 0)
+        std::exit(1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(a[1]);
+        close(b[0]);
+        char c;
+        while (read(a[0], &c, 1) == 1)
+            if (write(b[1], &c, 1) != 1)
+                break;
+        _exit(0);
+    }
+    close(a[0]);
+    close(b[1]);
+    char c = 'x';
+    double rate = median_rate(5, ops, [&](long n) {
+        for (long i = 0; i < n; ++i)
+            if (write(a[1], &c, 1) != 1 || read(b[0], &c, 1) != 1)
+                std::exit(1);
+    });
+    close(a[1]);
+    close(b[0]);
+    waitpid(pid, nullptr, 0);
+    return rate;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && std::strcmp(argv[1], "--serve-fusd") == 0) {
+        pin_to_cpu0();
+        return serve_fusd(argv[2]);
+    }
+    if (argc == 3 && std::strcmp(argv[1], "--serve-bare") == 0) {
+        pin_to_cpu0();
+        return serve_bare(argv[2]);
+    }
+    double scale = 1.0;
+    if (argc == 3 && std::strcmp(argv[1], "--scale") == 0)
+        scale = std::atof(argv[2]);
+    pin_to_cpu0();
+    const long small = long(40000 * scale), medium = long(8000 * scale), large = long(600 * scale);
+    std::string base = "/dev/fusd-bench-" + std::to_string(getpid());
+
+    std::printf("fusd-bench: caller and daemons pinned to CPU 0; median of 5 rounds\n");
+    double zero1 = read_rate("/dev/zero", 1, small * 5);
+    double pipe1 = pipe_pingpong_rate(small);
+    double bare1, bare64, bare1m, fusd1, fusd64, fusd1m;
+    {
+        Child bare = start_daemon(argv[0], "--serve-bare", base + "-bare");
+        bare1 = read_rate(base + "-bare", 1, small);
+        bare64 = read_rate(base + "-bare", 65536, medium);
+        bare1m = read_rate(base + "-bare", 1 << 20, large);
+    }
+    {
+        Child dev = start_daemon(argv[0], "--serve-fusd", base + "-fusd");
+        fusd1 = read_rate(base + "-fusd", 1, small);
+        fusd64 = read_rate(base + "-fusd", 65536, medium);
+        fusd1m = read_rate(base + "-fusd", 1 << 20, large);
+    }
+    auto mbps = [](double rate, double size) { return rate * size / 1e6; };
+    std::printf("%-34s %12s %12s\n", "case", "ops/s", "MB/s");
+    std::printf("%-34s %12.0f %12s\n", "/dev/zero 1 B read", zero1, "-");
+    std::printf("%-34s %12.0f %12s\n", "pipe ping-pong 1 B (2 processes)", pipe1, "-");
+    std::printf("%-34s %12.0f %12s\n", "bare libfuse 1 B read", bare1, "-");
+    std::printf("%-34s %12.0f %12s\n", "libfusd (fuse) 1 B read", fusd1, "-");
+    std::printf("%-34s %12.0f %12.0f\n", "bare libfuse 64 KiB read", bare64, mbps(bare64, 65536));
+    std::printf("%-34s %12.0f %12.0f\n", "libfusd (fuse) 64 KiB read", fusd64, mbps(fusd64, 65536));
+    std::printf("%-34s %12.0f %12.0f\n", "bare libfuse 1 MiB read", bare1m, mbps(bare1m, 1 << 20));
+    std::printf("%-34s %12.0f %12.0f\n", "libfusd (fuse) 1 MiB read", fusd1m, mbps(fusd1m, 1 << 20));
+    std::printf("\nratios (time per op; lower is better)\n");
+    std::printf("  libfusd / bare libfuse, 1 B:    %.2fx  (target <= 1.15x)\n", bare1 / fusd1);
+    std::printf("  libfusd / bare libfuse, 64 KiB: %.2fx\n", bare64 / fusd64);
+    std::printf("  libfusd / bare libfuse, 1 MiB:  %.2fx\n", bare1m / fusd1m);
+    std::printf("  libfusd 1 B / pipe round trip:  %.2fx\n", pipe1 / fusd1);
+    std::printf("  libfusd 1 B / /dev/zero:        %.1fx\n", zero1 / fusd1);
+    return 0;
+}

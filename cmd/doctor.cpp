@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+//
+// fusdctl doctor [--json]: which backends this machine can use, why not, and what auto picks.
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+#include "fusd/admin.hpp"
+#include "fusd/fusd.hpp"
+
+namespace fusdctl {
+
+namespace {
+
+struct DoctorOptions {
+    bool json = false;
+};
+
+int run_doctor(const DoctorOptions &opts) {
+    std::vector<fusd::BackendStatus> backends = fusd::probe_backends();
+    std::optional<fusd::Backend> chosen;
+    std::string why_none;
+    try {
+        chosen = fusd::choose_backend(fusd::Backend::automatic);
+    } catch (const fusd::Error &e) {
+        why_none = e.what();
+    }
+
+    if (opts.json) {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto &b : backends) {
+            list.push_back({
+                {"backend", std::string(fusd::to_string(b.backend))},
+                {"usable", b.usable},
+                {"reason", b.reason},
+                {"differences", b.differences},
+            });
+        }
+        nlohmann::json out = {
+            {"backends", list},
+            {"auto", chosen ? nlohmann::json(std::string(fusd::to_string(*chosen))) : nlohmann::json(nullptr)},
+            {"runtime_dir", fusd::admin::runtime_dir()},
+            {"root", ::geteuid() == 0},
+        };
+        if (!chosen)
+            out["auto_error"] = why_none;
+        fmt::print("{}\n", out.dump(2));
+        return chosen ? exit_ok : exit_failure;
+    }
+
+    std::size_t w = 7;
+    for (const auto &b : backends)
+        w = std::max(w, fusd::to_string(b.backend).size());
+    fmt::print("{:<{}}  {:<6}  {}\n", "BACKEND", w, "USABLE", "NOTES");
+    for (const auto &b : backends) {
+        std::string notes = b.usable ? b.differences : b.reason;
+        fmt::print("{:<{}}  {:<6}  {}\n", fusd::to_string(b.backend), w, b.usable ? "yes" : "no", notes);
+    }
+    fmt::print("\n");
+    if (chosen)
+        fmt::print("auto picks: {}\n", fusd::to_string(*chosen));
+    else
+        fmt::print("auto picks: nothing: {}\n", why_none);
+    fmt::print("runtime directory: {}\n", fusd::admin::runtime_dir());
+    return chosen ? exit_ok : exit_failure;
+}
+
+} // namespace
+
+Command add_doctor(CLI::App &app) {
+    auto opts = std::make_shared<DoctorOptions>();
+    CLI::App *sub = app.add_subcommand("doctor", "Show which backends this machine can use, and which auto picks");
+    sub->add_flag("-j,--json", opts->json, "Print a JSON object instead of a table");
+    return Command{sub, [opts] { return run_doctor(*opts); }};
+}
+
+} // namespace fusdctl

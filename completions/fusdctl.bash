@@ -1,0 +1,142 @@
+# bash completion for fusdctl                                      -*- shell-script -*-
+# SPDX-License-Identifier: MIT
+#
+# Subcommands, their options, option values, live device names for rm and trace (from
+# `fusdctl ls -q`), and the command line after `serve ... --`. Works with or without the
+# bash-completion package (which, when present, completes the command's own arguments).
+
+_fusdctl_devices() {
+	local prog=$1
+	"$prog" ls -q 2>/dev/null
+}
+
+_fusdctl() {
+	local cur prev prog
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=
+	((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
+	prog=${COMP_WORDS[0]}
+	if [[ $prog != */* ]] && ! type -P "$prog" >/dev/null 2>&1; then
+		prog=fusdctl
+	fi
+	COMPREPLY=()
+
+	local commands="serve ls trace rm doctor"
+	local serve_opts="--shared --restart --restart-delay --grace -m --mode -o --owner -g --group
+		-b --backend -d --detach -p --pidfile -l --log -h --help"
+	local ls_opts="-j --json -q --quiet -h --help"
+	local trace_opts="-j --json -n --count -h --help"
+	local rm_opts="-f --force -h --help"
+	local doctor_opts="-j --json -h --help"
+
+	# The subcommand, its first positional argument, and where `--` is.
+	local i word sub="" subidx=0 dashdash=0 npos=0
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		word=${COMP_WORDS[i]}
+		if [[ -z $sub ]]; then
+			case $word in
+			-*) ;;
+			*) sub=$word subidx=$i ;;
+			esac
+			continue
+		fi
+		if [[ $word == -- ]]; then
+			dashdash=$i
+			break
+		fi
+		case $word in
+		-m | --mode | -o | --owner | -g | --group | -b | --backend | -p | --pidfile | -l | --log | \
+			--grace | --restart-delay | -n | --count)
+			((i++)) ;; # skips the option's value
+		-*) ;;
+		*) ((npos++)) ;;
+		esac
+	done
+
+	if [[ -z $sub ]]; then
+		if [[ $cur == -* ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "--help --version" -- "$cur")
+		else
+			mapfile -t COMPREPLY < <(compgen -W "$commands" -- "$cur")
+		fi
+		return 0
+	fi
+
+	case $sub in
+	serve)
+		if ((dashdash > 0)); then
+			# The command and its arguments.
+			if ((COMP_CWORD == dashdash + 1)); then
+				mapfile -t COMPREPLY < <(compgen -c -- "$cur" | sort -u)
+			elif declare -F _command_offset >/dev/null 2>&1; then
+				_command_offset $((dashdash + 1))
+			else
+				mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+			fi
+			return 0
+		fi
+		case $prev in
+		-m | --mode)
+			mapfile -t COMPREPLY < <(compgen -W "0600 0640 0644 0660 0664 0666" -- "$cur")
+			return 0
+			;;
+		-o | --owner)
+			mapfile -t COMPREPLY < <(compgen -u -- "$cur")
+			return 0
+			;;
+		-g | --group)
+			mapfile -t COMPREPLY < <(compgen -g -- "$cur")
+			return 0
+			;;
+		-b | --backend)
+			mapfile -t COMPREPLY < <(compgen -W "auto kernel cuse fuse" -- "$cur")
+			return 0
+			;;
+		-p | --pidfile | -l | --log)
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+			return 0
+			;;
+		--grace | --restart-delay)
+			return 0
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			# `--` itself once the device is there
+			if ((npos >= 1)); then
+				mapfile -t COMPREPLY < <(compgen -W "-- $serve_opts" -- "$cur")
+			else
+				mapfile -t COMPREPLY < <(compgen -W "$serve_opts" -- "$cur")
+			fi
+		elif ((npos == 0)); then
+			# a new device: suggest the /dev/ prefix
+			mapfile -t COMPREPLY < <(compgen -W "/dev/" -- "$cur")
+			[[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == /dev/ ]] && compopt -o nospace 2>/dev/null
+		else
+			COMPREPLY=(--)
+		fi
+		;;
+	ls)
+		mapfile -t COMPREPLY < <(compgen -W "$ls_opts" -- "$cur")
+		;;
+	doctor)
+		mapfile -t COMPREPLY < <(compgen -W "$doctor_opts" -- "$cur")
+		;;
+	trace | rm)
+		if [[ $sub == trace && ($prev == -n || $prev == --count) ]]; then
+			return 0
+		fi
+		if [[ $cur == -* ]]; then
+			local opts=$trace_opts
+			[[ $sub == rm ]] && opts=$rm_opts
+			mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
+		else
+			local devices
+			devices=$(_fusdctl_devices "$prog")
+			mapfile -t COMPREPLY < <(compgen -W "$devices" -- "$cur")
+		fi
+		;;
+	esac
+	return 0
+}
+
+complete -F _fusdctl fusdctl

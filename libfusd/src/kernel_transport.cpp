@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: MIT
+//
+// The kernel transport: a device is a node of the fusd kernel module (kernel/, fusd(4)), served
+// through one channel (one open /dev/fusd) per device, speaking <linux/fusd.h> directly.
+//
+// The channel:
+//  - start(): open /dev/fusd, FUSD_IOC_HELLO (protocol version), FUSD_IOC_REGISTER (the module
+//    checks the name, refuses an existing /dev path with EEXIST and makes the node through
+//    devtmpfs with our mode and owner before the call returns), then non-blocking.
+//  - on_readable(): each read() returns exactly one request: struct fusd_req_header and its
+//    payload (WRITE data, IOCTL in-data), into one receive buffer of FUSD_MIN_READ_BUFFER bytes.
+//    The core gets pointers into that buffer; a request kept past its callback takes the buffer
+//    (keep_buffer) and the next read gets a fresh one, so nothing is copied.
+//  - reply(): one write() of struct fusd_reply plus payload per answer, from any thread. The
+//    module's channel has .write only (a writev would be split into one message per iovec), so
+//    header and payload are put together in one buffer first.
+//  - readiness: poll/select/epoll on the node are answered by the module from a mask we keep up
+//    to date: a FUSD_MSG_READY write per change, and the open reply carries the initial mask
+//    (FUSD_REPLY_POLL).
+//  - interrupts: a caller that is signalled after we read its request makes the module queue a
+//    FUSD_OP_INTERRUPT with the same id; we find the slot by id (in_flight_) and tell the core.
+//    The caller has already left: a reply to that id would fail with ENOENT, so none is sent.
+//  - RELEASE takes no reply and the caller of close() does not wait for it; it may name a file
+//    whose open the core already failed (the opener was interrupted): such ids are ignored.
+//  - shutdown(): FUSD_IOC_UNREGISTER (waiting callers get ENODEV, the node goes at once), close.
+//    A forced removal (FUSD_IOC_FORCE_UNREGISTER from fusdctl rm --force) arrives as
+//    FUSD_OP_GONE: on_readable() reports the connection gone and the core removes the device.
+//
+// One call: read(2) on /dev/NAME -> module queues FUSD_OP_READ -> on_readable() -> handle() ->
+// LoopImpl::deliver() -> driver -> reply() -> write(2) of struct fusd_reply + data.
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <mutex>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <unordered_map>
+
+#include <linux/fusd.h>
+
+#include "loop_impl.hpp"
+
+namespace fusd::detail {
+
+namespace {
+
+constexpr const char *kControl = FUSD_CONTROL_DEVICE;
+constexpr std::size_t kReceiveSize = FUSD_MIN_READ_BUFFER;
+constexpr std::size_t kStackReply = 4096;   // replies up to this payload are built on the stack
+
+static_assert(POLLIN == FUSD_POLLIN && POLLPRI == FUSD_POLLPRI && POLLOUT == FUSD_POLLOUT &&
+                  POLLERR == FUSD_POLLERR && POLLHUP == FUSD_POLLHUP,
+              "fusd readiness bits are poll(2)'s");
+
+std::string devname_of(const std::string &path) { return path.rfind("/dev/", 0) == 0 ? path.substr(5) : path; }
+
+// A channel that said HELLO, or -errno (EPROTO for a version mismatch: `version` tells which).
+int open_channel(std::string &why)
+{
+    int fd = open(kControl, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        why = err == ENOENT ? "no /dev/fusd: the fusd module is not loaded (modprobe fusd, or insmod kernel/fusd.ko)"
+                            : std::string("cannot open /dev/fusd: ") + std::strerror(err);
+        return -err;
+    }
+    fusd_hello hello{};
+    hello.major = FUSD_VERSION_MAJOR;
+    hello.minor = FUSD_VERSION_MINOR;
+    if (ioctl(fd, FUSD_IOC_HELLO, &hello) < 0) {
+        int err = errno;
+        close(fd);
+        if (err == EPROTO)
+            why = "version mismatch: the fusd module speaks protocol " + std::to_string(hello.major) + "." +
+                  std::to_string(hello.minor) + ", this libfusd " + std::to_string(FUSD_VERSION_MAJOR) + "." +
+                  std::to_string(FUSD_VERSION_MINOR);
+        else if (err == ENOTTY)
+            why = "/dev/fusd does not answer FUSD_IOC_HELLO: not the fusd module";
+        else
+            why = std::string("FUSD_IOC_HELLO failed: ") + std::strerror(err);
+        return -err;
+    }
+    return fd;
+}
+
+// CAP_SYS_ADMIN or CAP_MKNOD in the effective set: what FUSD_IOC_REGISTER needs.
+bool can_register()
+{
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("CapEff:", 0) == 0) {
+            unsigned long long caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+            return caps & ((1ull << 21) | (1ull << 27)); // CAP_SYS_ADMIN, CAP_MKNOD
+        }
+    return geteuid() == 0;
+}
+
+class KernelTransport final : public Transport {
+public:
+    explicit KernelTransport(DeviceState &dev) : dev_(dev), loop_(*dev.loop) {}
+    ~KernelTransport() override
+    {
+        if (fd_ >= 0)
+            shutdown();
+        std::free(buf_);
+    }
+
+    void start();
+
+    Backend backend() const override { return Backend::kernel; }
+    int fd() const override { return fd_; }
+    bool on_readable() override;
+    void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) override;
+    void notify_ready(FileState &file, unsigned events) override;
+    void keep_buffer(RequestSlot &slot) override;
+    void arm(RequestSlot &slot) override;
+    void forget_file(FileState &file) override;
+    void shutdown() override;
+    std::string cleanup_hint() const override { return "kernel:" + std::to_string(dev_id_); }
+
+private:
+    bool handle(const fusd_req_header &hdr, std::size_t got);
+    void on_interrupt(std::uint64_t id);
+    std::shared_ptr<FileState> file_of(std::uint64_t file_id);
+    void send(const fusd_reply &head, std::span<const std::byte> payload);
+    void answer_now(const fusd_req_header &hdr, int result); // for requests the core never sees
+
+    DeviceState &dev_;
+    LoopImpl &loop_;
+    int fd_ = -1;
+    std::uint64_t dev_id_ = 0;
+    bool gone_ = false;                  // removed by force (FUSD_OP_GONE): nothing to unregister
+    std::byte *buf_ = nullptr;           // receive buffer (malloc'ed: a kept request frees it)
+    std::mutex files_mutex_;
+    std::unordered_map<std::uint64_t, std::shared_ptr<FileState>> files_;  // by file_id: open files
+    std::mutex in_flight_mutex_;
+    std::unordered_map<std::uint64_t, RequestSlot *> in_flight_;           // by request id: unanswered
+};
+
+void KernelTransport::start()
+{
+    const std::string &path = dev_.path;
+    std::string name = devname_of(path);
+    if (name.size() >= FUSD_NAME_MAX)
+        throw Error(ENAMETOOLONG, path + ": the kernel backend takes names of at most " +
+                                      std::to_string(FUSD_NAME_MAX - 1) + " bytes below /dev");
+    std::string why;
+    fd_ = open_channel(why);
+    if (fd_ < 0) {
+        int err = -fd_;
+        fd_ = -1;
+        throw Error(err == ENOENT ? ENODEV : err, path + ": " + why);
+    }
+    fusd_register reg{};
+    std::memcpy(reg.name, name.c_str(), name.size() + 1);
+    reg.mode = dev_.options.mode & 0777; // the module takes permission bits only
+    reg.uid = *dev_.options.owner;
+    reg.gid = *dev_.options.group;
+    if (ioctl(fd_, FUSD_IOC_REGISTER, &reg) < 0) {
+        int err = errno;
+        close(fd_);
+        fd_ = -1;
+        std::string what = path + ": cannot register with the fusd module: " + std::strerror(err);
+        if (err == EEXIST)
+            what = path + ": already exists (a node, or another fusd device); not replacing it";
+        else if (err == EPERM)
+            what += " (registering needs CAP_SYS_ADMIN or CAP_MKNOD)";
+        else if (err == EINVAL)
+            what += " (names are components of A-Z a-z 0-9 . _ - + : @ , separated by single slashes)";
+        else if (err == ENOSPC)
+            what += " (the module's 1024 devices are in use)";
+        throw Error(err, what);
+    }
+    dev_id_ = reg.dev_id;
+    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
+}
+
+void KernelTransport::shutdown()
+{
+    if (fd_ >= 0) {
+        if (!gone_) {
+            // Waiting callers get ENODEV and the node goes now, even if a forked child of the
+            // daemon still holds the channel open.
+            fusd_unregister u{dev_id_};
+            ioctl(fd_, FUSD_IOC_UNREGISTER, &u);
+        }
+        close(fd_);
+        fd_ = -1;
+    }
+    {
+        std::lock_guard lock(files_mutex_);
+        files_.clear();
+    }
+    std::lock_guard lock(in_flight_mutex_);
+    in_flight_.clear();
+}
+
+bool KernelTransport::on_readable()
+{
+    for (int i = 0; i < 16; ++i) {
+        if (!buf_ && !(buf_ = static_cast<std::byte *>(std::malloc(kReceiveSize)))) {
+            LoopImpl::log_error(dev_.path + ": out of memory for the receive buffer");
+            return true; // try again on the next wake-up
+        }
+        ssize_t n = ::read(fd_, buf_, kReceiveSize);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return true;
+            LoopImpl::log_error(dev_.path + ": reading /dev/fusd: " + std::strerror(errno));
+            return false;
+        }
+        fusd_req_header hdr{};
+        if (std::size_t(n) >= sizeof hdr)
+            std::memcpy(&hdr, buf_, sizeof hdr);
+        if (std::size_t(n) < sizeof hdr || hdr.size < sizeof hdr) {
+            LoopImpl::log_error(dev_.path + ": short message from the fusd module");
+            return false;
+        }
+        if (!handle(hdr, std::size_t(n)))
+            return false;
+    }
+    return true;
+}
+
+std::shared_ptr<FileState> KernelTransport::file_of(std::uint64_t file_id)
+{
+    std::lock_guard lock(files_mutex_);
+    auto it = files_.find(file_id);
+    return it == files_.end() ? nullptr : it->second;
+}
+
+// One request from the module (loop thread). Returns false when the device is gone.
+bool KernelTransport::handle(const fusd_req_header &hdr, std::size_t got)
+{
+    Incoming in;
+    in.handle = std::uintptr_t(hdr.id);
+    in.caller = {pid_t(hdr.pid), uid_t(hdr.uid), gid_t(hdr.gid)};
+    in.flags = hdr.flags;
+    const std::byte *payload = buf_ + sizeof hdr;
+    const std::size_t payload_size = std::min<std::size_t>(got, hdr.size) - sizeof hdr;
+
+    switch (hdr.opcode) {
+    case FUSD_OP_OPEN: {
+        auto file = loop_.new_file(dev_, in.caller, hdr.flags);
+        file->transport_data = hdr.file_id;
+        {
+            std::lock_guard lock(files_mutex_);
+            files_[hdr.file_id] = file;
+        }
+        in.op = Op::open;
+        loop_.deliver(std::move(file), in);
+        return true;
+    }
+    case FUSD_OP_RELEASE: {
+        std::shared_ptr<FileState> file;
+        {
+            std::lock_guard lock(files_mutex_);
+            auto it = files_.find(hdr.file_id);
+            if (it == files_.end())
+                return true; // its open failed or was interrupted: the core released it already
+            file = std::move(it->second);
+            files_.erase(it);
+        }
+        in.op = Op::release;
+        loop_.deliver(std::move(file), in);
+        return true;
+    }
+    case FUSD_OP_READ:
+    case FUSD_OP_WRITE:
+    case FUSD_OP_IOCTL: {
+        auto file = file_of(hdr.file_id);
+        if (!file) {
+            answer_now(hdr, -EBADF); // cannot happen: the module sends calls for opened files only
+            return true;
+        }
+        if (hdr.opcode == FUSD_OP_READ) {
+            in.op = Op::read;
+            in.size = hdr.len;
+        } else if (hdr.opcode == FUSD_OP_WRITE) {
+            in.op = Op::write;
+            in.size = payload_size;
+            in.data = payload;
+            in.data_size = payload_size;
+        } else {
+            in.op = Op::ioctl;
+            in.size = hdr.reply_max; // _IOR/_IOWR: the out size; else 0
+            in.data = payload_size ? payload : nullptr;
+            in.data_size = payload_size;
+            in.ioctl_command = hdr.ioctl_cmd;
+            in.ioctl_argument = hdr.ioctl_arg;
+        }
+        loop_.deliver(std::move(file), in);
+        return true;
+    }
+    case FUSD_OP_INTERRUPT:
+        on_interrupt(hdr.id);
+        return true;
+    case FUSD_OP_GONE:
+        if (hdr.dev_id != dev_id_)
+            return true;
+        gone_ = true; // fusdctl rm --force: the module removed the node and released the callers
+        return false;
+    default:
+        // A later minor version's message: those needing a reply get ENOSYS.
+        if (!(hdr.id & FUSD_ID_NOREPLY))
+            answer_now(hdr, -ENOSYS);
+        return true;
+    }
+}
+
+void KernelTransport::on_interrupt(std::uint64_t id)
+{
+    RequestSlot *slot = nullptr;
+    {
+        // In the table means not answered yet (reply() takes it out first), so not recycled;
+        // our reference keeps it so while the core answers EINTR.
+        std::lock_guard lock(in_flight_mutex_);
+        auto it = in_flight_.find(id);
+        if (it == in_flight_.end())
+            return; // answered already, or never read whole: ignore
+        slot = it->second;
+        slot->refs.fetch_add(1, std::memory_order_acq_rel);
+    }
+    loop_.interrupt(*slot, std::uintptr_t(id));
+    loop_.unref(slot);
+}
+
+void KernelTransport::arm(RequestSlot &slot)
+{
+    if (slot.op == Op::release)
+        return; // takes no reply, cannot be interrupted
+    std::lock_guard lock(in_flight_mutex_);
+    in_flight_[std::uint64_t(slot.handle.load(std::memory_order_relaxed))] = &slot;
+}
+
+void KernelTransport::keep_buffer(RequestSlot &slot)
+{
+    // The slot's data points into buf_: hand the whole buffer over; the next read allocates.
+    slot.owned_buffer = buf_;
+    buf_ = nullptr;
+}
+
+void KernelTransport::send(const fusd_reply &head, std::span<const std::byte> payload)
+{
+    const std::size_t size = sizeof head + payload.size();
+    std::byte stack[sizeof head + kStackReply];
+    thread_local std::unique_ptr<std::byte[]> big;
+    std::byte *msg = stack;
+    if (payload.size() > kStackReply) {
+        if (!big)
+            big = std::make_unique<std::byte[]>(sizeof head + FUSD_CHUNK_MAX);
+        msg = big.get();
+    }
+    std::memcpy(msg, &head, sizeof head);
+    if (!payload.empty())
+        std::memcpy(msg + sizeof head, payload.data(), payload.size());
+    ssize_t n;
+    do
+        n = ::write(fd_, msg, size);
+    while (n < 0 && errno == EINTR);
+    // ENOENT: the caller left (signal, or its device was removed meanwhile): harmless.
+    if (n < 0 && errno != ENOENT)
+        LoopImpl::log_error(dev_.path + ": the fusd module refused a reply (request " + std::to_string(head.id) +
+                            ", result " + std::to_string(head.result) + "): " + std::strerror(errno));
+}
+
+void KernelTransport::answer_now(const fusd_req_header &hdr, int result)
+{
+    fusd_reply head{};
+    head.size = sizeof head;
+    head.type = FUSD_MSG_REPLY;
+    head.id = hdr.id;
+    head.result = result;
+    send(head, {});
+}
+
+void KernelTransport::reply(RequestSlot &slot, int result, std::span<const std::byte> bytes)
+{
+    const std::uint64_t id = slot.handle.load(std::memory_order_acquire);
+    {
+        std::lock_guard lock(in_flight_mutex_);
+        in_flight_.erase(id);
+    }
+    if (slot.op == Op::release || slot.interrupted.load(std::memory_order_acquire))
+        return; // RELEASE takes no reply; an interrupted caller has left (a reply would get ENOENT)
+    fusd_reply head{};
+    head.size = std::uint32_t(sizeof head + (result < 0 ? 0 : bytes.size()));
+    head.type = FUSD_MSG_REPLY;
+    head.id = id;
+    head.result = result;
+    if (result < 0) {
+        send(head, {});
+        return;
+    }
+    switch (slot.op) {
+    case Op::open: {
+        // The initial readiness goes with the reply; under poll_mutex so that a notify() racing
+        // with it cannot be overtaken by an older mask (see notify_ready).
+        FileState &file = *slot.file;
+        std::lock_guard lock(file.poll_mutex);
+        head.flags = FUSD_REPLY_POLL;
+        head.poll_mask = file.readiness.load() & FUSD_POLL_ALL;
+        send(head, {});
+        break;
+    }
+    case Op::read:
+    case Op::ioctl:
+        send(head, bytes);
+        break;
+    default: // write: result is the count taken
+        head.size = sizeof head;
+        send(head, {});
+        break;
+    }
+}
+
+void KernelTransport::notify_ready(FileState &file, unsigned)
+{
+    // The current mask, not the argument: a write under poll_mutex always carries the newest.
+    std::lock_guard lock(file.poll_mutex);
+    fusd_ready ready{};
+    ready.size = sizeof ready;
+    ready.type = FUSD_MSG_READY;
+    ready.dev_id = dev_id_;
+    ready.file_id = file.transport_data;
+    ready.mask = file.readiness.load() & FUSD_POLL_ALL;
+    ssize_t n;
+    do
+        n = ::write(fd_, &ready, sizeof ready);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != ENOENT) // ENOENT: that file was closed meanwhile
+        LoopImpl::log_error(dev_.path + ": the fusd module refused a readiness change: " + std::strerror(errno));
+}
+
+void KernelTransport::forget_file(FileState &file)
+{
+    std::lock_guard lock(files_mutex_);
+    auto it = files_.find(file.transport_data);
+    if (it != files_.end() && it->second.get() == &file)
+        files_.erase(it);
+}
+
+} // namespace
+
+std::unique_ptr<Transport> make_kernel_transport(DeviceState &device)
+{
+    struct stat st{};
+    if (lstat(device.path.c_str(), &st) == 0)
+        throw Error(EEXIST, device.path + ": already exists and is not a fusd device; not replacing it");
+    auto t = std::make_unique<KernelTransport>(device);
+    t->start();
+    return t;
+}
+
+BackendStatus probe_kernel()
+{
+    BackendStatus s{Backend::kernel, false, "",
+                    "a real character device node (test -c) made by the fusd module with the requested mode and "
+                    "owner (udev: SUBSYSTEM==\"fusd\"); lseek/pread/pwrite fail with ESPIPE; mmap fails with "
+                    "ENODEV; ioctls only with _IOC-encoded sizes (up to 16383 bytes; FIONBIO, FIOASYNC, FIOCLEX, "
+                    "FIONCLEX are the kernel's, FIONREAD reaches the driver); reads and writes above 128 KiB are "
+                    "split into 128 KiB requests; close() does not wait for the driver; names only of "
+                    "A-Z a-z 0-9 . _ - + : @ , (63 bytes); status in /sys/class/fusd/NAME/"};
+    std::string why;
+    int fd = open_channel(why);
+    if (fd < 0)
+        s.reason = why;
+    else {
+        close(fd);
+        if (!can_register())
+            s.reason = "not permitted: registering a device needs CAP_SYS_ADMIN or CAP_MKNOD (run as root)";
+        else
+            s.usable = true;
+    }
+    return s;
+}
+
+// FUSD_IOC_FORCE_UNREGISTER by name: the module removes the node at once and releases every
+// caller blocked on it (ENODEV), even when the daemon is stopped or hung; the daemon reads
+// FUSD_OP_GONE when it runs again. Allowed to the uid that registered the device and to root.
+void force_remove_kernel(const std::string &path)
+{
+    std::string why;
+    int fd = open_channel(why);
+    if (fd < 0) {
+        if (fd == -ENOENT)
+            return; // no module: no kernel device to remove
+        throw Error(-fd, path + ": " + why);
+    }
+    fusd_force_unregister fu{};
+    std::string name = devname_of(path);
+    if (name.size() >= sizeof fu.name) {
+        close(fd);
+        return; // no fusd device can have that name
+    }
+    std::memcpy(fu.name, name.c_str(), name.size() + 1);
+    int r = ioctl(fd, FUSD_IOC_FORCE_UNREGISTER, &fu);
+    int err = errno;
+    close(fd);
+    if (r < 0 && err != ENOENT)
+        throw Error(err, path + ": the fusd module refused the forced removal: " + std::strerror(err) +
+                             (err == EPERM ? " (only the uid that registered it, or root)" : ""));
+}
+
+} // namespace fusd::detail

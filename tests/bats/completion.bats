@@ -1,0 +1,94 @@
+#!/usr/bin/env bats
+# Shell completions: bash (subcommands, options, option values, live devices, the command after
+# `--`), and syntax plus a few completions for zsh and fish when those shells are installed.
+
+load helpers
+
+# complete_bash WORD...: the candidates bash offers for the last word.
+complete_bash() {
+	bash -c '
+source "$1"; shift
+PATH=$(dirname "$FUSDCTL"):$PATH
+COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+_fusdctl
+printf "%s\n" "${COMPREPLY[@]}"' _ "$REPO/completions/fusdctl.bash" "$@"
+}
+
+@test "bash: subcommands" {
+	run complete_bash fusdctl ""
+	assert_success
+	for c in serve ls trace rm doctor; do assert_line "$c"; done
+	run complete_bash fusdctl tr
+	assert_output "trace"
+}
+
+@test "bash: options of each subcommand" {
+	run complete_bash fusdctl serve --
+	for o in --shared --restart --grace --mode --owner --group --backend --detach --pidfile --log --help; do
+		assert_line -- "$o"
+	done
+	run complete_bash fusdctl rm --f
+	assert_output -- "--force"
+	run complete_bash fusdctl ls --j
+	assert_output -- "--json"
+	run complete_bash fusdctl trace -
+	assert_line -- "-n"
+	assert_line -- "--json"
+	run complete_bash fusdctl doctor --
+	assert_line -- "--json"
+	run complete_bash fusdctl --ver
+	assert_output -- "--version"
+}
+
+@test "bash: option values" {
+	run complete_bash fusdctl serve --backend ""
+	assert_success
+	assert_equal "$(echo "$output" | sort | tr '\n' ' ')" "auto cuse fuse kernel "
+	run complete_bash fusdctl serve -m 066
+	assert_line "0660"
+	assert_line "0666"
+}
+
+@test "bash: '--' after the device, then commands" {
+	run complete_bash fusdctl serve "$NAME" ""
+	assert_output -- "--"
+	run complete_bash fusdctl serve "$NAME" -- dat
+	assert_line "date"
+}
+
+@test "bash: live device names for rm and trace" {
+	serve_d "$NAME" -- true
+	run complete_bash fusdctl rm ""
+	assert_line "$DEV"
+	run complete_bash fusdctl trace "/dev/fusd-bats-$$-$BATS_TEST_NUMBER"
+	assert_output "$DEV"
+	run complete_bash fusdctl rm --force "/dev/fusd-bats-$$-$BATS_TEST_NUMBER"
+	assert_output "$DEV"
+}
+
+@test "bash: the installed script registers the completion" {
+	run bash -c 'source "$1"; complete -p fusdctl' _ "$REPO/completions/fusdctl.bash"
+	assert_success
+	assert_output --partial "_fusdctl"
+}
+
+@test "zsh: the completion function parses" {
+	command -v zsh >/dev/null || skip "zsh not installed"
+	run zsh -n "$REPO/completions/_fusdctl"
+	assert_success
+	head -1 "$REPO/completions/_fusdctl" | grep -qx '#compdef fusdctl'
+}
+
+@test "fish: subcommands, options and devices" {
+	command -v fish >/dev/null || skip "fish not installed"
+	run fish -n "$REPO/completions/fusdctl.fish"
+	assert_success
+	serve_d "$NAME" -- true
+	fc() { PATH=$(dirname "$FUSDCTL"):$PATH fish -c 'source $argv[1]; complete -C $argv[2]' "$REPO/completions/fusdctl.fish" "$1" | cut -f1; }
+	run fc "fusdctl "
+	for c in serve ls trace rm doctor; do assert_line "$c"; done
+	run fc "fusdctl serve --sh"
+	assert_output -- "--shared"
+	run fc "fusdctl rm "
+	assert_line "$DEV"
+}

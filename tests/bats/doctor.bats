@@ -1,0 +1,45 @@
+#!/usr/bin/env bats
+# fusdctl doctor: usable backends, the reasons for the others, and what auto picks.
+
+load helpers
+
+@test "doctor: every backend, usable or why not, and the pick of auto" {
+	run "$FUSDCTL" doctor
+	assert_success
+	assert_line --index 0 --regexp '^BACKEND +USABLE +NOTES$'
+	assert_line --regexp '^kernel +(yes|no) +.+'
+	assert_line --regexp '^cuse +(yes|no) +.+'
+	assert_line --regexp '^fuse +(yes|no) +.+'
+	assert_line --regexp '^auto picks: (kernel|cuse|fuse)$'
+}
+
+@test "doctor --json: valid, three backends, auto is a usable one" {
+	run "$FUSDCTL" doctor --json
+	assert_success
+	echo "$output" >"$T/doctor.json"
+	run "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = [b["backend"] for b in d["backends"]]
+assert names == ["kernel", "cuse", "fuse"], names
+for b in d["backends"]:
+    assert isinstance(b["usable"], bool)
+    assert b["usable"] or b["reason"], b
+usable = [b["backend"] for b in d["backends"] if b["usable"]]
+assert d["auto"] in usable, (d["auto"], usable)
+print(d["auto"])' "$T/doctor.json"
+	assert_success
+	if [ "$FUSD_BACKEND" != auto ]; then
+		assert_output "$FUSD_BACKEND"
+	fi
+}
+
+@test "doctor: the backend auto picks is the one serve uses" {
+	auto=$("$FUSDCTL" doctor --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["auto"])')
+	serve_d "$NAME" -- true
+	run "$FUSDCTL" ls --json
+	echo "$output" | "$PY" -c '
+import json, sys
+d = [x for x in json.load(sys.stdin) if x["device"] == sys.argv[1]][0]
+sys.exit(0 if sys.argv[2] in (d["backend"], "auto") or sys.argv[3] != "auto" else 1)' "$DEV" "$auto" "$FUSD_BACKEND"
+}

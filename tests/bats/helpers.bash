@@ -1,0 +1,155 @@
+# tests/bats/helpers.bash - shared by every fusdctl suite.
+#
+# Environment:
+#   FUSDCTL       the binary under test (default: <repo>/build/cmd/fusdctl)
+#   FUSD_BACKEND  auto (default), kernel, cuse or fuse: passed to `fusdctl serve --backend`
+#
+# Every test gets unique device names (fusd-bats-<pid>-<test number>[-suffix]); teardown stops
+# every server the test started, removes its nodes (rm, then rm --force), and fails the test if
+# a node, a mount or a process of it is left behind. Nothing here waits without a time limit.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+FUSDCTL=${FUSDCTL:-$REPO/build/cmd/fusdctl}
+FUSD_BACKEND=${FUSD_BACKEND:-auto}
+PY=$(command -v /usr/bin/python3 || command -v python3 || true)
+export FUSDCTL FUSD_BACKEND PY
+
+common_setup() {
+	[ -x "$FUSDCTL" ] || fail "no fusdctl at $FUSDCTL: build it (cmake --build build) or set FUSDCTL"
+	NAME=fusd-bats-$$-$BATS_TEST_NUMBER
+	DEV=/dev/$NAME
+	T=$BATS_TEST_TMPDIR
+	: >"$T/pids"
+	: >"$T/devs"
+	: >"$T/cmdpids"
+}
+
+common_teardown() {
+	local dev pid leftovers=""
+	# Stopped servers are continued; then asked nicely to unregister, then forced.
+	while read -r pid; do
+		[ -z "$pid" ] || kill -CONT "$pid" 2>/dev/null || true
+	done <"$T/pids"
+	while read -r dev; do
+		[ -n "$dev" ] || continue
+		timeout 10 "$FUSDCTL" rm "$dev" >/dev/null 2>&1 || timeout 10 "$FUSDCTL" rm --force "$dev" >/dev/null 2>&1 || true
+	done <"$T/devs"
+	while read -r pid; do
+		[ -n "$pid" ] || continue
+		kill -TERM "$pid" 2>/dev/null || true
+	done <"$T/pids"
+	while read -r pid; do
+		[ -n "$pid" ] || continue
+		wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null; leftovers+=" server $pid still running;"; }
+	done <"$T/pids"
+	while read -r pid; do
+		[ -n "$pid" ] || continue
+		wait_gone "$pid" 5 || { kill -KILL "$pid" 2>/dev/null; leftovers+=" command $pid still running;"; }
+	done <"$T/cmdpids"
+	while read -r dev; do
+		[ -n "$dev" ] || continue
+		if grep -q " $dev " /proc/mounts; then
+			umount -l "$dev" 2>/dev/null || true
+			leftovers+=" mount $dev;"
+		fi
+		if [ -e "$dev" ] || [ -L "$dev" ]; then
+			timeout 10 "$FUSDCTL" rm --force "$dev" >/dev/null 2>&1 || rm -f "$dev"
+			leftovers+=" node $dev;"
+		fi
+	done <"$T/devs"
+	if grep -q "fusd-bats-$$-$BATS_TEST_NUMBER\b" /proc/mounts; then
+		leftovers+=" $(grep "fusd-bats-$$-$BATS_TEST_NUMBER\b" /proc/mounts | tr '\n' ';')"
+		grep "fusd-bats-$$-$BATS_TEST_NUMBER\b" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
+	fi
+	[ -z "$leftovers" ] || fail "left behind:$leftovers"
+}
+
+setup() { common_setup; }
+teardown() { common_teardown; }
+
+# A process is gone once it has no /proc entry or is a zombie (its reaper may be slow).
+alive() {
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
+# not COMMAND...: succeeds when COMMAND fails. (A bare `! cmd` never fails a bats test: set -e
+# ignores negated commands.)
+not() { ! "$@"; }
+
+# listed DEVICE: `fusdctl ls -q` shows it live. (bats-assert's refute_line trips on an empty
+# output, hence a plain grep.)
+listed() { "$FUSDCTL" ls -q | grep -qxF "$1"; }
+
+# wait_gone PID SECONDS
+wait_gone() {
+	local i
+	for ((i = 0; i < $2 * 20; i++)); do
+		alive "$1" || return 0
+		sleep 0.05
+	done
+	! alive "$1"
+}
+
+# wait_for SECONDS COMMAND...: until COMMAND succeeds.
+wait_for() {
+	local secs=$1 i
+	shift
+	for ((i = 0; i < secs * 20; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	"$@"
+}
+
+# Remember a device or a server for teardown.
+track_dev() { echo "$1" >>"$T/devs"; }
+track_pid() { echo "$1" >>"$T/pids"; }
+track_cmd() { echo "$1" >>"$T/cmdpids"; }
+
+# serve_d DEVICE [SERVE OPTIONS] -- COMMAND...: `fusdctl serve --detach`; sets SERVER_PID.
+serve_d() {
+	local dev=$1 out
+	shift
+	track_dev "$(devpath "$dev")"
+	out=$("$FUSDCTL" serve --detach --backend "$FUSD_BACKEND" "$dev" "$@" 3>&-) || {
+		echo "fusdctl serve -d $dev $* failed" >&2
+		return 1
+	}
+	SERVER_PID=$out
+	track_pid "$SERVER_PID"
+}
+
+# serve_fg DEVICE [OPTIONS] -- COMMAND...: a foreground server in the background of the test,
+# ready once its pid file exists; sets SERVER_PID (the fusdctl process itself).
+serve_fg() {
+	local dev=$1
+	shift
+	track_dev "$(devpath "$dev")"
+	"$FUSDCTL" serve --backend "$FUSD_BACKEND" --pidfile "$T/fg.pid" "$dev" "$@" 2>"$T/fg.err" 3>&- &
+	SERVER_PID=$!
+	track_pid "$SERVER_PID"
+	wait_for 10 test -s "$T/fg.pid" || fail "foreground server not ready: $(cat "$T/fg.err")"
+}
+
+devpath() {
+	case $1 in
+	/*) echo "$1" ;;
+	*) echo "/dev/$1" ;;
+	esac
+}
+
+# py SCRIPT [ARGS...]: python3 with the script on the command line (never blocks forever: the
+# scripts use timeouts or are run under `timeout`).
+py() {
+	local script=$1
+	shift
+	timeout 20 "$PY" -c "$script" "$@"
+}
+
+# The tests run as root; a caller that is not root:
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fusd-kbench - 1-byte read(2) cost: /dev/zero vs a fusd.ko node served by a minimal
+ * raw-UAPI daemon, in the same run (on a TCG guest only the ratio means anything).
+ *
+ *   fusd-kbench [ITERATIONS]      default 20000
+ * Also a pipe ping-pong between two processes: the user-space round-trip floor.
+ * Prints "BENCH <name> ns_per_op=<n> [ratio=<x>]" lines; caller and daemon run pinned to
+ * the same CPU ("samecpu") and, with 2+ CPUs, to different CPUs ("crosscpu").
+ */
+#include "ft.h"
+
+/* The smallest daemon: every READ gets len zero bytes, everything else 0. */
+static void bench_daemon(int fd)
+{
+	static unsigned char msg[FUSD_MIN_READ_BUFFER];
+	static unsigned char zeros[FUSD_CHUNK_MAX];
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+
+	for (;;) {
+		ssize_t n = read(fd, msg, sizeof(msg));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(0);
+		}
+		if (h->opcode == FUSD_OP_INTERRUPT || (h->id & FUSD_ID_NOREPLY))
+			continue;
+		if (h->opcode == FUSD_OP_READ)
+			ft_reply(fd, h->id, h->len, zeros, h->len);
+		else
+			ft_reply(fd, h->id, 0, NULL, 0);
+	}
+}
+
+static void pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		ft_die("sched_setaffinity %d", cpu);
+}
+
+static double ns_per_read(const char *path, long iters)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char c;
+	double t;
+
+	if (fd < 0)
+		ft_die("open %s", path);
+	for (long i = 0; i < iters / 10; i++)		/* warm up */
+		if (read(fd, &c, 1) != 1)
+			ft_die("read %s", path);
+	t = ft_now();
+	for (long i = 0; i < iters; i++)
+		if (read(fd, &c, 1) != 1)
+			ft_die("read %s", path);
+	t = ft_now() - t;
+	close(fd);
+	return t * 1e9 / iters;
+}
+
+/* The user-space floor: one byte there and back over two pipes between two processes. */
+static double ns_per_pingpong(int caller_cpu, int peer_cpu, long iters)
+{
+	int ab[2], ba[2], st;
+	double t = 0;
+	pid_t p;
+	char c = 0;
+
+	if (pipe(ab) || pipe(ba))
+		ft_die("pipe");
+	p = fork();
+	if (p == 0) {
+		close(ab[1]);
+		close(ba[0]);
+		pin(peer_cpu);
+		while (read(ab[0], &c, 1) == 1)
+			if (write(ba[1], &c, 1) != 1)
+				break;
+		_exit(0);
+	}
+	pin(caller_cpu);
+	for (long i = 0; i < iters / 10 + iters; i++) {
+		if (i == iters / 10)
+			t = ft_now();
+		if (write(ab[1], &c, 1) != 1 || read(ba[0], &c, 1) != 1)
+			ft_die("pingpong");
+	}
+	t = ft_now() - t;
+	close(ab[1]);
+	waitpid(p, &st, 0);
+	close(ab[0]);
+	close(ba[0]);
+	close(ba[1]);
+	return t * 1e9 / iters;
+}
+
+static void run(const char *label, int caller_cpu, int daemon_cpu, long iters)
+{
+	const char *name = "fusd-bench";
+	double zero, fusd, pipe;
+	int fd, st;
+	pid_t d;
+
+	pin(daemon_cpu);
+	fd = ft_channel();
+	if (fd < 0 || ft_register(fd, name, 0666, 0, 0, NULL))
+		ft_die("register %s", name);
+	d = fork();
+	if (d == 0)
+		bench_daemon(fd);
+	close(fd);
+	pin(caller_cpu);
+	zero = ns_per_read("/dev/zero", iters);
+	fusd = ns_per_read("/dev/fusd-bench", iters);
+	pipe = ns_per_pingpong(caller_cpu, daemon_cpu, iters);
+	printf("BENCH %s devzero-1B ns_per_op=%.0f\n", label, zero);
+	printf("BENCH %s pipe-pingpong ns_per_op=%.0f ratio=%.1f\n", label, pipe, pipe / zero);
+	printf("BENCH %s fusd-kernel-1B ns_per_op=%.0f ratio=%.1f\n", label, fusd, fusd / zero);
+	kill(d, SIGKILL);
+	waitpid(d, &st, 0);
+	for (int i = 0; i < 200 && access("/dev/fusd-bench", F_OK) == 0; i++)
+		ft_msleep(5);
+}
+
+int main(int argc, char **argv)
+{
+	long iters = argc > 1 ? atol(argv[1]) : 20000;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	run("samecpu", 0, 0, iters);
+	if (sysconf(_SC_NPROCESSORS_ONLN) > 1)
+		run("crosscpu", 0, 1, iters);
+	return 0;
+}

@@ -1,0 +1,1782 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fusd-ktest - tests of fusd.ko through its raw UAPI, run as root in the test guest.
+ *
+ *   fusd-ktest [TEST...]     run the named tests (default: all, in order), one line each:
+ *                            "PASS name (seconds)" or "FAIL name" after the failed checks
+ *   fusd-ktest --list        the test names
+ *   fusd-ktest whoami DEV    print what the daemon sees of this caller: "pid uid gid"
+ *   fusd-ktest serve NAME KIND MODE   be a test daemon (KIND: echo, zero, hold) until killed
+ * Exit status: 0 if every test passed.
+ */
+#include "ft.h"
+
+#include <dirent.h>
+#include <grp.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
+
+static int tfail;
+static void *volatile bad_ptr;	/* NULL, hidden from the compiler */
+
+#define CHECK(cond, ...) do {							\
+	if (!(cond)) {								\
+		printf("  check failed (%s:%d): %s: ", __func__, __LINE__, #cond);	\
+		printf(__VA_ARGS__);						\
+		printf(" [errno %d %s]\n", errno, strerror(errno));		\
+		fflush(stdout);							\
+		tfail = 1;							\
+	}									\
+} while (0)
+
+#define CHECK_ERR(expr, err) do {						\
+	errno = 0;								\
+	long _r = (long)(expr);							\
+	CHECK(_r == -1 && errno == (err), "%s: got %ld, want errno %d",	\
+	      #expr, _r, (err));						\
+} while (0)
+
+/* ---- helpers ---- */
+
+static void devpath(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "/dev/%s", name);
+}
+
+static int node_exists(const char *name)
+{
+	char p[128];
+	struct stat st;
+
+	devpath(p, sizeof(p), name);
+	return stat(p, &st) == 0;
+}
+
+static int open_node(const char *name, int flags)
+{
+	char p[128];
+
+	devpath(p, sizeof(p), name);
+	return open(p, flags | O_CLOEXEC);
+}
+
+/* Read a sysfs attribute of a fusd device (name with '/' spelled '!'). */
+static int sysfs_read(const char *name, const char *attr, char *buf, size_t size)
+{
+	char p[256], sysname[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(sysname, sizeof(sysname), "%s", name);
+	for (char *c = sysname; *c; c++)
+		if (*c == '/')
+			*c = '!';
+	snprintf(p, sizeof(p), "/sys/class/fusd/%s/%s", sysname, attr);
+	fd = open(p, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	buf[n] = 0;
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = 0;
+	return 0;
+}
+
+static long sysfs_num(const char *name, const char *attr)
+{
+	char buf[64];
+
+	return sysfs_read(name, attr, buf, sizeof(buf)) ? -1 : atol(buf);
+}
+
+static long live(const char *what)
+{
+	char p[128], buf[32] = "";
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/sys/module/fusd/parameters/live_%s", what);
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return atol(buf);
+}
+
+/* Number of entries in /sys/class/fusd. */
+static int class_count(void)
+{
+	DIR *d = opendir("/sys/class/fusd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int wait_gone(const char *name, int ms)
+{
+	double end = ft_now() + ms / 1000.0;
+
+	while (node_exists(name)) {
+		if (ft_now() > end)
+			return 0;
+		ft_msleep(5);
+	}
+	return 1;
+}
+
+/* device_del() removes the node before the sysfs directory: wait for both. */
+static int wait_sysfs_gone(const char *name, int ms)
+{
+	double end = ft_now() + ms / 1000.0;
+
+	while (sysfs_num(name, "dev_id") >= 0) {
+		if (ft_now() > end)
+			return 0;
+		ft_msleep(5);
+	}
+	return 1;
+}
+
+static int wait_class_count(int n, int ms)
+{
+	double end = ft_now() + ms / 1000.0;
+
+	while (class_count() != n) {
+		if (ft_now() > end)
+			return 0;
+		ft_msleep(5);
+	}
+	return 1;
+}
+
+/* Wait for an event line starting with @prefix. */
+static int wait_event(int ev, const char *prefix, char *line, size_t size, int ms)
+{
+	double end = ft_now() + ms / 1000.0;
+
+	for (;;) {
+		int left = (int)((end - ft_now()) * 1000);
+
+		if (left <= 0 || ft_event_wait(ev, line, size, left))
+			return 0;
+		if (!strncmp(line, prefix, strlen(prefix)))
+			return 1;
+	}
+}
+
+/* Become @uid/@gid, keeping CAP_MKNOD (effective) if asked.  0 or -1. */
+static int become(uid_t uid, gid_t gid, int keep_mknod)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	if (keep_mknod && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0))
+		return -1;
+	if (setgroups(0, NULL) || setresgid(gid, gid, gid) || setresuid(uid, uid, uid))
+		return -1;
+	if (!keep_mknod)
+		return 0;
+	memset(d, 0, sizeof(d));
+	d[0].effective = d[0].permitted = 1u << CAP_MKNOD;
+	return syscall(SYS_capset, &h, d) ? -1 : 0;
+}
+
+/* Run @fn in a child as @uid/@gid (no capabilities); returns its exit status or -1. */
+static int as_user(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		if (become(uid, gid, 0))
+			_exit(98);
+		_exit(fn(arg));
+	}
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+static struct ft_stats get_stats(int fd)
+{
+	struct ft_stats st;
+
+	memset(&st, 0, sizeof(st));
+	if (ioctl(fd, FT_IOC_STATS, &st) < 0)
+		printf("  FT_IOC_STATS failed: %s\n", strerror(errno));
+	return st;
+}
+
+/* ---- tests ---- */
+
+static void t_hello(void)
+{
+	unsigned char *buf = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_trace_subscribe ts;
+	struct fusd_register reg;
+	struct fusd_hello h;
+	struct pollfd p;
+	int fd = open(FUSD_CONTROL_DEVICE, O_RDWR);
+	struct stat st;
+
+	CHECK(stat(FUSD_CONTROL_DEVICE, &st) == 0 && (st.st_mode & 0777) == 0666,
+	      "/dev/fusd mode %o", st.st_mode & 0777);
+	CHECK(fd >= 0, "open /dev/fusd");
+	memset(&reg, 0, sizeof(reg));
+	strcpy(reg.name, "fusd-t-nohello");
+	memset(&ts, 0, sizeof(ts));
+	CHECK_ERR(read(fd, buf, FUSD_MIN_READ_BUFFER), EPROTO);
+	CHECK_ERR(write(fd, buf, 32), EPROTO);
+	CHECK_ERR(ioctl(fd, FUSD_IOC_REGISTER, &reg), EPROTO);
+	CHECK_ERR(ioctl(fd, FUSD_IOC_TRACE, &ts), EPROTO);
+	CHECK(!node_exists("fusd-t-nohello"), "registered without HELLO");
+
+	memset(&h, 0, sizeof(h));
+	h.major = FUSD_VERSION_MAJOR + 1;
+	CHECK_ERR(ioctl(fd, FUSD_IOC_HELLO, &h), EPROTO);
+	CHECK(h.major == FUSD_VERSION_MAJOR, "module major written back: %u", h.major);
+	memset(&h, 0, sizeof(h));
+	h.major = FUSD_VERSION_MAJOR;
+	h.reserved[1] = 1;
+	CHECK_ERR(ioctl(fd, FUSD_IOC_HELLO, &h), EINVAL);
+	CHECK_ERR(ioctl(fd, FUSD_IOC_REGISTER, &reg), EPROTO);
+
+	memset(&h, 0, sizeof(h));
+	h.major = FUSD_VERSION_MAJOR;
+	h.minor = 77;
+	CHECK(ioctl(fd, FUSD_IOC_HELLO, &h) == 0, "HELLO");
+	CHECK(h.major == FUSD_VERSION_MAJOR && h.minor == FUSD_VERSION_MINOR, "version %u.%u",
+	      h.major, h.minor);
+	CHECK(h.chunk_max == FUSD_CHUNK_MAX && h.min_read == FUSD_MIN_READ_BUFFER,
+	      "chunk_max %u min_read %u", h.chunk_max, h.min_read);
+	memset(&h, 0, sizeof(h));
+	h.major = FUSD_VERSION_MAJOR;
+	CHECK_ERR(ioctl(fd, FUSD_IOC_HELLO, &h), EALREADY);
+
+	CHECK_ERR(read(fd, buf, FUSD_MIN_READ_BUFFER - 1), EINVAL);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	CHECK_ERR(read(fd, buf, FUSD_MIN_READ_BUFFER), EAGAIN);
+	p.fd = fd;
+	p.events = POLLIN | POLLOUT;
+	CHECK(poll(&p, 1, 0) == 1 && p.revents == POLLOUT, "idle channel poll %#x", p.revents);
+	CHECK_ERR(ioctl(fd, _IO(FUSD_IOC_MAGIC, 99)), ENOTTY);
+	CHECK(ft_unregister(fd, 123456) == -ENOENT, "unregister an unknown id");
+	close(fd);
+	free(buf);
+}
+
+static int try_register_65534(void *arg)
+{
+	int fd = ft_channel();
+
+	(void)arg;
+	if (fd < 0)
+		return 1;
+	return ft_register(fd, "fusd-t-nocap", 0666, 0, 0, NULL) == -EPERM ? 0 : 2;
+}
+
+static void t_perm(void)
+{
+	CHECK(as_user(65534, 65534, try_register_65534, NULL) == 0,
+	      "an unprivileged REGISTER must fail with EPERM");
+	CHECK(!node_exists("fusd-t-nocap"), "node created");
+}
+
+static void t_names(void)
+{
+	static const char *bad[] = {
+		"", ".", "..", "../x", "a/../b", "a/./b", "/abs", "a//b", "a/", "sp ace",
+		"tab\t", "\x01" "ctl", "bang!", "\xc3\xa9", "q\"uote", "star*", "new\nline",
+		"back\\slash", "dollar$", "semi;colon",
+	};
+	int before = class_count(), fd = ft_channel(), fd2 = ft_channel(), err;
+	long devs_before = live("devices");
+	char name[80], buf[128];
+	struct stat st;
+	__u64 id = 0, id2 = 0;
+
+	CHECK(fd >= 0 && fd2 >= 0, "channels");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err = ft_register(fd, bad[i], 0666, 0, 0, NULL);
+		CHECK(err == -EINVAL, "bad name \"%s\": %d", bad[i], err);
+	}
+	memset(name, 'a', 64);
+	name[64] = 0;
+	CHECK(ft_register(fd, name, 0666, 0, 0, NULL) == -ENAMETOOLONG, "64-byte name");
+	CHECK(class_count() == before && live("devices") == devs_before,
+	      "something was created: %d -> %d", before, class_count());
+
+	CHECK(ft_register(fd, "null", 0666, 0, 0, NULL) == -EEXIST, "/dev/null");
+	CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 &&
+	      minor(st.st_rdev) == 3, "/dev/null changed");
+	CHECK(ft_register(fd, "fusd", 0666, 0, 0, NULL) == -EEXIST, "/dev/fusd");
+	CHECK(ft_register(fd, "fusd-t-dup", 01666, 0, 0, NULL) == -EINVAL, "mode 01666");
+	CHECK(ft_register(fd, "fusd-t-dup", 0640, 123, 456, &id) == 0, "register");
+	CHECK(stat("/dev/fusd-t-dup", &st) == 0 && S_ISCHR(st.st_mode) &&
+	      (st.st_mode & 07777) == 0640 && st.st_uid == 123 && st.st_gid == 456,
+	      "node mode %o uid %u gid %u", st.st_mode, st.st_uid, st.st_gid);
+	CHECK(ft_register(fd, "fusd-t-dup", 0666, 0, 0, NULL) == -EEXIST, "same channel");
+	CHECK(ft_register(fd2, "fusd-t-dup", 0666, 0, 0, NULL) == -EEXIST, "other channel");
+	err = ft_register(fd, "fusd-t-dup/x", 0666, 0, 0, NULL);
+	CHECK(err == -ENOTDIR || err == -EEXIST, "below a node: %d", err);
+	CHECK(class_count() == before + 1, "class count %d", class_count());
+
+	CHECK(ft_register(fd, "fusd-t-dir/sub/node", 0600, 0, 0, &id2) == 0, "subdirectory");
+	CHECK(stat("/dev/fusd-t-dir/sub/node", &st) == 0 && S_ISCHR(st.st_mode), "subdir node");
+	CHECK(sysfs_read("fusd-t-dir/sub/node", "name", buf, sizeof(buf)) == 0 &&
+	      !strcmp(buf, "fusd-t-dir/sub/node"), "sysfs name '%s'", buf);
+	CHECK(ft_unregister(fd, id2) == 0, "unregister");
+	CHECK(stat("/dev/fusd-t-dir/sub/node", &st) < 0 && stat("/dev/fusd-t-dir", &st) < 0,
+	      "subdir node or directory left");
+
+	memset(name, 'b', 63);
+	name[63] = 0;
+	memcpy(name, "fusd-t-", 7);
+	CHECK(ft_register(fd, name, 0666, 0, 0, &id2) == 0 && node_exists(name), "63-byte name");
+	close(fd);
+	close(fd2);
+	CHECK(wait_gone("fusd-t-dup", 1000) && wait_gone(name, 1000), "nodes left after close");
+	CHECK(wait_class_count(before, 1000), "class count %d", class_count());
+}
+
+static void t_roundtrip(void)
+{
+	const char *dev = "fusd-t-echo";
+	pid_t d = ft_spawn(dev, FT_ECHO, 0666, NULL);
+	int fd = open_node(dev, O_RDWR);
+	char buf[256], p[64];
+	struct ft_echo e;
+	struct ft_big *big = malloc(sizeof(*big));
+	struct ft_stats st;
+	struct stat sb;
+	__u32 v = 0xdeadbeef;
+
+	CHECK(fd >= 0, "open");
+	CHECK(fstat(fd, &sb) == 0 && S_ISCHR(sb.st_mode), "not a character device");
+	CHECK(write(fd, "hello", 5) == 5, "write");
+	memset(buf, 0, sizeof(buf));
+	CHECK(read(fd, buf, sizeof(buf)) == 5 && !memcmp(buf, "hello", 5), "read '%s'", buf);
+	CHECK(read(fd, buf, sizeof(buf)) == 0, "EOF");
+	CHECK(write(fd, "", 0) == 0 && read(fd, buf, 0) == 0, "zero-length calls");
+
+	for (int i = 0; i < 64; i++)
+		e.b[i] = i * 3;
+	CHECK(ioctl(fd, FT_IOC_ECHO, &e) == 0, "_IOWR");
+	for (int i = 0; i < 64; i++)
+		CHECK(e.b[i] == (unsigned char)(i * 3 + 1), "_IOWR byte %d", i);
+	CHECK(ioctl(fd, FT_IOC_SET, &v) == 0, "_IOW");
+	v = 0;
+	CHECK(ioctl(fd, FT_IOC_GET, &v) == 0 && v == 0xdeadbeef, "_IOR %#x", v);
+	CHECK(ioctl(fd, FT_IOC_PLAIN, 41) == 42, "_IO passes the value");
+	for (int i = 0; i < 16000; i++)
+		big->b[i] = i % 251;
+	CHECK(ioctl(fd, FT_IOC_BIG, big) == 0, "16000-byte _IOWR");
+	CHECK(big->b[0] == 15999 % 251 && big->b[15999] == 0, "16000-byte _IOWR data");
+	CHECK_ERR(ioctl(fd, FT_IOC_FAIL, EIO), EIO);
+	CHECK_ERR(ioctl(fd, FT_IOC_FAIL, 4095), 4095);
+	CHECK_ERR(ioctl(fd, FT_IOC_FAIL, 512), EIO);	/* ERESTARTSYS must not leak */
+	CHECK_ERR(ioctl(fd, _IO('E', 99)), ENOTTY);
+	CHECK_ERR(ioctl(fd, FT_IOC_GET, (void *)16), EFAULT);
+	CHECK_ERR(ioctl(fd, FT_IOC_SET, (void *)16), EFAULT);
+	CHECK_ERR(lseek(fd, 0, SEEK_SET), ESPIPE);
+	CHECK_ERR(pread(fd, buf, 1, 0), ESPIPE);
+	CHECK_ERR(pwrite(fd, buf, 1, 0), ESPIPE);
+	CHECK(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED && errno == ENODEV,
+	      "mmap");
+
+	CHECK(sysfs_num(dev, "open_files") == 1, "open_files %ld", sysfs_num(dev, "open_files"));
+	CHECK(sysfs_num(dev, "daemon_pid") == d, "daemon_pid %ld", sysfs_num(dev, "daemon_pid"));
+	CHECK(sysfs_num(dev, "owner_uid") == 0, "owner_uid");
+	CHECK(sysfs_num(dev, "calls") >= 10, "calls %ld", sysfs_num(dev, "calls"));
+	CHECK(sysfs_read(dev, "state", p, sizeof(p)) == 0 && !strcmp(p, "live"), "state %s", p);
+	CHECK(sysfs_read(dev, "uevent", buf, sizeof(buf)) == 0 && strstr(buf, "DEVNAME=fusd-t-echo") &&
+	      strstr(buf, "DEVMODE=0666"), "uevent: %s", buf);
+	close(fd);
+	fd = open_node(dev, O_RDWR);
+	st = get_stats(fd);
+	CHECK(st.opens == 2 && st.releases == 1, "opens %llu releases %llu",
+	      (unsigned long long)st.opens, (unsigned long long)st.releases);
+	close(fd);
+	ft_reap(d);
+	CHECK(wait_gone(dev, 1000), "node left after the daemon died");
+	free(big);
+}
+
+static void t_creds_child_check(const char *dev, unsigned int uid, unsigned int gid)
+{
+	struct ft_whoami w;
+	int fd = open_node(dev, O_RDWR);
+
+	memset(&w, 0, sizeof(w));
+	CHECK(fd >= 0 && ioctl(fd, FT_IOC_WHOAMI, &w) == 0, "WHOAMI");
+	CHECK(w.pid == (unsigned int)getpid() && w.uid == uid && w.gid == gid && w.fsuid == uid &&
+	      w.fsgid == gid, "pid %u uid %u gid %u fsuid %u fsgid %u", w.pid, w.uid, w.gid,
+	      w.fsuid, w.fsgid);
+	close(fd);
+}
+
+static int creds_as_nobody(void *arg)
+{
+	t_creds_child_check(arg, 65534, 65534);
+	return tfail;
+}
+
+static void t_creds(void)
+{
+	const char *dev = "fusd-t-creds";
+	pid_t d = ft_spawn(dev, FT_ZERO, 0666, NULL);
+	struct ft_whoami w;
+	int fd;
+
+	t_creds_child_check(dev, 0, 0);
+	fd = open_node(dev, O_RDONLY);
+	CHECK(ioctl(fd, FT_IOC_WHOAMI, &w) == 0 && !(w.flags & O_NONBLOCK) &&
+	      (w.flags & O_ACCMODE) == O_RDONLY, "flags %#x", w.flags);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	CHECK(ioctl(fd, FT_IOC_WHOAMI, &w) == 0 && (w.flags & O_NONBLOCK), "O_NONBLOCK via fcntl");
+	close(fd);
+	CHECK(as_user(65534, 65534, creds_as_nobody, (void *)dev) == 0, "caller 65534");
+	ft_reap(d);
+}
+
+struct poll_arg {
+	int fd;
+	short events;
+	int timeout;
+	short revents;
+	double secs;
+};
+
+static void *poll_thread(void *p)
+{
+	struct poll_arg *a = p;
+	struct pollfd pf = { a->fd, a->events, 0 };
+	double t = ft_now();
+
+	poll(&pf, 1, a->timeout);
+	a->revents = pf.revents;
+	a->secs = ft_now() - t;
+	return NULL;
+}
+
+static short poll_now(int fd, short events)
+{
+	struct pollfd pf = { fd, events, 0 };
+
+	return poll(&pf, 1, 0) < 0 ? -1 : pf.revents;
+}
+
+static void t_poll(void)
+{
+	const char *dev = "fusd-t-poll", *zdev = "fusd-t-pollz";
+	pid_t d = ft_spawn(dev, FT_ECHO, 0666, NULL), z = ft_spawn(zdev, FT_ZERO, 0666, NULL);
+	int fd = open_node(dev, O_RDWR), zfd = open_node(zdev, O_RDWR), ep;
+	struct poll_arg a = { fd, POLLIN, 5000, 0, 0 };
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET }, out;
+	pthread_t th;
+	char c;
+
+	CHECK(poll_now(fd, POLLIN | POLLOUT) == POLLOUT, "initial mask from the open reply: %#x",
+	      poll_now(fd, POLLIN | POLLOUT));
+	CHECK(poll_now(zfd, POLLIN | POLLOUT) == (POLLIN | POLLOUT), "default mask %#x",
+	      poll_now(zfd, POLLIN | POLLOUT));
+	CHECK(write(fd, "x", 1) == 1, "write");
+	CHECK(poll_now(fd, POLLIN | POLLOUT) == (POLLIN | POLLOUT), "after write %#x",
+	      poll_now(fd, POLLIN | POLLOUT));
+	CHECK(read(fd, &c, 1) == 1, "read");
+	CHECK(poll_now(fd, POLLIN | POLLOUT) == POLLOUT, "after read %#x",
+	      poll_now(fd, POLLIN | POLLOUT));
+
+	/* a poll() that sleeps wakes up on READY */
+	pthread_create(&th, NULL, poll_thread, &a);
+	ft_msleep(200);
+	CHECK(write(zfd, "y", 1) == 1, "unrelated write");
+	ioctl(fd, FT_IOC_READY, FUSD_POLLIN);
+	pthread_join(th, NULL);
+	CHECK(a.revents == POLLIN && a.secs < 1.0 && a.secs > 0.15, "woken poll %#x after %.3fs",
+	      a.revents, a.secs);
+	ioctl(fd, FT_IOC_READY, FUSD_POLLOUT);
+
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	ev.data.u32 = 7;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0, "epoll_ctl");
+	CHECK(epoll_wait(ep, &out, 1, 0) == 0, "epoll: nothing yet");
+	CHECK(write(fd, "z", 1) == 1, "write");
+	CHECK(epoll_wait(ep, &out, 1, 1000) == 1 && out.data.u32 == 7 && (out.events & EPOLLIN),
+	      "epoll after READY");
+	ioctl(fd, FT_IOC_READY, FUSD_POLLPRI | FUSD_POLLERR);
+	CHECK(poll_now(fd, POLLPRI) == (POLLPRI | POLLERR), "PRI|ERR %#x", poll_now(fd, POLLPRI));
+
+	/* the daemon dies: a sleeping poll wakes with POLLERR|POLLHUP */
+	ioctl(fd, FT_IOC_READY, 0);
+	a.revents = 0;
+	pthread_create(&th, NULL, poll_thread, &a);
+	ft_msleep(200);
+	ft_reap(d);
+	pthread_join(th, NULL);
+	CHECK((a.revents & (POLLERR | POLLHUP)) == (POLLERR | POLLHUP) && a.secs < 1.0,
+	      "poll after the daemon died: %#x after %.3fs", a.revents, a.secs);
+	close(ep);
+	close(fd);
+	close(zfd);
+	ft_reap(z);
+}
+
+static void t_big(void)
+{
+	const char *dev = "fusd-t-big";
+	pid_t d = ft_spawn(dev, FT_ECHO, 0666, NULL);
+	size_t mib = 1 << 20, odd = 300000;
+	unsigned char *w = malloc(mib), *r = malloc(4 * mib);
+	int fd = open_node(dev, O_RDWR), zfd;
+	struct ft_stats st;
+	ssize_t n;
+
+	for (size_t i = 0; i < mib; i++)
+		w[i] = (i * 7 + i / 4096) & 0xff;
+	n = write(fd, w, mib);
+	CHECK(n == (ssize_t)mib, "1 MiB write: %zd", n);
+	n = read(fd, r, mib);
+	CHECK(n == (ssize_t)mib && !memcmp(w, r, mib), "1 MiB read back: %zd", n);
+	st = get_stats(fd);
+	CHECK(st.writes == 8 && st.max_write == FUSD_CHUNK_MAX && st.max_read == FUSD_CHUNK_MAX,
+	      "writes %llu max_write %llu max_read %llu", (unsigned long long)st.writes,
+	      (unsigned long long)st.max_write, (unsigned long long)st.max_read);
+	n = write(fd, w + 17, odd);
+	CHECK(n == (ssize_t)odd, "unaligned write %zd", n);
+	memset(r, 0, mib);
+	n = read(fd, r, 4 * mib);
+	CHECK(n == (ssize_t)odd && !memcmp(w + 17, r, odd), "read stops at a short chunk: %zd", n);
+	st = get_stats(fd);
+	CHECK(st.writes == 11, "writes %llu", (unsigned long long)st.writes);
+	close(fd);
+	ft_reap(d);
+
+	d = ft_spawn("fusd-t-bigz", FT_ZERO, 0666, NULL);
+	zfd = open_node("fusd-t-bigz", O_RDONLY);
+	memset(r, 1, 4 * mib);
+	n = read(zfd, r, 4 * mib);
+	CHECK(n == (ssize_t)(4 * mib) && r[0] == 0 && r[4 * mib - 1] == 0, "4 MiB of zeros: %zd", n);
+	close(zfd);
+	ft_reap(d);
+	free(w);
+	free(r);
+}
+
+/* Child: open @dev, read one byte, report "errno seconds" on @out. */
+static pid_t blocked_reader(const char *dev, int out)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open_node(dev, O_RDONLY);
+		char c, line[64];
+		ssize_t n;
+		double t;
+		int len;
+
+		if (fd < 0)
+			_exit(2);
+		t = ft_now();
+		n = read(fd, &c, 1);
+		len = snprintf(line, sizeof(line), "%d %.3f\n", n < 0 ? errno : 0, ft_now() - t);
+		_exit(write(out, line, len) == len ? 0 : 3);
+	}
+	return pid;
+}
+
+/* Collect @n reports of blocked_reader: all must be @err within @secs of @since. */
+static void check_readers(int in, int n, int err, double since, double secs)
+{
+	for (int i = 0; i < n; i++) {
+		char line[64];
+		int e = -1;
+
+		if (ft_event_wait(in, line, sizeof(line), 3000)) {
+			CHECK(0, "reader %d did not return", i);
+			continue;
+		}
+		sscanf(line, "%d", &e);
+		CHECK(e == err && ft_now() - since < secs, "reader %d: errno %d (want %d) after %.3fs",
+		      i, e, err, ft_now() - since);
+	}
+}
+
+static void t_kill(void)
+{
+	const char *dev = "fusd-t-kill";
+	int ev, rp[2], fd;
+	pid_t d = ft_spawn(dev, FT_HOLD, 0666, &ev), r[3];
+	char line[128];
+	double t;
+
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	fd = open_node(dev, O_RDWR);
+	for (int i = 0; i < 3; i++)
+		r[i] = blocked_reader(dev, rp[1]);
+	for (int i = 0; i < 3; i++)
+		CHECK(wait_event(ev, "held", line, sizeof(line), 3000), "read %d not held", i);
+	t = ft_now();
+	kill(d, SIGKILL);
+	check_readers(rp[0], 3, EPIPE, t, 1.0);
+	CHECK(wait_gone(dev, 1000), "node still there 1 s after the daemon died");
+	CHECK(open_node(dev, O_RDONLY) < 0 && errno == ENOENT, "open after death");
+	CHECK(wait_sysfs_gone(dev, 1000), "sysfs entry left");
+	CHECK_ERR(read(fd, line, 1), EPIPE);
+	CHECK_ERR(write(fd, line, 1), EPIPE);
+	CHECK_ERR(ioctl(fd, FT_IOC_PLAIN, 1), EPIPE);
+	CHECK(poll_now(fd, POLLIN) == (POLLERR | POLLHUP), "poll %#x", poll_now(fd, POLLIN));
+	close(fd);
+	for (int i = 0; i < 3; i++)
+		waitpid(r[i], NULL, 0);
+	waitpid(d, NULL, 0);
+	close(rp[0]);
+	close(rp[1]);
+	close(ev);
+}
+
+static int force_as_user(void *name)
+{
+	int fd = ft_channel(), err;
+
+	if (fd < 0)
+		return 100;
+	err = -ft_force_unregister(fd, name);
+	close(fd);
+	return err;
+}
+
+/* Daemon for t_force: uid 1000 with CAP_MKNOD only; reports on @ev. */
+static pid_t spawn_uid1000_daemon(const char *dev, int *ev_out)
+{
+	int ev[2], fd;
+	pid_t pid;
+
+	if (pipe2(ev, O_CLOEXEC))
+		ft_die("pipe");
+	pid = fork();
+	if (pid == 0) {
+		struct ft_daemon d;
+
+		close(ev[0]);
+		if (become(1000, 1000, 1))
+			_exit(97);
+		fd = ft_channel();
+		ft_daemon_init(&d, fd, ev[1]);
+		if (fd < 0 || ft_daemon_add(&d, dev, FT_HOLD, 0666, 1000, 1000)) {
+			ft_event(&d, "failed %d", errno);
+			_exit(1);
+		}
+		ft_event(&d, "registered");
+		ft_daemon_loop(&d);
+		_exit(0);
+	}
+	close(ev[1]);
+	*ev_out = ev[0];
+	return pid;
+}
+
+static void t_force(void)
+{
+	const char *dev = "fusd-t-force", *dev2 = "fusd-t-force2";
+	char line[128];
+	int ev, ev2, rp[2];
+	pid_t d = spawn_uid1000_daemon(dev, &ev), d2, r;
+	struct stat st;
+	double t;
+
+	CHECK(wait_event(ev, "registered", line, sizeof(line), 3000), "uid 1000 daemon: %s", line);
+	CHECK(stat("/dev/fusd-t-force", &st) == 0 && st.st_uid == 1000, "node owner");
+	CHECK(sysfs_num(dev, "owner_uid") == 1000, "owner_uid %ld", sysfs_num(dev, "owner_uid"));
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	r = blocked_reader(dev, rp[1]);
+	CHECK(wait_event(ev, "held", line, sizeof(line), 3000), "read not held");
+	kill(d, SIGSTOP);
+	CHECK(as_user(2000, 2000, force_as_user, (void *)dev) == EPERM, "uid 2000 must get EPERM");
+	CHECK(node_exists(dev), "node removed by the wrong user");
+	t = ft_now();
+	CHECK(as_user(1000, 1000, force_as_user, (void *)dev) == 0, "the registering uid may");
+	check_readers(rp[0], 1, ENODEV, t, 1.0);
+	CHECK(wait_gone(dev, 1000), "node still there");
+	kill(d, SIGCONT);
+	CHECK(wait_event(ev, "gone", line, sizeof(line), 3000), "daemon told GONE");
+	CHECK(as_user(1000, 1000, force_as_user, (void *)dev) == ENOENT, "twice");
+	waitpid(r, NULL, 0);
+
+	d2 = ft_spawn(dev2, FT_HOLD, 0666, &ev2);
+	CHECK(as_user(1000, 1000, force_as_user, (void *)dev2) == EPERM, "uid 1000 on root's device");
+	CHECK(force_as_user((void *)dev2) == 0, "CAP_SYS_ADMIN may");
+	CHECK(wait_gone(dev2, 1000), "node still there");
+	ft_reap(d2);
+	ft_reap(d);
+	close(ev);
+	close(ev2);
+	close(rp[0]);
+	close(rp[1]);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+struct reader_arg {
+	int fd;
+	ssize_t n;
+	int err;
+	char buf[64];
+	double secs;
+};
+
+static void *read_thread(void *p)
+{
+	struct reader_arg *a = p;
+	double t = ft_now();
+
+	memset(a->buf, 0, sizeof(a->buf));
+	a->n = read(a->fd, a->buf, sizeof(a->buf) - 1);
+	a->err = a->n < 0 ? errno : 0;
+	a->secs = ft_now() - t;
+	return NULL;
+}
+
+static void interrupt_once(int fd, int ev, int restart)
+{
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = restart ? SA_RESTART : 0 };
+	struct reader_arg a = { .fd = fd };
+	char line[128];
+	pthread_t th;
+	double t;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	pthread_create(&th, NULL, read_thread, &a);
+	CHECK(wait_event(ev, "held", line, sizeof(line), 3000), "read not held");
+	t = ft_now();
+	pthread_kill(th, SIGUSR1);
+	pthread_join(th, NULL);
+	if (restart) {
+		CHECK(a.n == (ssize_t)strlen(FT_AFTER_INTERRUPT) && !strcmp(a.buf, FT_AFTER_INTERRUPT),
+		      "SA_RESTART: read %zd '%s' errno %d", a.n, a.buf, a.err);
+	} else {
+		CHECK(a.n == -1 && a.err == EINTR && ft_now() - t < 0.5,
+		      "read %zd errno %d after %.3fs", a.n, a.err, ft_now() - t);
+	}
+	CHECK(wait_event(ev, "interrupt", line, sizeof(line), 2000) && strstr(line, "late -2"),
+	      "daemon: '%s'", line);
+}
+
+static void t_interrupt(void)
+{
+	const char *dev = "fusd-t-intr";
+	int ev, fd, st;
+	pid_t d = ft_spawn(dev, FT_HOLD, 0666, &ev), c;
+	long reqs;
+	char buf[64] = "", line[128];
+
+	fd = open_node(dev, O_RDWR);
+	interrupt_once(fd, ev, 0);
+	CHECK(read(fd, buf, sizeof(buf)) == (ssize_t)strlen(FT_AFTER_INTERRUPT),
+	      "the daemon keeps serving");
+	interrupt_once(fd, ev, 1);
+
+	/* a stopped and continued caller: the call is restarted, not failed */
+	c = fork();
+	if (c == 0) {
+		char b[64] = "";
+
+		_exit(read(fd, b, sizeof(b)) == (ssize_t)strlen(FT_AFTER_INTERRUPT) ? 0 : 1);
+	}
+	CHECK(wait_event(ev, "held", line, sizeof(line), 3000), "read not held");
+	kill(c, SIGSTOP);
+	ft_msleep(100);
+	kill(c, SIGCONT);
+	CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "SIGSTOP/SIGCONT: the read must restart and succeed (status %#x)", st);
+
+	/* a SIGKILLed caller leaves nothing behind */
+	reqs = live("requests");
+	c = fork();
+	if (c == 0) {
+		char b[8];
+
+		_exit(read(fd, b, sizeof(b)) < 0);
+	}
+	CHECK(wait_event(ev, "held", line, sizeof(line), 3000), "read not held");
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	CHECK(wait_event(ev, "interrupt", line, sizeof(line), 2000), "daemon: '%s'", line);
+	CHECK(live("requests") == reqs, "requests %ld -> %ld", reqs, live("requests"));
+	close(fd);
+	ft_reap(d);
+	close(ev);
+}
+
+#define NCALLERS 100
+#define CALLER_BYTES 9000
+
+static int caller_roundtrips(const char *dev, int id)
+{
+	unsigned char w[CALLER_BYTES], r[CALLER_BYTES];
+
+	for (int round = 0; round < 3; round++) {
+		int fd = open_node(dev, O_RDWR);
+		size_t got = 0;
+
+		if (fd < 0)
+			return 10;
+		for (int i = 0; i < CALLER_BYTES; i++)
+			w[i] = (unsigned char)(id * 31 + round * 7 + i);
+		if (write(fd, w, 4000) != 4000 || write(fd, w + 4000, CALLER_BYTES - 4000) !=
+		    CALLER_BYTES - 4000)
+			return 11;
+		while (got < CALLER_BYTES) {
+			ssize_t n = read(fd, r + got, CALLER_BYTES - got);
+
+			if (n <= 0)
+				return 12;
+			got += n;
+		}
+		if (memcmp(w, r, CALLER_BYTES))
+			return 13;
+		close(fd);
+	}
+	return 0;
+}
+
+static void t_concurrent(void)
+{
+	const char *dev = "fusd-t-conc";
+	pid_t d = ft_spawn(dev, FT_ECHO, 0666, NULL), kids[NCALLERS];
+	int bad = 0, st;
+
+	for (int i = 0; i < NCALLERS; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0)
+			_exit(caller_roundtrips(dev, i));
+	}
+	for (int i = 0; i < NCALLERS; i++) {
+		if (waitpid(kids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+			if (bad++ < 5)
+				printf("  caller %d: status %#x\n", i, st);
+		}
+	}
+	CHECK(bad == 0, "%d of %d callers lost or crossed data", bad, NCALLERS);
+	ft_reap(d);
+}
+
+struct thread_caller {
+	const char *dev;
+	int id;
+	int result;
+};
+
+static void *thread_caller_main(void *p)
+{
+	struct thread_caller *c = p;
+
+	c->result = caller_roundtrips(c->dev, c->id);
+	return NULL;
+}
+
+/* The same with 100 threads of one process, each with its own open file. */
+static void t_threads(void)
+{
+	const char *dev = "fusd-t-threads";
+	pid_t d = ft_spawn(dev, FT_ECHO, 0666, NULL);
+	struct thread_caller c[NCALLERS];
+	pthread_t th[NCALLERS];
+	int bad = 0;
+
+	for (int i = 0; i < NCALLERS; i++) {
+		c[i] = (struct thread_caller){ dev, i, -1 };
+		if (pthread_create(&th[i], NULL, thread_caller_main, &c[i]))
+			c[i].result = 99;
+	}
+	for (int i = 0; i < NCALLERS; i++) {
+		pthread_join(th[i], NULL);
+		if (c[i].result && bad++ < 5)
+			printf("  thread %d: %d\n", i, c[i].result);
+	}
+	CHECK(bad == 0, "%d of %d threads lost or crossed data", bad, NCALLERS);
+	ft_reap(d);
+}
+
+/* Daemon in this process, caller in a child: every kind of bad reply is refused cleanly. */
+static void t_replies(void)
+{
+	const char *dev = "fusd-t-rep";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), big[64];
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	struct fusd_reply rep;
+	struct fusd_ready rdy;
+	int fd = ft_channel(), st, ps = getpagesize();
+	__u64 dev_id = 0, open_id, read_id, file_id, release_id;
+	unsigned char *map;
+	pid_t c;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, &dev_id) == 0, "register");
+	c = fork();
+	if (c == 0) {
+		char b[10] = "";
+		int f = open_node(dev, O_RDWR);
+
+		if (f < 0 || read(f, b, 10) != 5 || memcmp(b, "hello", 5))
+			_exit(1);
+		if (write(f, "abc", 3) != 3)
+			_exit(2);
+		close(f);
+		_exit(0);
+	}
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) == sizeof(*h) && h->opcode == FUSD_OP_OPEN,
+	      "OPEN");
+	open_id = h->id;
+	file_id = h->file_id;
+	CHECK(h->dev_id == dev_id && h->pid == (__u32)c && h->uid == 0 && h->len == 0,
+	      "open header");
+	CHECK(ft_reply(fd, open_id, 0, "x", 1) == -EINVAL, "OPEN takes no payload");
+	CHECK(ft_reply_open(fd, open_id, 0, 1, 0x8000) == -EINVAL, "bad initial mask");
+	CHECK(ft_reply_open(fd, open_id, 0, 1, FUSD_POLLIN) == 0, "OPEN reply");
+	memset(&rep, 0, sizeof(rep));
+	rep.size = sizeof(rep);
+	rep.type = FUSD_MSG_REPLY;
+	/* a read buffer the module cannot write: EFAULT, and the request is still there */
+	CHECK_ERR(read(fd, bad_ptr, FUSD_MIN_READ_BUFFER), EFAULT);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) == sizeof(*h) && h->opcode == FUSD_OP_READ &&
+	      h->len == 10 && h->reply_max == 10 && h->id > open_id, "READ after EFAULT");
+	read_id = h->id;
+
+	rep.id = read_id;
+	CHECK_ERR(write(fd, &rep, 7), EINVAL);			/* truncated header */
+	rep.size = sizeof(rep) + 1;
+	CHECK_ERR(write(fd, &rep, sizeof(rep)), EINVAL);	/* size != count */
+	rep.size = sizeof(rep);
+	rep.type = 99;
+	CHECK_ERR(write(fd, &rep, sizeof(rep)), EINVAL);	/* unknown type */
+	rep.type = FUSD_MSG_REPLY;
+	CHECK(ft_reply(fd, read_id + 1000, 0, NULL, 0) == -ENOENT, "unknown id");
+	CHECK(ft_reply(fd, read_id, -4096, NULL, 0) == -EINVAL, "result -4096");
+	CHECK(ft_reply(fd, read_id, -2147483647 - 1, NULL, 0) == -EINVAL, "result INT_MIN");
+	memset(big, 'q', sizeof(big));
+	CHECK(ft_reply(fd, read_id, 11, big, 11) == -EINVAL, "11 bytes for 10 asked");
+	CHECK(ft_reply(fd, read_id, 5, big, 3) == -EINVAL, "result 5, payload 3");
+	CHECK(ft_reply(fd, read_id, -EIO, big, 3) == -EINVAL, "error with payload");
+	CHECK(ft_reply_open(fd, read_id, 0, 1, FUSD_POLLIN) == -EINVAL, "poll mask on READ");
+	rep.padding = 1;
+	CHECK_ERR(write(fd, &rep, sizeof(rep)), EINVAL);
+	rep.padding = 0;
+	rep.flags = 0x100;
+	CHECK_ERR(write(fd, &rep, sizeof(rep)), EINVAL);
+	rep.flags = 0;
+	/* a payload the module cannot read: EFAULT, and the request is still there */
+	map = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(map + ps, ps);
+	rep.size = sizeof(rep) + 5;
+	rep.result = 5;
+	memcpy(map + ps - sizeof(rep), &rep, sizeof(rep));
+	CHECK_ERR(write(fd, map + ps - sizeof(rep), sizeof(rep) + 5), EFAULT);
+	munmap(map, ps);
+	CHECK(ft_reply(fd, read_id, 5, "hello", 5) == 0, "the good reply");
+	CHECK(ft_reply(fd, read_id, 5, "hello", 5) == -ENOENT, "a second reply");
+
+	/* the header fits but the payload does not: EFAULT, and the WRITE is still queued */
+	map = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(map + ps, ps);
+	for (int tries = 0; tries < 200; tries++) {	/* wait for the caller's WRITE */
+		struct pollfd pf = { fd, POLLIN, 0 };
+
+		if (poll(&pf, 1, 10) == 1)
+			break;
+	}
+	CHECK_ERR(read(fd, map + ps - sizeof(*h), FUSD_MIN_READ_BUFFER), EFAULT);
+	munmap(map, ps);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) == sizeof(*h) + 3 && h->opcode == FUSD_OP_WRITE &&
+	      h->len == 3 && !memcmp(msg + sizeof(*h), "abc", 3), "WRITE");
+	CHECK(ft_reply(fd, h->id, 4, NULL, 0) == -EINVAL, "wrote 4 of 3");
+	CHECK(ft_reply(fd, h->id, 0, "x", 1) == -EINVAL, "payload on a WRITE reply");
+
+	/* READY checks */
+	memset(&rdy, 0, sizeof(rdy));
+	rdy.size = sizeof(rdy);
+	rdy.type = FUSD_MSG_READY;
+	rdy.dev_id = dev_id;
+	rdy.file_id = file_id;
+	rdy.mask = FUSD_POLLIN;
+	CHECK(write(fd, &rdy, sizeof(rdy)) == sizeof(rdy), "READY");
+	rdy.mask = 0x4000;
+	CHECK_ERR(write(fd, &rdy, sizeof(rdy)), EINVAL);
+	rdy.mask = FUSD_POLLIN;
+	rdy.file_id = file_id + 1000;
+	CHECK_ERR(write(fd, &rdy, sizeof(rdy)), ENOENT);
+	rdy.file_id = file_id;
+	rdy.dev_id = dev_id + 1000;
+	CHECK_ERR(write(fd, &rdy, sizeof(rdy)), ENOENT);
+	rdy.dev_id = dev_id;
+	rdy.size = sizeof(rdy) + 4;
+	CHECK_ERR(write(fd, &rdy, sizeof(rdy)), EINVAL);
+
+	CHECK(ft_reply(fd, h->id, 3, NULL, 0) == 0, "WRITE reply");
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) == sizeof(*h) && h->opcode == FUSD_OP_RELEASE &&
+	      (h->id & FUSD_ID_NOREPLY) && h->file_id == file_id, "RELEASE");
+	release_id = h->id;
+	CHECK(ft_reply(fd, release_id, 0, NULL, 0) == 0, "a reply to RELEASE is accepted");
+	CHECK(ft_reply(fd, (release_id + 100) | FUSD_ID_NOREPLY, 0, NULL, 0) == -ENOENT,
+	      "a no-reply id never issued");
+	CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "caller status %#x", st);
+	close(fd);
+	CHECK(wait_gone(dev, 1000), "node left");
+	free(msg);
+}
+
+static void t_trace(void)
+{
+	const char *dev = "fusd-t-trace";
+	struct fusd_trace_subscribe sub;
+	struct fusd_trace_record rec[8];
+	int tfd = ft_channel(), fd, seen = 0, more = 0;
+	pid_t d = ft_spawn(dev, FT_ECHO, 0666, NULL);
+	unsigned int dropped = 0, total = 0, ring;
+	char b[4];
+	ssize_t n;
+
+	memset(&sub, 0, sizeof(sub));
+	CHECK(ioctl(tfd, FUSD_IOC_TRACE, &sub) == 0 && sub.ring_records >= 64, "TRACE %u",
+	      sub.ring_records);
+	ring = sub.ring_records;
+	CHECK_ERR(ioctl(tfd, FUSD_IOC_TRACE, &sub), EINVAL);	/* ring_records now set */
+	memset(&sub, 0, sizeof(sub));
+	CHECK_ERR(ioctl(tfd, FUSD_IOC_TRACE, &sub), EALREADY);
+	CHECK(ft_register(tfd, "fusd-t-tracereg", 0666, 0, 0, NULL) == -EINVAL, "register on a tracer");
+	CHECK_ERR(read(tfd, rec, sizeof(rec[0]) - 1), EINVAL);
+	fd = open_node(dev, O_RDWR);
+	CHECK(write(fd, "abc", 3) == 3 && read(fd, b, 4) == 3, "round trip");
+	close(fd);
+	fcntl(tfd, F_SETFL, O_NONBLOCK);
+	while ((n = read(tfd, rec, sizeof(rec))) > 0) {
+		for (int i = 0; i < n / (int)sizeof(rec[0]); i++) {
+			struct fusd_trace_record *r = &rec[i];
+
+			if (strcmp(r->name, dev))
+				continue;
+			CHECK(r->pid == (__u32)getpid() && r->time_ns > 0, "pid %u", r->pid);
+			if (r->opcode == FUSD_OP_OPEN && r->result == 0)
+				seen |= 1;
+			if (r->opcode == FUSD_OP_WRITE && r->len == 3 && r->result == 3 && r->latency_ns)
+				seen |= 2;
+			if (r->opcode == FUSD_OP_READ && r->len == 4 && r->result == 3)
+				seen |= 4;
+			if (r->opcode == FUSD_OP_RELEASE)
+				seen |= 8;
+		}
+	}
+	CHECK(seen == 15, "records seen %#x", seen);
+	CHECK(n < 0 && errno == EAGAIN, "empty ring: EAGAIN");
+	/* a full ring drops, and says how many */
+	fd = open_node(dev, O_RDWR);
+	for (unsigned int i = 0; i < ring + 100; i++)
+		ioctl(fd, FT_IOC_PLAIN, 1);
+	close(fd);
+	while ((n = read(tfd, rec, sizeof(rec))) > 0)
+		for (int i = 0; i < n / (int)sizeof(rec[0]); i++, total++)
+			dropped += rec[i].dropped;
+	fd = open_node(dev, O_RDWR);
+	close(fd);
+	while ((n = read(tfd, rec, sizeof(rec))) > 0)
+		for (int i = 0; i < n / (int)sizeof(rec[0]); i++, more++)
+			dropped += rec[i].dropped;
+	CHECK(total == ring && dropped >= 100 && more >= 1,
+	      "ring %u records, %u read, %u dropped", ring, total, dropped);
+	close(tfd);
+	ft_reap(d);
+}
+
+static void t_sysfs(void)
+{
+	const char *dev = "fusd-t-sys";
+	int ev, rp[2];
+	pid_t d = ft_spawn(dev, FT_HOLD, 0640, &ev), r;
+	char line[128];
+
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	CHECK(sysfs_num(dev, "waiting") == 0 && sysfs_num(dev, "open_files") == 0, "idle");
+	r = blocked_reader(dev, rp[1]);
+	CHECK(wait_event(ev, "held", line, sizeof(line), 3000), "read not held");
+	ft_msleep(150);
+	CHECK(sysfs_num(dev, "waiting") == 1, "waiting %ld", sysfs_num(dev, "waiting"));
+	CHECK(sysfs_num(dev, "oldest_wait_ms") >= 100, "oldest_wait_ms %ld",
+	      sysfs_num(dev, "oldest_wait_ms"));
+	CHECK(sysfs_num(dev, "open_files") == 1, "open_files");
+	CHECK(sysfs_num(dev, "daemon_pid") == d, "daemon_pid");
+	CHECK(sysfs_num(dev, "dev_id") > 0, "dev_id");
+	kill(r, SIGKILL);
+	waitpid(r, NULL, 0);
+	CHECK(wait_event(ev, "interrupt", line, sizeof(line), 2000), "interrupt");
+	CHECK(sysfs_num(dev, "waiting") == 0 && sysfs_num(dev, "oldest_wait_ms") == 0, "idle again");
+	ft_reap(d);
+	close(ev);
+	close(rp[0]);
+	close(rp[1]);
+}
+
+static void t_unregister(void)
+{
+	const char *dev = "fusd-t-unreg";
+	int fd = ft_channel(), c, st;
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	__u64 id = 0;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, &id) == 0, "register");
+	c = fork();
+	if (c == 0) {
+		int f = open_node(dev, O_RDWR);
+		char b[4];
+
+		if (f < 0)
+			_exit(1);
+		_exit(read(f, b, 4) == -1 && errno == ENODEV ? 0 : 2);
+	}
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN");
+	ft_reply_open(fd, h->id, 0, 0, 0);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 && h->opcode == FUSD_OP_READ, "READ");
+	CHECK(ft_unregister(fd, id) == 0, "unregister");
+	CHECK(!node_exists(dev), "node left");
+	CHECK(ft_reply(fd, h->id, 0, NULL, 0) == -ENOENT, "a reply after UNREGISTER");
+	CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "the reader must get ENODEV (status %#x)", st);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	CHECK_ERR(read(fd, msg, FUSD_MIN_READ_BUFFER), EAGAIN);	/* no RELEASE after UNREGISTER */
+	CHECK(ft_unregister(fd, id) == -ENOENT, "twice");
+	CHECK(ft_register(fd, dev, 0666, 0, 0, &id) == 0, "the name is free again");
+	close(fd);
+	free(msg);
+}
+
+/* An OPEN the daemon read, then interrupted: INTERRUPT, then RELEASE of that file. */
+static void t_open_interrupt(void)
+{
+	const char *dev = "fusd-t-openintr";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	int fd = ft_channel();
+	__u64 open_id, file_id;
+	pid_t c;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	c = fork();
+	if (c == 0)
+		_exit(open_node(dev, O_RDWR) < 0 ? 1 : 0);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN");
+	open_id = h->id;
+	file_id = h->file_id;
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) == sizeof(*h) && h->opcode == FUSD_OP_INTERRUPT &&
+	      h->id == open_id, "INTERRUPT of the OPEN (op %u id %llu)", h->opcode,
+	      (unsigned long long)h->id);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) == sizeof(*h) && h->opcode == FUSD_OP_RELEASE &&
+	      h->file_id == file_id, "RELEASE of the abandoned file (op %u)", h->opcode);
+	CHECK(ft_reply_open(fd, open_id, 0, 0, 0) == -ENOENT, "late OPEN reply");
+
+	/* an OPEN refused by the daemon gets no RELEASE */
+	c = fork();
+	if (c == 0)
+		_exit(open_node(dev, O_RDWR) < 0 && errno == EACCES ? 0 : 1);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN 2");
+	CHECK(ft_reply(fd, h->id, -EACCES, NULL, 0) == 0, "refuse");
+	CHECK(waitpid(c, NULL, 0) == c, "wait");
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	CHECK_ERR(read(fd, msg, FUSD_MIN_READ_BUFFER), EAGAIN);
+	close(fd);
+	free(msg);
+}
+
+/* Two devices on one channel: routed by dev_id; removing one leaves the other. */
+static void t_multi(void)
+{
+	struct ft_daemon d;
+	int fd = ft_channel(), st;
+	pid_t c;
+
+	ft_daemon_init(&d, fd, -1);
+	CHECK(ft_daemon_add(&d, "fusd-t-m1", FT_ECHO, 0666, 0, 0) == 0 &&
+	      ft_daemon_add(&d, "fusd-t-m2", FT_ZERO, 0666, 0, 0) == 0, "register two");
+	c = fork();
+	if (c == 0) {
+		ft_daemon_loop(&d);
+		_exit(0);
+	}
+	{
+		int a = open_node("fusd-t-m1", O_RDWR), b = open_node("fusd-t-m2", O_RDWR);
+		char buf[8] = "";
+
+		CHECK(write(a, "one", 3) == 3 && read(b, buf, 4) == 4 && !memcmp(buf, "\0\0\0\0", 4),
+		      "zero device");
+		CHECK(read(a, buf, 8) == 3 && !memcmp(buf, "one", 3), "echo device");
+		CHECK(ft_unregister(fd, d.devs[1].id) == 0, "unregister the second");
+		CHECK_ERR(read(b, buf, 1), ENODEV);
+		CHECK(write(a, "two", 3) == 3 && read(a, buf, 8) == 3, "the first still works");
+		close(a);
+		close(b);
+	}
+	kill(c, SIGKILL);
+	waitpid(c, &st, 0);
+	close(fd);
+	CHECK(wait_gone("fusd-t-m1", 1000), "node left");
+	free(d.msg);
+}
+
+/* A subscriber without CAP_SYS_ADMIN sees only the devices its uid registered. */
+static void t_trace_user(void)
+{
+	int ev, go[2], done[2], st, fd;
+	pid_t d = spawn_uid1000_daemon("fusd-t-tu", &ev), r = ft_spawn("fusd-t-tr", FT_ZERO, 0666, NULL);
+	pid_t tr;
+	char line[128];
+
+	CHECK(wait_event(ev, "registered", line, sizeof(line), 3000), "uid 1000 daemon");
+	if (pipe(go) || pipe(done))
+		ft_die("pipe");
+	tr = fork();
+	if (tr == 0) {
+		struct fusd_trace_subscribe sub;
+		struct fusd_trace_record rec;
+		int t, mine = 0, other = 0;
+		char c;
+
+		if (become(1000, 1000, 0))
+			_exit(97);
+		t = ft_channel();
+		memset(&sub, 0, sizeof(sub));
+		if (t < 0 || ioctl(t, FUSD_IOC_TRACE, &sub))
+			_exit(96);
+		if (write(done[1], "s", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(95);
+		fcntl(t, F_SETFL, O_NONBLOCK);
+		while (read(t, &rec, sizeof(rec)) == sizeof(rec)) {
+			mine += !strcmp(rec.name, "fusd-t-tu");
+			other += strcmp(rec.name, "fusd-t-tu") != 0;
+		}
+		_exit(mine >= 2 && other == 0 ? 0 : 10 + (other > 0));
+	}
+	CHECK(read(done[0], line, 1) == 1, "subscriber ready");
+	fd = open_node("fusd-t-tu", O_RDWR);
+	CHECK(fd >= 0 && ioctl(fd, FT_IOC_PLAIN, 1) == 2, "call on the uid 1000 device");
+	close(fd);
+	fd = open_node("fusd-t-tr", O_RDWR);
+	CHECK(fd >= 0 && ioctl(fd, FT_IOC_PLAIN, 1) == 2, "call on root's device");
+	close(fd);
+	CHECK(write(go[1], "g", 1) == 1, "go");
+	CHECK(waitpid(tr, &st, 0) == tr && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "the uid 1000 subscriber must see its device only (status %d)", WEXITSTATUS(st));
+	ft_reap(d);
+	ft_reap(r);
+	close(ev);
+	close(go[0]);
+	close(go[1]);
+	close(done[0]);
+	close(done[1]);
+}
+
+/* ---- the malformed-message loop ---- */
+
+static unsigned long long rng_state = 88172645463325252ULL;
+
+static unsigned long long rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static void fuzz_caller(const char *dev, unsigned int seed)
+{
+	static unsigned char buf[300000];
+	struct sigaction sa = { .sa_handler = on_signal };	/* no SA_RESTART: EINTR */
+	int fd = -1;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	rng_state ^= seed * 0x9E3779B97F4A7C15ULL;
+	for (;;) {
+		unsigned int op = rnd() % 16;
+
+		if (fd < 0 || op == 0) {
+			if (fd >= 0)
+				close(fd);
+			fd = open_node(dev, (rnd() & 1 ? O_NONBLOCK : 0) | O_RDWR);
+			if (fd < 0) {
+				ft_msleep(1);
+				continue;
+			}
+		}
+		switch (op) {
+		case 1: case 2: case 3:
+			if (read(fd, buf, rnd() % 4 ? rnd() % 64 : rnd() % sizeof(buf)) < 0) {}
+			break;
+		case 4: case 5: case 6:
+			if (write(fd, buf, rnd() % 4 ? rnd() % 64 : rnd() % sizeof(buf)) < 0) {}
+			break;
+		case 7:
+			if (read(fd, (void *)(rnd() & 0xffffffffffffULL), 100) < 0) {}
+			break;
+		case 8: case 9: case 10: case 11: {
+			unsigned int cmd = _IOC(rnd() % 4, 'E', rnd() % 16, rnd() % 16384);
+			void *arg = rnd() % 8 ? (void *)buf : (void *)(rnd() & 0xffffffffffffULL);
+
+			if (ioctl(fd, rnd() % 8 ? cmd : (unsigned int)rnd(), arg) < 0) {}
+			break;
+		}
+		case 12: {
+			struct pollfd p = { fd, POLLIN | POLLOUT, 0 };
+
+			poll(&p, 1, 0);
+			break;
+		}
+		default:
+			if (ioctl(fd, FT_IOC_PLAIN, 1) < 0) {}
+		}
+	}
+}
+
+struct fuzz_req {
+	__u64 id, dev_id, file_id;
+	__u32 opcode, len, reply_max;
+};
+
+/* One mutated message on the channel, built around a real request when there is one. */
+static void fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned char *buf,
+		       unsigned long *counts)
+{
+	static const int results[] = { 0, 1, -1, -4095, -4096, -512, 2147483647, -2147483647 - 1,
+				       10, 63, 64, 131072, 131073 };
+	struct fusd_reply *rep = (struct fusd_reply *)buf;
+	struct fusd_ready *rdy = (struct fusd_ready *)buf;
+	size_t size;
+	ssize_t n;
+
+	memset(buf, 0, 64);
+	if (rnd() % 4 == 0) {
+		rdy->size = sizeof(*rdy);
+		rdy->type = FUSD_MSG_READY;
+		rdy->dev_id = have ? r->dev_id + (rnd() % 4 == 0) : rnd() % 50;
+		rdy->file_id = have ? r->file_id + (rnd() % 4 == 0) : rnd() % 5000;
+		rdy->mask = rnd() % 2 ? rnd() % 32 : (__u32)rnd();
+		rdy->padding = rnd() % 16 == 0;
+		size = sizeof(*rdy);
+	} else {
+		rep->type = FUSD_MSG_REPLY;
+		rep->id = have && rnd() % 4 ? r->id : rnd() % 3 == 0 ? rnd() : rnd() % 100000;
+		if (rnd() % 8 == 0)
+			rep->id |= FUSD_ID_NOREPLY;
+		rep->result = rnd() % 2 ? results[rnd() % (sizeof(results) / sizeof(results[0]))] :
+				(int)(have ? r->len : rnd());
+		rep->flags = rnd() % 4 == 0 ? (__u32)rnd() % 4 : 0;
+		rep->poll_mask = rnd() % 4 == 0 ? (__u32)rnd() % 64 : 0;
+		rep->padding = rnd() % 32 == 0;
+		size = sizeof(*rep) + (rnd() % 2 ? (have ? r->len : 0) : rnd() % 100);
+		if (rnd() % 64 == 0)
+			size = rnd() % (sizeof(*rep) + FUSD_CHUNK_MAX + 10);
+	}
+	if (rnd() % 8 == 0)
+		buf[rnd() % 32] = rnd();		/* flip a byte of the header */
+	*(__u32 *)buf = rnd() % 16 == 0 ? (__u32)rnd() : (__u32)size;
+	if (rnd() % 32 == 0)
+		size = rnd() % 24;			/* truncated */
+	n = write(fd, buf, size);
+	counts[n < 0 ? (errno < 200 ? errno : 199) : 0]++;
+}
+
+static void fuzz_ioctl(int fd, unsigned char *buf)
+{
+	static const unsigned int cmds[] = { FUSD_IOC_HELLO, FUSD_IOC_REGISTER, FUSD_IOC_UNREGISTER,
+					     FUSD_IOC_FORCE_UNREGISTER, FUSD_IOC_TRACE };
+	unsigned int cmd = cmds[rnd() % 5];
+	struct fusd_register *reg = (struct fusd_register *)buf;
+	void *arg = buf;
+
+	if (rnd() % 4 == 0)
+		cmd = _IOC(rnd() % 4, FUSD_IOC_MAGIC, rnd() % 8, rnd() % 256);
+	if (rnd() % 16 == 0)
+		arg = (void *)(rnd() % 2 ? 0UL : rnd() & 0xffffffffffffULL);
+	for (int i = 0; i < 128; i++)
+		buf[i] = rnd() % 3 == 0 ? rnd() : 0;
+	if (cmd == FUSD_IOC_REGISTER && rnd() % 2) {
+		/* a name that is often valid: the device is made and then unregistered */
+		static const char cs[] = "abcxyz019._-+:@,/ !.\x01";
+
+		memset(reg, 0, sizeof(*reg));
+		strcpy(reg->name, "fusd-f-");
+		for (int i = 7; i < 7 + (int)(rnd() % 12); i++)
+			reg->name[i] = cs[rnd() % (sizeof(cs) - 1)];
+		reg->mode = rnd() % 4 ? 0600 : (__u32)rnd();
+		reg->uid = rnd() % 4 ? 0 : (__u32)rnd();
+		reg->gid = rnd() % 4 ? 0 : (__u32)rnd();
+		if (ioctl(fd, cmd, reg) == 0) {
+			struct fusd_unregister u = { reg->dev_id };
+
+			if (ioctl(fd, FUSD_IOC_UNREGISTER, &u) < 0)
+				printf("  fuzz: cannot unregister %s\n", reg->name);
+		}
+		return;
+	}
+	if (cmd == FUSD_IOC_FORCE_UNREGISTER && rnd() % 64 == 0)
+		strcpy((char *)buf, "fusd-t-fuzz");	/* sometimes the live device itself */
+	if (ioctl(fd, cmd, arg) < 0) {}
+}
+
+/* A second daemon thread on the same channel: answers whatever it reads, correctly. */
+struct fuzz_helper {
+	int fd;
+	volatile int stop;
+};
+
+static void *fuzz_replier(void *p)
+{
+	struct fuzz_helper *hp = p;
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *out = calloc(1, FUSD_CHUNK_MAX);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+
+	while (!hp->stop) {
+		struct pollfd pf = { hp->fd, POLLIN, 0 };
+
+		if (poll(&pf, 1, 5) <= 0 || read(hp->fd, msg, FUSD_MIN_READ_BUFFER) <= 0)
+			continue;
+		if (h->opcode == FUSD_OP_INTERRUPT || (h->id & FUSD_ID_NOREPLY))
+			continue;
+		if (h->opcode == FUSD_OP_READ)
+			ft_reply(hp->fd, h->id, h->len, out, h->len);
+		else if (h->opcode == FUSD_OP_IOCTL)
+			ft_reply(hp->fd, h->id, 0, out, h->reply_max);
+		else if (h->opcode == FUSD_OP_OPEN)
+			ft_reply_open(hp->fd, h->id, 0, 1, FUSD_POLLOUT);
+		else
+			ft_reply(hp->fd, h->id, h->len, NULL, 0);
+	}
+	free(msg);
+	free(out);
+	return NULL;
+}
+
+static void t_fuzz(void)
+{
+	const char *dev = "fusd-t-fuzz";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *out = malloc(2 * FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	struct fuzz_req reqs[64];
+	unsigned long counts[200] = { 0 }, ioctls = 0, msgs = 0, rounds = 0;
+	const long target = getenv("FUSD_FUZZ_N") ? atol(getenv("FUSD_FUZZ_N")) : 200000;
+	int fd = -1, side = ft_channel(), nreq = 0;
+	pid_t callers[3];
+	double t = ft_now();
+
+	struct fuzz_helper helper = { -1, 0 };
+	pthread_t helper_th;
+	int helper_on = 0;
+
+	for (long i = 0; msgs + ioctls < (unsigned long)target; i++) {
+		if (fd < 0) {		/* (re)start the daemon side: a fresh channel and device */
+			fd = ft_channel();
+			if (fd < 0 || ft_register(fd, dev, 0666, 0, 0, NULL)) {
+				CHECK(0, "fuzz: cannot register");
+				break;
+			}
+			fcntl(fd, F_SETFL, O_NONBLOCK);
+			if (rounds % 2) {	/* every other life, two daemon threads */
+				helper.fd = fd;
+				helper.stop = 0;
+				helper_on = !pthread_create(&helper_th, NULL, fuzz_replier, &helper);
+			}
+			for (int k = 0; k < 3; k++) {
+				callers[k] = fork();
+				if (callers[k] == 0)
+					fuzz_caller(dev, k + 1 + rounds * 3);
+			}
+			nreq = 0;
+			rounds++;
+		}
+		/* take real requests; answer some correctly, keep the rest for mutation */
+		for (int k = 0; k < 4; k++) {
+			ssize_t n = read(fd, rnd() % 64 ? (void *)msg : bad_ptr,
+					 rnd() % 64 ? FUSD_MIN_READ_BUFFER : rnd() % 200);
+
+			if (n <= 0)
+				break;
+			if (h->opcode == FUSD_OP_INTERRUPT || (h->id & FUSD_ID_NOREPLY))
+				continue;
+			if (rnd() % 2) {
+				int res = h->opcode == FUSD_OP_OPEN ? 0 : (int)(rnd() % (h->len + 1));
+
+				if (h->opcode == FUSD_OP_READ || (h->opcode == FUSD_OP_IOCTL && h->reply_max))
+					ft_reply(fd, h->id, h->opcode == FUSD_OP_IOCTL ? 0 : res, out,
+						 h->opcode == FUSD_OP_IOCTL ? h->reply_max : (size_t)res);
+				else
+					ft_reply(fd, h->id, res, NULL, 0);
+				continue;
+			}
+			reqs[nreq % 64] = (struct fuzz_req){ h->id, h->dev_id, h->file_id, h->opcode,
+							     h->len, h->reply_max };
+			nreq++;
+		}
+		for (int k = 0; k < 8; k++, msgs++) {
+			int have = nreq > 0;
+
+			fuzz_write(fd, have ? &reqs[rnd() % (nreq < 64 ? nreq : 64)] : NULL, have, out,
+				   counts);
+		}
+		fuzz_ioctl(rnd() % 4 ? side : fd, out);
+		ioctls++;
+		if (rnd() % 4 == 0)	/* interrupt a caller, wherever its call is */
+			kill(callers[rnd() % 3], SIGUSR1);
+		if (i % 2000 == 1999) {	/* now and then the daemon dies with callers inside */
+			if (helper_on) {
+				helper.stop = 1;
+				pthread_join(helper_th, NULL);
+				helper_on = 0;
+			}
+			for (int k = 0; k < 3; k++)
+				kill(callers[k], SIGKILL);
+			if (rnd() % 2) {
+				close(fd);
+				fd = -1;
+			} else {
+				ft_force_unregister(side, dev);
+				close(fd);
+				fd = -1;
+			}
+			for (int k = 0; k < 3; k++)
+				waitpid(callers[k], NULL, 0);
+		}
+	}
+	if (helper_on) {
+		helper.stop = 1;
+		pthread_join(helper_th, NULL);
+	}
+	if (fd >= 0) {
+		for (int k = 0; k < 3; k++)
+			kill(callers[k], SIGKILL);
+		close(fd);
+		for (int k = 0; k < 3; k++)
+			waitpid(callers[k], NULL, 0);
+	}
+	close(side);
+	printf("  fuzz: %lu messages + %lu ioctls in %.1fs, %lu daemon lives; write results:",
+	       msgs, ioctls, ft_now() - t, rounds);
+	for (int e = 0; e < 200; e++)
+		if (counts[e])
+			printf(" %s=%lu", e ? strerrorname_np(e) ?: "?" : "ok", counts[e]);
+	printf("\n");
+	CHECK(msgs + ioctls >= (unsigned long)target, "only %lu", msgs + ioctls);
+	CHECK(counts[0] > 0 && counts[EINVAL] > 0 && counts[ENOENT] > 0, "no variety");
+	free(msg);
+	free(out);
+}
+
+/* Who holds /dev/fusd or a fusd node open (for a failed leak check). */
+static void show_holders(void)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *p;
+
+	while (proc && (p = readdir(proc))) {
+		char dir[300], link[600], target[256], comm[64] = "";
+		struct dirent *f;
+		DIR *fds;
+		FILE *c;
+
+		if (p->d_name[0] < '1' || p->d_name[0] > '9')
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/%s/comm", p->d_name);
+		c = fopen(dir, "r");
+		if (c) {
+			if (!fgets(comm, sizeof(comm), c))
+				comm[0] = 0;
+			comm[strcspn(comm, "\n")] = 0;
+			fclose(c);
+		}
+		snprintf(dir, sizeof(dir), "/proc/%s/fd", p->d_name);
+		fds = opendir(dir);
+		while (fds && (f = readdir(fds))) {
+			ssize_t n;
+
+			snprintf(link, sizeof(link), "%s/%s", dir, f->d_name);
+			n = readlink(link, target, sizeof(target) - 1);
+			if (n <= 0)
+				continue;
+			target[n] = 0;
+			if (strstr(target, "fusd"))
+				printf("  pid %s (%s) fd %s -> %s\n", p->d_name, comm, f->d_name, target);
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (proc)
+		closedir(proc);
+}
+
+static void t_leaks(void)
+{
+	static const char *what[] = { "channels", "devices", "files", "requests" };
+	double end = ft_now() + 2;
+
+	for (int i = 0; i < 4; i++) {
+		while (live(what[i]) != 0 && ft_now() < end)
+			ft_msleep(10);
+		CHECK(live(what[i]) == 0, "live_%s = %ld", what[i], live(what[i]));
+	}
+	if (tfail)
+		show_holders();
+}
+
+/* ---- driver ---- */
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} tests[] = {
+	{ "hello", t_hello },
+	{ "perm", t_perm },
+	{ "names", t_names },
+	{ "roundtrip", t_roundtrip },
+	{ "creds", t_creds },
+	{ "poll", t_poll },
+	{ "big", t_big },
+	{ "replies", t_replies },
+	{ "unregister", t_unregister },
+	{ "kill", t_kill },
+	{ "force", t_force },
+	{ "interrupt", t_interrupt },
+	{ "sysfs", t_sysfs },
+	{ "trace", t_trace },
+	{ "trace-user", t_trace_user },
+	{ "open-interrupt", t_open_interrupt },
+	{ "multi", t_multi },
+	{ "concurrent", t_concurrent },
+	{ "threads", t_threads },
+	{ "fuzz", t_fuzz },
+	{ "roundtrip-after-fuzz", t_roundtrip },
+	{ "leaks", t_leaks },
+};
+
+#define TEST_TIMEOUT 60.0
+
+/*
+ * Each test runs in a child of its own process group: a test that hangs is killed after
+ * TEST_TIMEOUT seconds, and whatever a test leaves running is killed when it ends.
+ */
+static int run(const char *name, void (*fn)(void))
+{
+	double t = ft_now();
+	int st = 0, failed;
+	pid_t p;
+
+	fflush(stdout);
+	p = fork();
+	if (p == 0) {
+		setpgid(0, 0);
+		tfail = 0;
+		fn();
+		fflush(stdout);
+		_exit(tfail);
+	}
+	setpgid(p, p);
+	while (waitpid(p, &st, WNOHANG) == 0) {
+		if (ft_now() - t > TEST_TIMEOUT) {
+			kill(-p, SIGKILL);
+			waitpid(p, &st, 0);
+			printf("  timeout after %.0fs\n", TEST_TIMEOUT);
+			st = 1 << 8;
+			break;
+		}
+		ft_msleep(5);
+	}
+	kill(-p, SIGKILL);
+	failed = !WIFEXITED(st) || WEXITSTATUS(st);
+	printf("%s %s (%.2fs)\n", failed ? "FAIL" : "PASS", name, ft_now() - t);
+	fflush(stdout);
+	return failed;
+}
+
+static int cmd_whoami(const char *path)
+{
+	struct ft_whoami w;
+	int fd = open(path, O_RDWR);
+
+	if (fd < 0 || ioctl(fd, FT_IOC_WHOAMI, &w) < 0) {
+		perror(path);
+		return 1;
+	}
+	printf("%u %u %u\n", w.pid, w.uid, w.gid);
+	return 0;
+}
+
+static int cmd_serve(const char *name, const char *kind, const char *mode)
+{
+	int k = !strcmp(kind, "zero") ? FT_ZERO : !strcmp(kind, "hold") ? FT_HOLD : FT_ECHO;
+	struct ft_daemon d;
+	int fd = ft_channel();
+
+	if (fd < 0) {
+		fprintf(stderr, "fusd-ktest: /dev/fusd: %s\n", strerror(-fd));
+		return 1;
+	}
+	ft_daemon_init(&d, fd, -1);
+	if (ft_daemon_add(&d, name, k, strtoul(mode, NULL, 8), 0, 0)) {
+		perror("register");
+		return 1;
+	}
+	printf("serving /dev/%s\n", name);
+	fflush(stdout);
+	return ft_daemon_loop(&d) ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	int failed = 0, ran = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	if (argc == 3 && !strcmp(argv[1], "whoami"))
+		return cmd_whoami(argv[2]);
+	if (argc == 5 && !strcmp(argv[1], "serve"))
+		return cmd_serve(argv[2], argv[3], argv[4]);
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+			printf("%s\n", tests[i].name);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		int want = argc == 1;
+
+		for (int a = 1; a < argc; a++)
+			want |= !strcmp(argv[a], tests[i].name);
+		if (want) {
+			failed += run(tests[i].name, tests[i].fn);
+			ran++;
+		}
+	}
+	if (!ran) {
+		fprintf(stderr, "fusd-ktest: no such test\n");
+		return 2;
+	}
+	printf("%s: %d of %d tests failed\n", failed ? "FAIL" : "PASS", failed, ran);
+	return failed ? 1 : 0;
+}

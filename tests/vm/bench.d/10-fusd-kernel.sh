@@ -1,0 +1,4 @@
+#!/bin/bash
+# 1-byte reads: /dev/zero vs a fusd.ko node with a minimal raw-UAPI daemon (same boot).
+set -eu
+"$FUSD_VM_BIN/fusd-kbench" "${FUSD_BENCH_ITERS:-20000}"
