@@ -122,12 +122,29 @@ struct TraceSubscription::Impl {
                 continue;
             nlohmann::json req = {{"cmd", "trace"}, {"devices", devices}};
             std::string line = req.dump() + "\n";
-            if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != ssize_t(line.size())) {
+            if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != ssize_t(line.size()) || !await_greeting(fd)) {
                 close(fd);
                 continue;
             }
             peers[socket].fd = fd;
         }
+    }
+
+    // The daemon's {"ok":true}: from then on every call is traced, so a subscription is in force
+    // when the constructor returns.
+    static bool await_greeting(int fd)
+    {
+        std::string in;
+        char c;
+        while (in.size() < 4096) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 2000) <= 0 || ::read(fd, &c, 1) != 1)
+                return false;
+            if (c == '\n')
+                return in.find("\"ok\"") != std::string::npos;
+            in += c;
+        }
+        return false;
     }
 
     static std::optional<TraceEvent> parse(const std::string &line)

@@ -20,13 +20,6 @@ namespace fusd::detail {
 namespace {
 std::atomic<int> g_socket_serial{0};
 
-std::string comm_of(pid_t pid)
-{
-    std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
-    std::string comm;
-    std::getline(in, comm);
-    return comm;
-}
 
 sockaddr_un socket_address(const std::string &path)
 {
@@ -199,7 +192,7 @@ void ControlServer::emit(const TraceRecord &rec)
             continue;
         if (line.empty())
             line = nlohmann::json{
-                {"time_ns", rec.time_ns}, {"device", rec.device}, {"pid", rec.pid}, {"comm", comm_of(rec.pid)},
+                {"time_ns", rec.time_ns}, {"device", rec.device}, {"pid", rec.pid}, {"comm", rec.comm.empty() ? "?" : rec.comm},
                 {"op", std::string(to_string(rec.op))}, {"size", rec.size}, {"offset", rec.offset},
                 {"ioctl", rec.ioctl}, {"result", rec.result}, {"latency_us", rec.latency_us},
             }.dump();

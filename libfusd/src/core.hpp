@@ -43,6 +43,7 @@ struct RequestSlot {
     std::uint64_t ioctl_argument = 0;
     std::uint64_t offset = 0;
     std::int64_t start_ns = 0;         // CLOCK_MONOTONIC at arrival, set only while traced
+    char comm[16] = {};                // the caller's command name, read at arrival while traced
     void *owned_buffer = nullptr;      // receive buffer kept by a deferred request (malloc'ed)
     RequestSlot *next_free = nullptr;
 };
@@ -74,7 +75,7 @@ public:
     virtual std::string cleanup_hint() const { return {}; }
 };
 
-struct FileState {
+struct FileState : std::enable_shared_from_this<FileState> {
     std::shared_ptr<DeviceState> device;
     std::uint64_t id = 0;
     unsigned flags = 0;
@@ -83,7 +84,7 @@ struct FileState {
     std::atomic<unsigned> readiness{POLLIN | POLLOUT};
     std::uintptr_t transport_data = 0; // transport-owned (e.g. a FUSE poll handle), under poll_mutex
     std::mutex poll_mutex;
-    bool released = false;
+    std::atomic<bool> released{false};
     std::unique_ptr<File> handle;      // the public face
 };
 
@@ -145,6 +146,7 @@ void force_remove_cuse(const std::string &path);
 void force_remove_kernel(const std::string &path);
 
 std::int64_t monotonic_ns();
+void read_comm(pid_t pid, char (&comm)[16]);
 std::int64_t realtime_ns();
 
 } // namespace fusd::detail

@@ -108,7 +108,9 @@ void abort_connection(unsigned minor)
 bool remove_fuse_node(const std::string &path, bool abort_first)
 {
     bool cleaned = false;
-    for (const MountEntry &m : mounts_at(path)) {
+    auto mounts = mounts_at(path);
+    bool ours = !mounts.empty();
+    for (const MountEntry &m : mounts) {
         if (m.fs_type != kFsType)
             return cleaned; // something else is mounted there: not ours to touch
         if (abort_first)
@@ -116,9 +118,11 @@ bool remove_fuse_node(const std::string &path, bool abort_first)
         if (umount2(path.c_str(), MNT_DETACH) == 0)
             cleaned = true;
     }
+    // Whoever unmounted (we, or the daemon racing us), the empty placeholder goes.
     struct stat st{};
-    if (cleaned && lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
-        unlink(path.c_str());
+    if (ours && mounts_at(path).empty() && lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size == 0 && unlink(path.c_str()) == 0)
+        cleaned = true;
     return cleaned;
 }
 
@@ -234,6 +238,7 @@ void FuseTransport::start()
         const char *argv[] = {"fusd", nullptr};
         fuse_args args = FUSE_ARGS_INIT(1, const_cast<char **>(argv));
         se_ = fuse_session_new(&args, &kOps, sizeof kOps, this);
+        fuse_opt_free_args(&args);
         if (!se_) {
             close(fd_);
             fd_ = -1;
@@ -505,6 +510,8 @@ void FuseTransport::op_release(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
     in.op = Op::release;
     in.handle = reinterpret_cast<std::uintptr_t>(req);
     in.caller = caller_of(req);
+    if (in.caller.pid == 0) // FUSE_RELEASE comes from no process in particular: name the opener
+        in.caller = file->opener;
     in.flags = unsigned(fi->flags);
     t.deliver(std::move(file), in);
 }

@@ -37,6 +37,21 @@ std::int64_t monotonic_ns()
     return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+void read_comm(pid_t pid, char (&comm)[16])
+{
+    comm[0] = '\0';
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/%d/comm", int(pid));
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = ::read(fd, comm, sizeof comm - 1);
+    close(fd);
+    comm[n > 0 ? n : 0] = '\0';
+    if (n > 0 && comm[n - 1] == '\n')
+        comm[n - 1] = '\0';
+}
+
 std::int64_t realtime_ns()
 {
     timespec ts{};
@@ -346,9 +361,8 @@ std::shared_ptr<FileState> LoopImpl::new_file(DeviceState &dev, const Caller &op
 
 void LoopImpl::release_file(FileState &file)
 {
-    if (file.released)
+    if (file.released.exchange(true))
         return;
-    file.released = true;
     file.device->open_files.fetch_sub(1);
     std::shared_lock lock(file.device->lock);
     if (!file.device->gone)
@@ -372,7 +386,11 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     slot->ioctl_command = in.ioctl_command;
     slot->ioctl_argument = in.ioctl_argument;
     slot->offset = in.offset;
-    slot->start_ns = tracing() ? monotonic_ns() : 0;
+    slot->start_ns = 0;
+    if (tracing()) { // only while someone traces: the caller may be gone by the time we answer
+        slot->start_ns = monotonic_ns();
+        read_comm(in.caller.pid, slot->comm);
+    }
     DeviceState &dev = *file->device;
     slot->file = std::move(file);
 
@@ -466,6 +484,7 @@ void LoopImpl::trace(const RequestSlot &slot, int result)
     rec.time_ns = realtime_ns();
     rec.device = slot.file->device->path;
     rec.pid = slot.caller.pid;
+    rec.comm = slot.comm;
     rec.op = slot.interrupted.load() ? Op::interrupt : slot.op;
     rec.size = slot.op == Op::write ? slot.data_size : slot.size;
     rec.offset = slot.offset;
@@ -488,6 +507,9 @@ void LoopImpl::trace_poll(DeviceState &dev, const Caller &caller, unsigned event
     rec.time_ns = realtime_ns();
     rec.device = dev.path;
     rec.pid = caller.pid;
+    char comm[16] = {};
+    read_comm(caller.pid, comm);
+    rec.comm = comm;
     rec.op = Op::poll;
     rec.result = int(events);
     {
@@ -626,6 +648,8 @@ unsigned File::flags() const { return state_->flags; }
 const Caller &File::opener() const { return state_->opener; }
 std::shared_ptr<void> &File::state() { return state_->state; }
 unsigned File::readiness() const { return state_->readiness.load(); }
+bool File::released() const { return state_->released.load(); }
+std::shared_ptr<File> File::keep() { return std::shared_ptr<File>(state_->shared_from_this(), this); }
 
 void File::notify(unsigned events)
 {

@@ -48,6 +48,8 @@ std::uint64_t process_start_time(pid_t pid)
         return 0;
     std::istringstream rest(stat.substr(close_paren + 2));
     std::string field;
+    if (stat.size() > close_paren + 2 && stat[close_paren + 2] == 'Z')
+        return 0; // a zombie serves nothing: dead, even before its parent reaps it
     // fields after the name start at #3 (state); start time is #22
     for (int i = 3; i <= 22 && rest >> field; ++i)
         if (i == 22)

@@ -62,7 +62,9 @@ struct TestDevice {
     }
     ~TestDevice()
     {
-        daemon->stop();
+        int status = daemon->stop();
+        EXPECT_FALSE(WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM && WTERMSIG(status) != SIGKILL)
+            << "the daemon died of signal " << WTERMSIG(status);
         if (exists(path)) // a failed test must not leave the node behind
             try {
                 fusd::admin::remove_device(path, true);
@@ -272,20 +274,28 @@ TEST(Device, HundredConcurrentCallersKeepTheirOwnData)
     for (int i = 0; i < kCallers; ++i)
         callers.emplace_back([&, i] {
             int fd = dev.open();
-            if (fd < 0)
+            if (fd < 0) {
+                ADD_FAILURE() << "open: " << strerror(errno);
                 return;
+            }
             std::string mine(1000 + i, char('A' + i % 26));
             mine += std::to_string(i);
-            bool good = write(fd, mine.data(), mine.size()) == ssize_t(mine.size());
+            ssize_t w = write(fd, mine.data(), mine.size());
+            bool good = w == ssize_t(mine.size());
+            if (!good)
+                ADD_FAILURE() << "write: " << w << " " << strerror(errno);
             std::string back;
             char buf[4096];
             while (good && back.size() < mine.size()) {
                 ssize_t n = read(fd, buf, sizeof buf);
-                if (n <= 0)
+                if (n <= 0) {
+                    ADD_FAILURE() << "read: " << n << " " << strerror(errno);
                     good = false;
-                else
+                } else
                     back.append(buf, std::size_t(n));
             }
+            if (good && back != mine)
+                ADD_FAILURE() << "caller " << i << " read back other data";
             if (good && back == mine)
                 ok++;
             close(fd);

@@ -39,7 +39,7 @@ public:
         wake_.notify_one();
         thread_.join();
     }
-    void kick(std::shared_ptr<EchoFile> file, fusd::File *handle)
+    void kick(std::shared_ptr<EchoFile> file, std::shared_ptr<fusd::File> handle)
     {
         {
             std::lock_guard lock(mutex_);
@@ -59,11 +59,11 @@ private:
             auto [file, handle] = std::move(work_.front());
             work_.pop_front();
             lock.unlock();
-            serve(*file, handle);
+            serve(*file, *handle);
             lock.lock();
         }
     }
-    static void serve(EchoFile &e, fusd::File *handle)
+    static void serve(EchoFile &e, fusd::File &handle)
     {
         std::lock_guard lock(e.mutex);
         while (!e.readers.empty() && !e.data.empty()) {
@@ -75,12 +75,12 @@ private:
             }
             e.readers.pop_front();
         }
-        handle->notify(fusd::ready::writable | (e.data.empty() ? 0 : fusd::ready::readable));
+        handle.notify(fusd::ready::writable | (e.data.empty() ? 0 : fusd::ready::readable));
     }
 
     std::mutex mutex_;
     std::condition_variable wake_;
-    std::deque<std::pair<std::shared_ptr<EchoFile>, fusd::File *>> work_;
+    std::deque<std::pair<std::shared_ptr<EchoFile>, std::shared_ptr<fusd::File>>> work_;
     bool stop_ = false;
     std::thread thread_;
 };
@@ -155,7 +155,7 @@ int main(int argc, char **argv)
     };
     cb.write = [&](fusd::Request req) {
         auto e = echo_of(req.file());
-        fusd::File *file = &req.file();
+        auto file = req.file().keep();
         {
             std::lock_guard lock(e->mutex);
             e->data.append(req.text());
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
         std::lock_guard lock(e->mutex);
         if (e->data.empty() && req.nonblocking())
             return req.reply_again();
-        fusd::File *file = &req.file();
+        auto file = req.file().keep();
         e->readers.push_back(std::move(req));
         replier.kick(e, file);
     };

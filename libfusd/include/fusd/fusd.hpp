@@ -159,6 +159,10 @@ public:
     // when it changes. Thread-safe. Default readiness is readable|writable, like a regular file.
     void notify(unsigned events);
     unsigned readiness() const;
+    bool released() const;              // closed by its last user; notify() is then a no-op
+    // A File& is valid while a Request of it is held or inside a callback. To use the File later
+    // (another thread publishing readiness, say), keep this: it keeps the object, not the open.
+    std::shared_ptr<File> keep();
 
 private:
     friend class detail::LoopImpl;
