@@ -200,7 +200,8 @@ fusd::Callbacks callbacks_for(const std::shared_ptr<CDevice> &dev)
         } else {
             call->buffer.assign(_IOC_SIZE(call->ioctl_request), 0);
             auto in = call->req.data();
-            std::memcpy(call->buffer.data(), in.data(), std::min(in.size(), call->buffer.size()));
+            if (!in.empty()) // _IOR: nothing comes in
+                std::memcpy(call->buffer.data(), in.data(), std::min(in.size(), call->buffer.size()));
             data = call->buffer.data();
         }
         finish(call, dev->fops.ioctl(&call->info, call->ioctl_request, data));
