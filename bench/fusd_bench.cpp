@@ -1,6 +1,11 @@
 // fusd-bench: what libfusd costs, measured against baselines in the same run.
 //
 //   fusd-bench [--scale X]          (root; the FUSE backend on this host; FUSD_BACKEND honoured)
+//   fusd-bench --compare-backends [--scale X]
+//                                   1-byte reads through a libfusd device on every usable backend
+//                                   (kernel module, CUSE, FUSE) beside /dev/zero and a pipe
+//                                   ping-pong, in one run; run in the QEMU guest by
+//                                   `tests/vm/run --bench` (under TCG only the ratios mean anything)
 //
 // Measures, each as the median of 5 rounds, caller and daemon pinned to one CPU (cross-CPU
 // wake-ups in a VM cost 50 us and drown everything else):
@@ -122,7 +127,7 @@ struct Child {
     }
 };
 
-Child start_daemon(const char *self, const char *mode, const std::string &path)
+Child start_daemon(const char *self, const char *mode, const std::string &path, const char *backend = nullptr)
 {
     int out[2];
     if (pipe(out) < 0)
@@ -132,6 +137,8 @@ Child start_daemon(const char *self, const char *mode, const std::string &path)
     if (c.pid == 0) {
         dup2(out[1], 1);
         close(out[0]);
+        if (backend)
+            setenv("FUSD_BACKEND", backend, 1);
         execl(self, self, mode, path.c_str(), nullptr);
         _exit(127);
     }
@@ -210,6 +217,34 @@ double pipe_pingpong_rate(long ops)
     return rate;
 }
 
+int compare_backends(const char *self, double scale)
+{
+    const long ops = long(20000 * scale);
+    std::string base = "/dev/fusd-bench-" + std::to_string(getpid());
+    std::printf("fusd-bench: 1-byte reads, caller and daemons pinned to CPU 0; median of 5 rounds\n");
+    double zero = read_rate("/dev/zero", 1, ops * 5);
+    double pipe = pipe_pingpong_rate(ops);
+    std::printf("%-28s %10.0f ns/op\n", "/dev/zero", 1e9 / zero);
+    std::printf("%-28s %10.0f ns/op\n", "pipe ping-pong", 1e9 / pipe);
+    double per_backend[4] = {};
+    for (const auto &status : fusd::probe_backends()) {
+        std::string name(fusd::to_string(status.backend));
+        if (!status.usable) {
+            std::printf("%-28s %10s (%s)\n", ("libfusd " + name).c_str(), "-", status.reason.c_str());
+            continue;
+        }
+        Child dev = start_daemon(self, "--serve-fusd", base + "-" + name, name.c_str());
+        double rate = read_rate(base + "-" + name, 1, ops);
+        per_backend[int(status.backend)] = rate;
+        std::printf("%-28s %10.0f ns/op  (%.0fx /dev/zero, %.2fx pipe)\n", ("libfusd " + name).c_str(), 1e9 / rate,
+                    zero / rate, pipe / rate);
+    }
+    double kernel = per_backend[int(fusd::Backend::kernel)], cuse = per_backend[int(fusd::Backend::cuse)];
+    if (kernel > 0 && cuse > 0)
+        std::printf("ratio kernel/cuse (time per read): %.2f (target <= 0.60)\n", cuse / kernel);
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -223,9 +258,16 @@ int main(int argc, char **argv)
         return serve_bare(argv[2]);
     }
     double scale = 1.0;
-    if (argc == 3 && std::strcmp(argv[1], "--scale") == 0)
-        scale = std::atof(argv[2]);
+    bool compare = false;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--scale") == 0 && i + 1 < argc)
+            scale = std::atof(argv[++i]);
+        else if (std::strcmp(argv[i], "--compare-backends") == 0)
+            compare = true;
+    }
     pin_to_cpu0();
+    if (compare)
+        return compare_backends(argv[0], scale);
     const long small = long(40000 * scale), medium = long(8000 * scale), large = long(600 * scale);
     std::string base = "/dev/fusd-bench-" + std::to_string(getpid());
 

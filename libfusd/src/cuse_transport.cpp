@@ -48,7 +48,7 @@
 
 #include <cuse_lowlevel.h>
 
-#include "loop_impl.hpp"
+#include "libfuse_transport.hpp"
 
 namespace fusd::detail {
 
@@ -92,9 +92,9 @@ bool is_node(const std::string &path, dev_t devt)
     return devt != 0 && lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == devt;
 }
 
-class CuseTransport final : public Transport {
+class CuseTransport final : public LibfuseTransport {
 public:
-    explicit CuseTransport(DeviceState &dev) : dev_(dev), loop_(*dev.loop) {}
+    explicit CuseTransport(DeviceState &dev) : LibfuseTransport(dev) {}
     ~CuseTransport() override
     {
         if (se_ || fd_ >= 0)
@@ -104,66 +104,35 @@ public:
     void start();
 
     Backend backend() const override { return Backend::cuse; }
-    int fd() const override { return fd_; }
-    bool on_readable() override;
-    void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) override;
-    void notify_ready(FileState &file, unsigned events) override;
-    void keep_buffer(RequestSlot &slot) override;
-    void arm(RequestSlot &slot) override;
-    void forget_file(FileState &file) override;
     void shutdown() override;
     std::string cleanup_hint() const override { return "cuse:" + class_dir_of(dev_.path); }
 
 private:
-    static CuseTransport &self(fuse_req_t req) { return *static_cast<CuseTransport *>(fuse_req_userdata(req)); }
-    static std::shared_ptr<FileState> &holder(fuse_file_info *fi)
-    {
-        return *reinterpret_cast<std::shared_ptr<FileState> *>(static_cast<std::uintptr_t>(fi->fh));
-    }
-    static Caller caller_of(fuse_req_t req)
-    {
-        const fuse_ctx *ctx = fuse_req_ctx(req);
-        return {ctx->pid, ctx->uid, ctx->gid};
-    }
-    void deliver(std::shared_ptr<FileState> file, Incoming in);
-    void handshake();
     void wait_for_node();
 
     static void op_init_done(void *userdata);
-    static void op_open(fuse_req_t req, fuse_file_info *fi);
-    static void op_read(fuse_req_t req, size_t size, off_t off, fuse_file_info *fi);
-    static void op_write(fuse_req_t req, const char *buf, size_t size, off_t off, fuse_file_info *fi);
-    static void op_release(fuse_req_t req, fuse_file_info *fi);
-    static void op_ioctl(fuse_req_t req, int cmd, void *arg, fuse_file_info *fi, unsigned flags,
-                         const void *in_buf, size_t in_bufsz, size_t out_bufsz);
-    static void op_poll(fuse_req_t req, fuse_file_info *fi, fuse_pollhandle *ph);
-    static void on_interrupt(fuse_req_t req, void *data);
     static ssize_t io_read(int fd, void *buf, size_t len, void *userdata);
     static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata);
 
     static const cuse_lowlevel_ops kOps;
     static const fuse_custom_io kIo;
 
-    DeviceState &dev_;
-    LoopImpl &loop_;
-    fuse_session *se_ = nullptr;
-    int fd_ = -1;
-    fuse_buf buf_{};
     bool init_done_ = false;
-    dev_t devt_ = 0;                 // our node's device number, once the kernel made it
-    std::mutex holders_mutex_;
-    std::unordered_set<std::shared_ptr<FileState> *> holders_; // open files, for shutdown
+    dev_t devt_ = 0; // our node's device number, once the kernel made it
 };
 
 const cuse_lowlevel_ops CuseTransport::kOps = [] {
     cuse_lowlevel_ops ops{};
     ops.init_done = op_init_done;
-    ops.open = op_open;
-    ops.read = op_read;
-    ops.write = op_write;
-    ops.release = op_release;
-    ops.ioctl = op_ioctl;
-    ops.poll = op_poll;
+    ops.open = handle_open;
+    ops.read = handle_read;   // CUSE always passes offset 0
+    ops.write = handle_write;
+    ops.release = handle_release;
+    ops.ioctl = [](fuse_req_t req, int cmd, void *arg, fuse_file_info *fi, unsigned flags, const void *in_buf,
+                   size_t in_bufsz, size_t out_bufsz) {
+        handle_ioctl(req, unsigned(cmd), arg, fi, flags, in_buf, in_bufsz, out_bufsz);
+    };
+    ops.poll = handle_poll;
     return ops;
 }();
 
@@ -198,7 +167,7 @@ void CuseTransport::start()
         ci.flags = 0; // restricted ioctls only (see the top of this file)
         const char *argv[] = {"fusd", nullptr};
         fuse_args args = FUSE_ARGS_INIT(1, const_cast<char **>(argv));
-        se_ = cuse_lowlevel_new(&args, &ci, &kOps, this);
+        se_ = cuse_lowlevel_new(&args, &ci, &kOps, static_cast<LibfuseTransport *>(this));
         if (!se_)
             throw Error(ENOMEM, path + ": cuse_lowlevel_new failed");
         if (int err = fuse_session_custom_io(se_, &kIo, fd_); err != 0) {
@@ -207,32 +176,12 @@ void CuseTransport::start()
             throw Error(err < 0 ? -err : EIO, path + ": fuse_session_custom_io failed");
         }
         // From here the session owns fd_ and closes it in fuse_session_destroy().
-        handshake();
+        handshake(init_done_, "CUSE_INIT"); // libfuse replies with our DEVNAME, then calls init_done
         wait_for_node();
         fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
     } catch (...) {
         shutdown();
         throw;
-    }
-}
-
-// The kernel's first message is CUSE_INIT: answer it now (libfuse's cuse_lowlevel_init replies
-// with our DEVNAME, then calls init_done).
-void CuseTransport::handshake()
-{
-    const std::string &path = dev_.path;
-    for (int waited_ms = 0; !init_done_;) {
-        pollfd p{fd_, POLLIN, 0};
-        int r = ::poll(&p, 1, 100);
-        if (r == 0 && (waited_ms += 100) >= kInitTimeoutMs)
-            throw Error(ETIMEDOUT, path + ": the kernel sent no CUSE_INIT");
-        if (r > 0) {
-            int res = fuse_session_receive_buf(se_, &buf_);
-            if (res <= 0 && res != -EINTR && res != -EAGAIN)
-                throw Error(res ? -res : ENOTCONN, path + ": CUSE connection failed during INIT");
-            if (res > 0)
-                fuse_session_process_buf(se_, &buf_);
-        }
     }
 }
 
@@ -271,24 +220,7 @@ void CuseTransport::wait_for_node()
 
 void CuseTransport::shutdown()
 {
-    {
-        std::lock_guard lock(holders_mutex_);
-        for (auto *h : holders_) {
-            forget_file(**h);
-            delete h;
-        }
-        holders_.clear();
-    }
-    if (se_) {
-        fuse_session_destroy(se_); // closes fd_: the kernel removes the node, blocked callers are released
-        se_ = nullptr;
-        fd_ = -1;
-    } else if (fd_ >= 0) {
-        close(fd_);
-        fd_ = -1;
-    }
-    std::free(buf_.mem);
-    buf_.mem = nullptr;
+    close_session(); // the kernel removes the node when /dev/cuse is closed
     // The kernel removes the node while the fd is closed; give devtmpfs a moment if it lags.
     // (If a forked child still holds /dev/cuse, the node stays until that child closes it.)
     for (int waited_ms = 0; devt_ && is_node(dev_.path, devt_) && waited_ms < kGoneTimeoutMs; waited_ms += 10)
@@ -296,205 +228,11 @@ void CuseTransport::shutdown()
     devt_ = 0;
 }
 
-bool CuseTransport::on_readable()
-{
-    for (int i = 0; i < 16; ++i) {
-        int res = fuse_session_receive_buf(se_, &buf_);
-        if (res == -EAGAIN || res == -EINTR)
-            return true;
-        if (res <= 0 || fuse_session_exited(se_))
-            return false; // aborted (fusdctl rm --force: /sys/class/cuse/NAME/abort)
-        fuse_session_process_buf(se_, &buf_);
-    }
-    return true;
-}
-
-void CuseTransport::deliver(std::shared_ptr<FileState> file, Incoming in)
-{
-    loop_.deliver(std::move(file), in);
-}
-
-void CuseTransport::arm(RequestSlot &slot)
-{
-    // FUSE_INTERRUPT for this request now reaches the core. Requests are processed one at a time
-    // on the loop thread and the kernel interrupts only requests we have read, so the callback is
-    // never run from inside this call.
-    fuse_req_interrupt_func(reinterpret_cast<fuse_req_t>(slot.handle.load(std::memory_order_relaxed)), on_interrupt,
-                            &slot);
-}
-
-void CuseTransport::keep_buffer(RequestSlot &slot)
-{
-    // The slot's data points into buf_.mem: hand the whole buffer over; the next receive allocates.
-    slot.owned_buffer = buf_.mem;
-    buf_.mem = nullptr;
-}
-
-void CuseTransport::reply(RequestSlot &slot, int result, std::span<const std::byte> bytes)
-{
-    auto req = reinterpret_cast<fuse_req_t>(slot.handle.load(std::memory_order_acquire));
-    if (slot.op == Op::release) {
-        fuse_reply_err(req, 0); // a failed close is still a close
-        return;
-    }
-    if (result < 0) {
-        fuse_reply_err(req, -result);
-        return;
-    }
-    switch (slot.op) {
-    case Op::open: {
-        fuse_file_info fi{};
-        fi.direct_io = 1;   // CUSE is always direct anyway
-        fi.nonseekable = 1; // ignored by CUSE (see the top of this file)
-        auto *h = new std::shared_ptr<FileState>(slot.file);
-        {
-            std::lock_guard lock(holders_mutex_);
-            holders_.insert(h);
-        }
-        fi.fh = reinterpret_cast<std::uintptr_t>(h);
-        if (fuse_reply_open(req, &fi) != 0) { // the caller is gone: no release will follow
-            std::lock_guard lock(holders_mutex_);
-            holders_.erase(h);
-            delete h;
-        }
-        break;
-    }
-    case Op::read:
-        fuse_reply_buf(req, reinterpret_cast<const char *>(bytes.data()), bytes.size());
-        break;
-    case Op::write:
-        fuse_reply_write(req, std::size_t(result));
-        break;
-    case Op::ioctl:
-        fuse_reply_ioctl(req, result, bytes.data(), bytes.size());
-        break;
-    default:
-        fuse_reply_err(req, EIO);
-        break;
-    }
-}
-
-void CuseTransport::notify_ready(FileState &file, unsigned)
-{
-    std::lock_guard lock(file.poll_mutex);
-    if (file.transport_data)
-        fuse_lowlevel_notify_poll(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
-}
-
-void CuseTransport::forget_file(FileState &file)
-{
-    std::lock_guard lock(file.poll_mutex);
-    if (file.transport_data)
-        fuse_pollhandle_destroy(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
-    file.transport_data = 0;
-}
-
 // ---- libfuse callbacks (loop thread) -----------------------------------------------------------
 
 void CuseTransport::op_init_done(void *userdata)
 {
-    static_cast<CuseTransport *>(userdata)->init_done_ = true;
-}
-
-void CuseTransport::op_open(fuse_req_t req, fuse_file_info *fi)
-{
-    CuseTransport &t = self(req);
-    Caller caller = caller_of(req);
-    auto file = t.loop_.new_file(t.dev_, caller, unsigned(fi->flags));
-    Incoming in;
-    in.op = Op::open;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller;
-    in.flags = unsigned(fi->flags);
-    t.deliver(std::move(file), in);
-}
-
-void CuseTransport::op_read(fuse_req_t req, size_t size, off_t, fuse_file_info *fi)
-{
-    Incoming in;
-    in.op = Op::read;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
-    in.flags = unsigned(fi->flags);
-    in.size = size;
-    in.offset = 0; // CUSE always passes 0
-    self(req).deliver(holder(fi), in);
-}
-
-void CuseTransport::op_write(fuse_req_t req, const char *buf, size_t size, off_t, fuse_file_info *fi)
-{
-    Incoming in;
-    in.op = Op::write;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
-    in.flags = unsigned(fi->flags);
-    in.size = size;
-    in.data = reinterpret_cast<const std::byte *>(buf);
-    in.data_size = size;
-    in.offset = 0;
-    self(req).deliver(holder(fi), in);
-}
-
-void CuseTransport::op_release(fuse_req_t req, fuse_file_info *fi)
-{
-    CuseTransport &t = self(req);
-    auto *h = reinterpret_cast<std::shared_ptr<FileState> *>(static_cast<std::uintptr_t>(fi->fh));
-    std::shared_ptr<FileState> file = std::move(*h);
-    {
-        std::lock_guard lock(t.holders_mutex_);
-        t.holders_.erase(h);
-    }
-    delete h;
-    Incoming in;
-    in.op = Op::release;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
-    in.flags = unsigned(fi->flags);
-    t.deliver(std::move(file), in);
-}
-
-void CuseTransport::op_ioctl(fuse_req_t req, int cmd, void *arg, fuse_file_info *fi, unsigned flags,
-                             const void *in_buf, size_t in_bufsz, size_t out_bufsz)
-{
-    // Restricted mode: the sizes are the command's _IOC_SIZE, copied by the kernel. Never
-    // FUSE_IOCTL_UNRESTRICTED (we do not ask for it), so no fuse_reply_ioctl_retry.
-    if (flags & (FUSE_IOCTL_COMPAT | FUSE_IOCTL_UNRESTRICTED)) {
-        fuse_reply_err(req, ENOSYS);
-        return;
-    }
-    Incoming in;
-    in.op = Op::ioctl;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
-    in.flags = holder(fi)->flags; // FUSE_IOCTL carries no flags: the ones given at open
-    in.size = out_bufsz;
-    in.data = static_cast<const std::byte *>(in_buf);
-    in.data_size = in_bufsz;
-    in.ioctl_command = std::uint32_t(cmd);
-    in.ioctl_argument = reinterpret_cast<std::uintptr_t>(arg);
-    self(req).deliver(holder(fi), in);
-}
-
-void CuseTransport::op_poll(fuse_req_t req, fuse_file_info *fi, fuse_pollhandle *ph)
-{
-    // Answered here from the readiness the driver published: no round trip to the driver.
-    CuseTransport &t = self(req);
-    FileState &file = *holder(fi);
-    if (ph) {
-        std::lock_guard lock(file.poll_mutex);
-        if (file.transport_data)
-            fuse_pollhandle_destroy(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
-        file.transport_data = reinterpret_cast<std::uintptr_t>(ph);
-    }
-    unsigned events = file.readiness.load();
-    t.loop_.trace_poll(t.dev_, caller_of(req), events);
-    fuse_reply_poll(req, events);
-}
-
-void CuseTransport::on_interrupt(fuse_req_t req, void *data)
-{
-    auto *slot = static_cast<RequestSlot *>(data);
-    slot->file->device->loop->interrupt(*slot, reinterpret_cast<std::uintptr_t>(req));
+    static_cast<CuseTransport *>(static_cast<LibfuseTransport *>(userdata))->init_done_ = true;
 }
 
 ssize_t CuseTransport::io_read(int fd, void *buf, size_t len, void *) { return ::read(fd, buf, len); }

@@ -34,7 +34,7 @@
 
 #include <fuse_lowlevel.h>
 
-#include "loop_impl.hpp"
+#include "libfuse_transport.hpp"
 #include "registry.hpp"
 
 namespace fusd::detail {
@@ -126,72 +126,41 @@ bool remove_fuse_node(const std::string &path, bool abort_first)
     return cleaned;
 }
 
-class FuseTransport final : public Transport {
+class FuseTransport final : public LibfuseTransport {
 public:
-    explicit FuseTransport(DeviceState &dev) : dev_(dev), loop_(*dev.loop) {}
+    explicit FuseTransport(DeviceState &dev) : LibfuseTransport(dev) {}
     ~FuseTransport() override
     {
-        if (se_)
+        if (se_ || fd_ >= 0 || mounted_)
             shutdown();
     }
 
     void start();
 
     Backend backend() const override { return Backend::fuse; }
-    int fd() const override { return fd_; }
-    bool on_readable() override;
-    void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) override;
-    void notify_ready(FileState &file, unsigned events) override;
-    void keep_buffer(RequestSlot &slot) override;
-    void arm(RequestSlot &slot) override;
-    void forget_file(FileState &file) override;
     void shutdown() override;
     std::string cleanup_hint() const override { return "fuse:" + std::to_string(conn_minor_); }
 
 private:
-    static FuseTransport &self(fuse_req_t req) { return *static_cast<FuseTransport *>(fuse_req_userdata(req)); }
-    static std::shared_ptr<FileState> &holder(fuse_file_info *fi)
-    {
-        return *reinterpret_cast<std::shared_ptr<FileState> *>(static_cast<std::uintptr_t>(fi->fh));
-    }
-    static Caller caller_of(fuse_req_t req)
-    {
-        const fuse_ctx *ctx = fuse_req_ctx(req);
-        return {ctx->pid, ctx->uid, ctx->gid};
-    }
-    void deliver(std::shared_ptr<FileState> file, Incoming in);
+    int send_open_reply(fuse_req_t req, fuse_file_info *fi) override;
     struct stat attributes();
+    static FuseTransport &fuse_self(fuse_req_t req) { return static_cast<FuseTransport &>(self(req)); }
 
     static void op_init(void *userdata, fuse_conn_info *conn);
     static void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi);
     static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, fuse_file_info *fi);
-    static void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi);
-    static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info *fi);
-    static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, fuse_file_info *fi);
-    static void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi);
-    static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, fuse_file_info *fi,
-                         unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz);
-    static void op_poll(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, fuse_pollhandle *ph);
-    static void on_interrupt(fuse_req_t req, void *data);
     static ssize_t io_read(int fd, void *buf, size_t len, void *userdata);
     static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata);
 
     static const fuse_lowlevel_ops kOps;
     static const fuse_custom_io kIo;
 
-    DeviceState &dev_;
-    LoopImpl &loop_;
-    fuse_session *se_ = nullptr;
-    int fd_ = -1;
-    fuse_buf buf_{};
     bool init_done_ = false;
     bool mounted_ = false;
     ino_t placeholder_ino_ = 0;
     unsigned conn_major_ = 0, conn_minor_ = 0;
     std::int64_t created_s_ = 0;
-    std::mutex attr_mutex_;          // mode/owner can change by chmod/chown on the node
-    std::mutex holders_mutex_;
-    std::unordered_set<std::shared_ptr<FileState> *> holders_; // open files, for shutdown
+    std::mutex attr_mutex_; // mode/owner can change by chmod/chown on the node
 };
 
 const fuse_lowlevel_ops FuseTransport::kOps = [] {
@@ -199,12 +168,20 @@ const fuse_lowlevel_ops FuseTransport::kOps = [] {
     ops.init = op_init;
     ops.getattr = op_getattr;
     ops.setattr = op_setattr;
-    ops.open = op_open;
-    ops.read = op_read;
-    ops.write = op_write;
-    ops.release = op_release;
-    ops.ioctl = op_ioctl;
-    ops.poll = op_poll;
+    // FUSE's handlers carry the inode number (always the root here): drop it.
+    ops.open = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi) { handle_open(req, fi); };
+    ops.read = [](fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info *fi) {
+        handle_read(req, size, off, fi);
+    };
+    ops.write = [](fuse_req_t req, fuse_ino_t, const char *buf, size_t size, off_t off, fuse_file_info *fi) {
+        handle_write(req, buf, size, off, fi);
+    };
+    ops.release = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi) { handle_release(req, fi); };
+    ops.ioctl = [](fuse_req_t req, fuse_ino_t, unsigned int cmd, void *arg, fuse_file_info *fi, unsigned flags,
+                   const void *in_buf, size_t in_bufsz, size_t out_bufsz) {
+        handle_ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz);
+    };
+    ops.poll = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi, fuse_pollhandle *ph) { handle_poll(req, fi, ph); };
     return ops;
 }();
 
@@ -237,7 +214,7 @@ void FuseTransport::start()
             throw Error(errno, path + ": cannot open /dev/fuse: " + std::strerror(errno));
         const char *argv[] = {"fusd", nullptr};
         fuse_args args = FUSE_ARGS_INIT(1, const_cast<char **>(argv));
-        se_ = fuse_session_new(&args, &kOps, sizeof kOps, this);
+        se_ = fuse_session_new(&args, &kOps, sizeof kOps, static_cast<LibfuseTransport *>(this));
         fuse_opt_free_args(&args);
         if (!se_) {
             close(fd_);
@@ -261,19 +238,7 @@ void FuseTransport::start()
             conn_minor_ = ms.back().minor;
         }
         // The kernel's first message is FUSE_INIT; answer it now so the node is ready on return.
-        for (int waited_ms = 0; !init_done_;) {
-            pollfd p{fd_, POLLIN, 0};
-            int r = ::poll(&p, 1, 100);
-            if (r == 0 && (waited_ms += 100) >= 10'000)
-                throw Error(ETIMEDOUT, path + ": the kernel sent no FUSE_INIT");
-            if (r > 0) {
-                int res = fuse_session_receive_buf(se_, &buf_);
-                if (res <= 0 && res != -EINTR && res != -EAGAIN)
-                    throw Error(res ? -res : ENOTCONN, path + ": FUSE connection failed during INIT");
-                if (res > 0)
-                    fuse_session_process_buf(se_, &buf_);
-            }
-        }
+        handshake(init_done_, "FUSE_INIT");
         fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
     } catch (...) {
         shutdown();
@@ -283,24 +248,7 @@ void FuseTransport::start()
 
 void FuseTransport::shutdown()
 {
-    {
-        std::lock_guard lock(holders_mutex_);
-        for (auto *h : holders_) {
-            forget_file(**h);
-            delete h;
-        }
-        holders_.clear();
-    }
-    if (se_) {
-        fuse_session_destroy(se_); // closes fd_: the connection ends, blocked callers are released
-        se_ = nullptr;
-        fd_ = -1;
-    } else if (fd_ >= 0) {
-        close(fd_);
-        fd_ = -1;
-    }
-    std::free(buf_.mem);
-    buf_.mem = nullptr;
+    close_session();
     const std::string &path = dev_.path;
     if (mounted_) {
         mounted_ = false;
@@ -316,99 +264,12 @@ void FuseTransport::shutdown()
     placeholder_ino_ = 0;
 }
 
-bool FuseTransport::on_readable()
+int FuseTransport::send_open_reply(fuse_req_t req, fuse_file_info *fi)
 {
-    for (int i = 0; i < 16; ++i) {
-        int res = fuse_session_receive_buf(se_, &buf_);
-        if (res == -EAGAIN || res == -EINTR)
-            return true;
-        if (res <= 0 || fuse_session_exited(se_))
-            return false; // unmounted or aborted (fusdctl rm --force)
-        fuse_session_process_buf(se_, &buf_);
-    }
-    return true;
-}
-
-void FuseTransport::deliver(std::shared_ptr<FileState> file, Incoming in)
-{
-    loop_.deliver(std::move(file), in);
-}
-
-void FuseTransport::arm(RequestSlot &slot)
-{
-    // FUSE_INTERRUPT for this request now reaches the core. Requests are processed one at a time
-    // on the loop thread and the kernel interrupts only requests we have read, so the callback is
-    // never run from inside this call.
-    fuse_req_interrupt_func(reinterpret_cast<fuse_req_t>(slot.handle.load(std::memory_order_relaxed)), on_interrupt,
-                            &slot);
-}
-
-void FuseTransport::keep_buffer(RequestSlot &slot)
-{
-    // The slot's data points into buf_.mem: hand the whole buffer over; the next receive allocates.
-    slot.owned_buffer = buf_.mem;
-    buf_.mem = nullptr;
-}
-
-void FuseTransport::reply(RequestSlot &slot, int result, std::span<const std::byte> bytes)
-{
-    auto req = reinterpret_cast<fuse_req_t>(slot.handle.load(std::memory_order_acquire));
-    if (slot.op == Op::release) {
-        fuse_reply_err(req, 0); // a failed close is still a close
-        return;
-    }
-    if (result < 0) {
-        fuse_reply_err(req, -result);
-        return;
-    }
-    switch (slot.op) {
-    case Op::open: {
-        fuse_file_info fi{};
-        fi.direct_io = 1;
-        fi.nonseekable = 1;
-        auto *h = new std::shared_ptr<FileState>(slot.file);
-        {
-            std::lock_guard lock(holders_mutex_);
-            holders_.insert(h);
-        }
-        fi.fh = reinterpret_cast<std::uintptr_t>(h);
-        t_patch_open_reply = true;
-        if (fuse_reply_open(req, &fi) != 0) { // the caller is gone: no release will follow
-            std::lock_guard lock(holders_mutex_);
-            holders_.erase(h);
-            delete h;
-        }
-        t_patch_open_reply = false;
-        break;
-    }
-    case Op::read:
-        fuse_reply_buf(req, reinterpret_cast<const char *>(bytes.data()), bytes.size());
-        break;
-    case Op::write:
-        fuse_reply_write(req, std::size_t(result));
-        break;
-    case Op::ioctl:
-        fuse_reply_ioctl(req, result, bytes.data(), bytes.size());
-        break;
-    default:
-        fuse_reply_err(req, EIO);
-        break;
-    }
-}
-
-void FuseTransport::notify_ready(FileState &file, unsigned)
-{
-    std::lock_guard lock(file.poll_mutex);
-    if (file.transport_data)
-        fuse_lowlevel_notify_poll(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
-}
-
-void FuseTransport::forget_file(FileState &file)
-{
-    std::lock_guard lock(file.poll_mutex);
-    if (file.transport_data)
-        fuse_pollhandle_destroy(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
-    file.transport_data = 0;
+    t_patch_open_reply = true; // io_writev adds FOPEN_STREAM | FOPEN_PARALLEL_DIRECT_WRITES
+    int res = fuse_reply_open(req, fi);
+    t_patch_open_reply = false;
+    return res;
 }
 
 struct stat FuseTransport::attributes()
@@ -428,14 +289,14 @@ struct stat FuseTransport::attributes()
 
 void FuseTransport::op_init(void *userdata, fuse_conn_info *conn)
 {
-    auto *t = static_cast<FuseTransport *>(userdata);
+    auto *t = static_cast<FuseTransport *>(static_cast<LibfuseTransport *>(userdata));
     conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
     t->init_done_ = true;
 }
 
 void FuseTransport::op_getattr(fuse_req_t req, fuse_ino_t, fuse_file_info *)
 {
-    struct stat st = self(req).attributes();
+    struct stat st = fuse_self(req).attributes();
     fuse_reply_attr(req, &st, kAttrTimeout);
 }
 
@@ -443,7 +304,7 @@ void FuseTransport::op_setattr(fuse_req_t req, fuse_ino_t, struct stat *attr, in
 {
     // chmod/chown of the node change what later opens are allowed (the kernel checked the caller
     // may do it: default_permissions). Truncation (`echo > /dev/x`) and times are accepted and ignored.
-    FuseTransport &t = self(req);
+    FuseTransport &t = fuse_self(req);
     {
         std::lock_guard lock(t.attr_mutex_);
         if (to_set & FUSE_SET_ATTR_MODE)
@@ -455,107 +316,6 @@ void FuseTransport::op_setattr(fuse_req_t req, fuse_ino_t, struct stat *attr, in
     }
     struct stat st = t.attributes();
     fuse_reply_attr(req, &st, kAttrTimeout);
-}
-
-void FuseTransport::op_open(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
-{
-    FuseTransport &t = self(req);
-    Caller caller = caller_of(req);
-    auto file = t.loop_.new_file(t.dev_, caller, unsigned(fi->flags));
-    Incoming in;
-    in.op = Op::open;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller;
-    in.flags = unsigned(fi->flags);
-    t.deliver(std::move(file), in);
-}
-
-void FuseTransport::op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info *fi)
-{
-    Incoming in;
-    in.op = Op::read;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
-    in.flags = unsigned(fi->flags);
-    in.size = size;
-    in.offset = std::uint64_t(off);
-    self(req).deliver(holder(fi), in);
-}
-
-void FuseTransport::op_write(fuse_req_t req, fuse_ino_t, const char *buf, size_t size, off_t off, fuse_file_info *fi)
-{
-    Incoming in;
-    in.op = Op::write;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
-    in.flags = unsigned(fi->flags);
-    in.size = size;
-    in.data = reinterpret_cast<const std::byte *>(buf);
-    in.data_size = size;
-    in.offset = std::uint64_t(off);
-    self(req).deliver(holder(fi), in);
-}
-
-void FuseTransport::op_release(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
-{
-    FuseTransport &t = self(req);
-    auto *h = reinterpret_cast<std::shared_ptr<FileState> *>(static_cast<std::uintptr_t>(fi->fh));
-    std::shared_ptr<FileState> file = std::move(*h);
-    {
-        std::lock_guard lock(t.holders_mutex_);
-        t.holders_.erase(h);
-    }
-    delete h;
-    Incoming in;
-    in.op = Op::release;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
-    if (in.caller.pid == 0) // FUSE_RELEASE comes from no process in particular: name the opener
-        in.caller = file->opener;
-    in.flags = unsigned(fi->flags);
-    t.deliver(std::move(file), in);
-}
-
-void FuseTransport::op_ioctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void *arg, fuse_file_info *fi,
-                             unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz)
-{
-    if (flags & FUSE_IOCTL_COMPAT) {
-        fuse_reply_err(req, ENOSYS);
-        return;
-    }
-    Incoming in;
-    in.op = Op::ioctl;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
-    in.flags = holder(fi)->flags; // FUSE_IOCTL carries no flags: the ones given at open
-    in.size = out_bufsz;
-    in.data = static_cast<const std::byte *>(in_buf);
-    in.data_size = in_bufsz;
-    in.ioctl_command = cmd;
-    in.ioctl_argument = reinterpret_cast<std::uintptr_t>(arg);
-    self(req).deliver(holder(fi), in);
-}
-
-void FuseTransport::op_poll(fuse_req_t req, fuse_ino_t, fuse_file_info *fi, fuse_pollhandle *ph)
-{
-    // Answered here from the readiness the driver published: no round trip to the driver.
-    FuseTransport &t = self(req);
-    FileState &file = *holder(fi);
-    if (ph) {
-        std::lock_guard lock(file.poll_mutex);
-        if (file.transport_data)
-            fuse_pollhandle_destroy(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
-        file.transport_data = reinterpret_cast<std::uintptr_t>(ph);
-    }
-    unsigned events = file.readiness.load();
-    t.loop_.trace_poll(t.dev_, caller_of(req), events);
-    fuse_reply_poll(req, events);
-}
-
-void FuseTransport::on_interrupt(fuse_req_t req, void *data)
-{
-    auto *slot = static_cast<RequestSlot *>(data);
-    slot->file->device->loop->interrupt(*slot, reinterpret_cast<std::uintptr_t>(req));
 }
 
 ssize_t FuseTransport::io_read(int fd, void *buf, size_t len, void *) { return ::read(fd, buf, len); }

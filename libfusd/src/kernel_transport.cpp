@@ -16,7 +16,12 @@
 //    header and payload are put together in one buffer first.
 //  - readiness: poll/select/epoll on the node are answered by the module from a mask we keep up
 //    to date: a FUSD_MSG_READY write per change, and the open reply carries the initial mask
-//    (FUSD_REPLY_POLL).
+//    (FUSD_REPLY_POLL). On FUSE and CUSE a poll is answered by the loop thread, so it sees what
+//    the callback running before it published, whatever the order of reply and notify inside
+//    the callback. For the same guarantee here, a reply made on the loop thread inside a
+//    callback is written when the callback returns (dispatch()), after the READY messages of
+//    any notify() it made; an open reply's mask is taken at that moment. (A driver that answers
+//    from another thread and notifies afterwards races on every backend: notify first.)
 //  - interrupts: a caller that is signalled after we read its request makes the module queue a
 //    FUSD_OP_INTERRUPT with the same id; we find the slot by id (in_flight_) and tell the core.
 //    The caller has already left: a reply to that id would fail with ENOENT, so none is sent.
@@ -126,7 +131,11 @@ private:
     bool handle(const fusd_req_header &hdr, std::size_t got);
     void on_interrupt(std::uint64_t id);
     std::shared_ptr<FileState> file_of(std::uint64_t file_id);
-    void send(const fusd_reply &head, std::span<const std::byte> payload);
+    void dispatch(std::shared_ptr<FileState> file, const Incoming &in);
+    void send(const fusd_reply &head, std::span<const std::byte> payload,
+              std::shared_ptr<FileState> open_file = nullptr);
+    void write_message(const std::byte *msg, std::size_t size);
+    void flush_deferred();
     void answer_now(const fusd_req_header &hdr, int result); // for requests the core never sees
 
     DeviceState &dev_;
@@ -139,7 +148,17 @@ private:
     std::unordered_map<std::uint64_t, std::shared_ptr<FileState>> files_;  // by file_id: open files
     std::mutex in_flight_mutex_;
     std::unordered_map<std::uint64_t, RequestSlot *> in_flight_;           // by request id: unanswered
+    // Replies made inside a callback on the loop thread, written when it returns (loop thread only).
+    struct Deferred {
+        std::size_t offset;                     // of the message in deferred_
+        std::shared_ptr<FileState> open_file;   // an open reply: its mask is taken when written
+    };
+    std::vector<std::byte> deferred_;
+    std::vector<Deferred> deferred_index_;
 };
+
+// The transport whose callback the loop thread is running now (see dispatch()).
+thread_local KernelTransport *t_dispatching = nullptr;
 
 void KernelTransport::start()
 {
@@ -254,7 +273,7 @@ bool KernelTransport::handle(const fusd_req_header &hdr, std::size_t got)
             files_[hdr.file_id] = file;
         }
         in.op = Op::open;
-        loop_.deliver(std::move(file), in);
+        dispatch(std::move(file), in);
         return true;
     }
     case FUSD_OP_RELEASE: {
@@ -268,7 +287,7 @@ bool KernelTransport::handle(const fusd_req_header &hdr, std::size_t got)
             files_.erase(it);
         }
         in.op = Op::release;
-        loop_.deliver(std::move(file), in);
+        dispatch(std::move(file), in);
         return true;
     }
     case FUSD_OP_READ:
@@ -295,7 +314,7 @@ bool KernelTransport::handle(const fusd_req_header &hdr, std::size_t got)
             in.ioctl_command = hdr.ioctl_cmd;
             in.ioctl_argument = hdr.ioctl_arg;
         }
-        loop_.deliver(std::move(file), in);
+        dispatch(std::move(file), in);
         return true;
     }
     case FUSD_OP_INTERRUPT:
@@ -312,6 +331,42 @@ bool KernelTransport::handle(const fusd_req_header &hdr, std::size_t got)
             answer_now(hdr, -ENOSYS);
         return true;
     }
+}
+
+// Runs the driver's callback; what it answered on this thread is written once it returns.
+void KernelTransport::dispatch(std::shared_ptr<FileState> file, const Incoming &in)
+{
+    t_dispatching = this;
+    try {
+        loop_.deliver(std::move(file), in);
+    } catch (...) {
+        t_dispatching = nullptr;
+        flush_deferred();
+        throw;
+    }
+    t_dispatching = nullptr;
+    flush_deferred();
+}
+
+void KernelTransport::flush_deferred()
+{
+    for (Deferred &d : deferred_index_) {
+        if (fd_ < 0)
+            break; // removed from inside the callback: nobody to answer
+        std::byte *msg = deferred_.data() + d.offset;
+        fusd_reply head;
+        std::memcpy(&head, msg, sizeof head);
+        if (d.open_file) {
+            std::lock_guard lock(d.open_file->poll_mutex);
+            head.poll_mask = d.open_file->readiness.load() & FUSD_POLL_ALL;
+            std::memcpy(msg, &head, sizeof head);
+            write_message(msg, head.size);
+        } else {
+            write_message(msg, head.size);
+        }
+    }
+    deferred_.clear();
+    deferred_index_.clear();
 }
 
 void KernelTransport::on_interrupt(std::uint64_t id)
@@ -346,9 +401,22 @@ void KernelTransport::keep_buffer(RequestSlot &slot)
     buf_ = nullptr;
 }
 
-void KernelTransport::send(const fusd_reply &head, std::span<const std::byte> payload)
+// One reply: written now, or (inside a callback on the loop thread) when the callback returns.
+// An open reply (open_file) carries the file's readiness, read under its poll_mutex so that a
+// notify() racing with it cannot be overtaken by an older mask (see notify_ready).
+void KernelTransport::send(const fusd_reply &head, std::span<const std::byte> payload,
+                           std::shared_ptr<FileState> open_file)
 {
     const std::size_t size = sizeof head + payload.size();
+    if (t_dispatching == this) {
+        std::size_t offset = deferred_.size();
+        deferred_.resize(offset + size);
+        std::memcpy(deferred_.data() + offset, &head, sizeof head);
+        if (!payload.empty())
+            std::memcpy(deferred_.data() + offset + sizeof head, payload.data(), payload.size());
+        deferred_index_.push_back({offset, std::move(open_file)});
+        return;
+    }
     std::byte stack[sizeof head + kStackReply];
     thread_local std::unique_ptr<std::byte[]> big;
     std::byte *msg = stack;
@@ -360,14 +428,30 @@ void KernelTransport::send(const fusd_reply &head, std::span<const std::byte> pa
     std::memcpy(msg, &head, sizeof head);
     if (!payload.empty())
         std::memcpy(msg + sizeof head, payload.data(), payload.size());
+    if (open_file) {
+        std::lock_guard lock(open_file->poll_mutex);
+        fusd_reply with_mask = head;
+        with_mask.poll_mask = open_file->readiness.load() & FUSD_POLL_ALL;
+        std::memcpy(msg, &with_mask, sizeof with_mask);
+        write_message(msg, size);
+    } else {
+        write_message(msg, size);
+    }
+}
+
+void KernelTransport::write_message(const std::byte *msg, std::size_t size)
+{
     ssize_t n;
     do
         n = ::write(fd_, msg, size);
     while (n < 0 && errno == EINTR);
     // ENOENT: the caller left (signal, or its device was removed meanwhile): harmless.
-    if (n < 0 && errno != ENOENT)
+    if (n < 0 && errno != ENOENT) {
+        fusd_reply head;
+        std::memcpy(&head, msg, sizeof head);
         LoopImpl::log_error(dev_.path + ": the fusd module refused a reply (request " + std::to_string(head.id) +
                             ", result " + std::to_string(head.result) + "): " + std::strerror(errno));
+    }
 }
 
 void KernelTransport::answer_now(const fusd_req_header &hdr, int result)
@@ -399,16 +483,10 @@ void KernelTransport::reply(RequestSlot &slot, int result, std::span<const std::
         return;
     }
     switch (slot.op) {
-    case Op::open: {
-        // The initial readiness goes with the reply; under poll_mutex so that a notify() racing
-        // with it cannot be overtaken by an older mask (see notify_ready).
-        FileState &file = *slot.file;
-        std::lock_guard lock(file.poll_mutex);
+    case Op::open: // the initial readiness goes with the reply
         head.flags = FUSD_REPLY_POLL;
-        head.poll_mask = file.readiness.load() & FUSD_POLL_ALL;
-        send(head, {});
+        send(head, {}, slot.file);
         break;
-    }
     case Op::read:
     case Op::ioctl:
         send(head, bytes);

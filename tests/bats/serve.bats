@@ -4,6 +4,7 @@
 
 load helpers
 
+# bats test_tags=backend
 @test "serve -- echo: cat prints the command's output, then end of file" {
 	serve_d "$NAME" -- echo "hello from fusd"
 	run timeout 10 cat "$DEV"
@@ -27,6 +28,7 @@ load helpers
 	[ "$a" != "$b" ]
 }
 
+# bats test_tags=backend
 @test "write then read through -- cat" {
 	serve_d "$NAME" -- cat
 	run py '
@@ -222,6 +224,7 @@ os.close(fd)' "$DEV"
 	assert_output "True True False"
 }
 
+# bats test_tags=backend
 @test "poll/select: readable when output arrives, writable when stdin has room" {
 	serve_d "$NAME" -- cat
 	run py '
@@ -269,6 +272,7 @@ os.close(fd)' "$DEV"
 	assert_output --regexp "^$DEV [0-9]+ 65534 65534 [0-9]+$"
 }
 
+# bats test_tags=backend
 @test "a caller that is not root: allowed with --mode 0666, refused with 0600" {
 	serve_d "$NAME" --mode 0666 -- echo open
 	run as_nobody timeout 10 cat "$DEV"
@@ -325,6 +329,7 @@ os.close(fd)' "$DEV"
 	[ ! -e "$T/serve.pid" ]
 }
 
+# bats test_tags=backend
 @test "SIGTERM: unregisters, ends the commands and exits 0, leaving nothing behind" {
 	serve_fg "$NAME" -- sh -c 'echo $$; exec sleep 60'
 	# a blocked reader whose command is still running

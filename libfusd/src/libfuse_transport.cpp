@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MIT
+// The libfuse session code shared by the FUSE and CUSE transports (see libfuse_transport.hpp).
+#include "libfuse_transport.hpp"
+
+#include <cerrno>
+#include <poll.h>
+#include <unistd.h>
+
+namespace fusd::detail {
+
+void LibfuseTransport::handshake(const bool &done, const char *what)
+{
+    const std::string &path = dev_.path;
+    for (int waited_ms = 0; !done;) {
+        pollfd p{fd_, POLLIN, 0};
+        int r = ::poll(&p, 1, 100);
+        if (r == 0 && (waited_ms += 100) >= 10'000)
+            throw Error(ETIMEDOUT, path + ": the kernel sent no " + what);
+        if (r > 0) {
+            int res = fuse_session_receive_buf(se_, &buf_);
+            if (res <= 0 && res != -EINTR && res != -EAGAIN)
+                throw Error(res ? -res : ENOTCONN, path + ": connection failed during " + what);
+            if (res > 0)
+                fuse_session_process_buf(se_, &buf_);
+        }
+    }
+}
+
+void LibfuseTransport::close_session()
+{
+    {
+        std::lock_guard lock(holders_mutex_);
+        for (auto *h : holders_) {
+            forget_file(**h);
+            delete h;
+        }
+        holders_.clear();
+    }
+    if (se_) {
+        fuse_session_destroy(se_); // closes fd_: the connection ends, blocked callers are released
+        se_ = nullptr;
+        fd_ = -1;
+    } else if (fd_ >= 0) {
+        close(fd_);
+        fd_ = -1;
+    }
+    std::free(buf_.mem);
+    buf_.mem = nullptr;
+}
+
+bool LibfuseTransport::on_readable()
+{
+    for (int i = 0; i < 16; ++i) {
+        int res = fuse_session_receive_buf(se_, &buf_);
+        if (res == -EAGAIN || res == -EINTR)
+            return true;
+        if (res <= 0 || fuse_session_exited(se_))
+            return false; // unmounted or aborted (fusdctl rm --force)
+        fuse_session_process_buf(se_, &buf_);
+    }
+    return true;
+}
+
+void LibfuseTransport::arm(RequestSlot &slot)
+{
+    // FUSE_INTERRUPT for this request now reaches the core. Requests are processed one at a time
+    // on the loop thread and the kernel interrupts only requests we have read, so the callback is
+    // never run from inside this call.
+    fuse_req_interrupt_func(reinterpret_cast<fuse_req_t>(slot.handle.load(std::memory_order_relaxed)), on_interrupt,
+                            &slot);
+}
+
+void LibfuseTransport::keep_buffer(RequestSlot &slot)
+{
+    // The slot's data points into buf_.mem: hand the whole buffer over; the next receive allocates.
+    slot.owned_buffer = buf_.mem;
+    buf_.mem = nullptr;
+}
+
+void LibfuseTransport::reply(RequestSlot &slot, int result, std::span<const std::byte> bytes)
+{
+    auto req = reinterpret_cast<fuse_req_t>(slot.handle.load(std::memory_order_acquire));
+    if (slot.op == Op::release) {
+        fuse_reply_err(req, 0); // a failed close is still a close
+        return;
+    }
+    if (result < 0) {
+        fuse_reply_err(req, -result);
+        return;
+    }
+    switch (slot.op) {
+    case Op::open: {
+        fuse_file_info fi{};
+        fi.direct_io = 1;
+        fi.nonseekable = 1;
+        auto *h = new std::shared_ptr<FileState>(slot.file);
+        {
+            std::lock_guard lock(holders_mutex_);
+            holders_.insert(h);
+        }
+        fi.fh = reinterpret_cast<std::uintptr_t>(h);
+        if (send_open_reply(req, &fi) != 0) { // the caller is gone: no release will follow
+            std::lock_guard lock(holders_mutex_);
+            holders_.erase(h);
+            delete h;
+        }
+        break;
+    }
+    case Op::read:
+        fuse_reply_buf(req, reinterpret_cast<const char *>(bytes.data()), bytes.size());
+        break;
+    case Op::write:
+        fuse_reply_write(req, std::size_t(result));
+        break;
+    case Op::ioctl:
+        fuse_reply_ioctl(req, result, bytes.data(), bytes.size());
+        break;
+    default:
+        fuse_reply_err(req, EIO);
+        break;
+    }
+}
+
+void LibfuseTransport::notify_ready(FileState &file, unsigned)
+{
+    std::lock_guard lock(file.poll_mutex);
+    if (file.transport_data)
+        fuse_lowlevel_notify_poll(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
+}
+
+void LibfuseTransport::forget_file(FileState &file)
+{
+    std::lock_guard lock(file.poll_mutex);
+    if (file.transport_data)
+        fuse_pollhandle_destroy(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
+    file.transport_data = 0;
+}
+
+void LibfuseTransport::on_interrupt(fuse_req_t req, void *data)
+{
+    auto *slot = static_cast<RequestSlot *>(data);
+    slot->file->device->loop->interrupt(*slot, reinterpret_cast<std::uintptr_t>(req));
+}
+
+// ---- request handlers (loop thread) ------------------------------------------------------------
+
+void LibfuseTransport::handle_open(fuse_req_t req, fuse_file_info *fi)
+{
+    LibfuseTransport &t = self(req);
+    Incoming in;
+    in.op = Op::open;
+    in.handle = reinterpret_cast<std::uintptr_t>(req);
+    in.caller = caller_of(req);
+    in.flags = unsigned(fi->flags);
+    t.loop_.deliver(t.loop_.new_file(t.dev_, in.caller, in.flags), in);
+}
+
+void LibfuseTransport::handle_read(fuse_req_t req, size_t size, off_t off, fuse_file_info *fi)
+{
+    Incoming in;
+    in.op = Op::read;
+    in.handle = reinterpret_cast<std::uintptr_t>(req);
+    in.caller = caller_of(req);
+    in.flags = unsigned(fi->flags);
+    in.size = size;
+    in.offset = std::uint64_t(off);
+    self(req).loop_.deliver(holder(fi), in);
+}
+
+void LibfuseTransport::handle_write(fuse_req_t req, const char *buf, size_t size, off_t off, fuse_file_info *fi)
+{
+    Incoming in;
+    in.op = Op::write;
+    in.handle = reinterpret_cast<std::uintptr_t>(req);
+    in.caller = caller_of(req);
+    in.flags = unsigned(fi->flags);
+    in.size = size;
+    in.data = reinterpret_cast<const std::byte *>(buf);
+    in.data_size = size;
+    in.offset = std::uint64_t(off);
+    self(req).loop_.deliver(holder(fi), in);
+}
+
+void LibfuseTransport::handle_release(fuse_req_t req, fuse_file_info *fi)
+{
+    LibfuseTransport &t = self(req);
+    auto *h = &holder(fi);
+    std::shared_ptr<FileState> file = std::move(*h);
+    {
+        std::lock_guard lock(t.holders_mutex_);
+        t.holders_.erase(h);
+    }
+    delete h;
+    Incoming in;
+    in.op = Op::release;
+    in.handle = reinterpret_cast<std::uintptr_t>(req);
+    in.caller = caller_of(req);
+    if (in.caller.pid == 0) // RELEASE comes from no process in particular: name the opener
+        in.caller = file->opener;
+    in.flags = unsigned(fi->flags);
+    t.loop_.deliver(std::move(file), in);
+}
+
+void LibfuseTransport::handle_ioctl(fuse_req_t req, unsigned cmd, void *arg, fuse_file_info *fi, unsigned flags,
+                                    const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+    // Restricted ioctls only: the kernel copies in and out exactly the command's _IOC_SIZE.
+    // 32-bit compat and unrestricted (pointer-chasing) ioctls are not offered.
+    if (flags & (FUSE_IOCTL_COMPAT | FUSE_IOCTL_UNRESTRICTED)) {
+        fuse_reply_err(req, ENOSYS);
+        return;
+    }
+    Incoming in;
+    in.op = Op::ioctl;
+    in.handle = reinterpret_cast<std::uintptr_t>(req);
+    in.caller = caller_of(req);
+    in.flags = holder(fi)->flags; // FUSE_IOCTL carries no flags: the ones given at open
+    in.size = out_bufsz;
+    in.data = static_cast<const std::byte *>(in_buf);
+    in.data_size = in_bufsz;
+    in.ioctl_command = cmd;
+    in.ioctl_argument = reinterpret_cast<std::uintptr_t>(arg);
+    self(req).loop_.deliver(holder(fi), in);
+}
+
+void LibfuseTransport::handle_poll(fuse_req_t req, fuse_file_info *fi, fuse_pollhandle *ph)
+{
+    // Answered here from the readiness the driver published: no round trip to the driver.
+    LibfuseTransport &t = self(req);
+    FileState &file = *holder(fi);
+    if (ph) {
+        std::lock_guard lock(file.poll_mutex);
+        if (file.transport_data)
+            fuse_pollhandle_destroy(reinterpret_cast<fuse_pollhandle *>(file.transport_data));
+        file.transport_data = reinterpret_cast<std::uintptr_t>(ph);
+    }
+    unsigned events = file.readiness.load();
+    t.loop_.trace_poll(t.dev_, caller_of(req), events);
+    fuse_reply_poll(req, events);
+}
+
+} // namespace fusd::detail
