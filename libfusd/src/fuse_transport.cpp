@@ -13,6 +13,11 @@
 //    writes from different opens are serialized (a writer blocked on one file blocks all).
 //    We give the session a fuse_custom_io whose writev sets both flags in our open replies
 //    (marked by a thread-local set around fuse_reply_open, which writes synchronously).
+//    STREAM works. PARALLEL_DIRECT_WRITES does not help here: the kernel (6.x) still takes the
+//    exclusive inode lock for a direct write past EOF, and a stream file's writes are all at
+//    offset 0 of an empty file. Faking a large st_size would lift that but breaks tools that
+//    trust st_size, so writes from different opens stay serialized on this backend (documented
+//    in probe_fuse() and README).
 //  - fuse_session_custom_io() means mounting ourselves: mount(2) with fd=..., as root.
 //  - the receive buffer belongs to us (fuse_buf.mem), so a write request kept past its callback
 //    simply takes the buffer and libfuse allocates a fresh one: no copy.
@@ -348,7 +353,9 @@ BackendStatus probe_fuse()
     BackendStatus s{Backend::fuse, false, "",
                     "the node is a regular file with a FUSE mount over it: stat(2) shows a regular file "
                     "(test -c fails, isatty() is 0); ioctls only with _IOC-encoded sizes; FIONREAD and "
-                    "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE"};
+                    "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE; writes from different "
+                    "opens are serialized by the kernel (a write the driver holds back delays other openers' "
+                    "writes)"};
     if (access("/dev/fuse", F_OK) != 0)
         s.reason = "no /dev/fuse: the kernel has no FUSE support or it is not loaded (modprobe fuse)";
     else if (geteuid() != 0)

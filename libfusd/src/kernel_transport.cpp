@@ -62,7 +62,7 @@ static_assert(POLLIN == FUSD_POLLIN && POLLPRI == FUSD_POLLPRI && POLLOUT == FUS
 
 std::string devname_of(const std::string &path) { return path.rfind("/dev/", 0) == 0 ? path.substr(5) : path; }
 
-// A channel that said HELLO, or -errno (EPROTO for a version mismatch: `version` tells which).
+// A channel that said HELLO, or -errno; `why` says what went wrong, for a person.
 int open_channel(std::string &why)
 {
     int fd = open(kControl, O_RDWR | O_CLOEXEC);

@@ -36,6 +36,9 @@ std::string device_path(std::string_view name)
         if (c == '\\' || c == '*' || c == '?' || c == '"' || c == '\'')
             throw invalid(std::string("character '") + c + "' is not allowed");
     }
+    if (rel == ".." || rel.substr(0, 3) == "../" || rel.find("/../") != std::string_view::npos ||
+        (rel.size() >= 3 && rel.substr(rel.size() - 3) == "/.."))
+        throw invalid("'..' is not allowed");
     if (rel.find('/') != std::string_view::npos)
         throw invalid("subdirectories are not supported; use a plain name such as 'clock'");
     if (rel == "." || rel == ".." || rel.front() == '-' || rel.front() == '.')
