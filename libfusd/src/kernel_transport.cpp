@@ -220,7 +220,10 @@ void KernelTransport::shutdown()
 
 bool KernelTransport::on_readable()
 {
-    for (int i = 0; i < 16; ++i) {
+    // One message per wake-up: the epoll set is level-triggered, so more queued messages bring us
+    // straight back, and a lone request (the common case) costs no extra read that says EAGAIN.
+    // (Measured in the guest: that read was about a fifth of a 1-byte round trip.)
+    for (int i = 0; i < 1; ++i) {
         if (!buf_ && !(buf_ = static_cast<std::byte *>(std::malloc(kReceiveSize)))) {
             LoopImpl::log_error(dev_.path + ": out of memory for the receive buffer");
             return true; // try again on the next wake-up
