@@ -203,6 +203,7 @@ os.close(fd)' "$DEV"
 	assert_output "EAGAIN"
 }
 
+# bats test_tags=backend
 @test "O_NONBLOCK: write gives EAGAIN once the command's stdin is full, and select agrees" {
 	serve_d "$NAME" -- sleep 30
 	run py '

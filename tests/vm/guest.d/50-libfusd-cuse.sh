@@ -2,13 +2,7 @@
 # libfusd on the CUSE backend: the unit tests, then the integration tests of tests/integration,
 # unchanged (they read FUSD_BACKEND and FUSD_BUILD). Needs cuse.ko (loaded by tests/vm/init).
 set -u
-export FUSD_BACKEND=cuse FUSD_BUILD
 B=$FUSD_BUILD/tests
-for t in fusd_unit_tests fusd_integration_tests fusd-testd; do
-	[ -x "$B/$t" ] || { echo "FAIL: $B/$t is not built (ninja -C $FUSD_BUILD)"; exit 1; }
-done
-[ -c /dev/cuse ] || { echo "FAIL: no /dev/cuse in the guest (cuse.ko not loaded?)"; exit 1; }
-
 # Tests that cannot hold on CUSE, each with its reason (kept out with --gtest_filter, never edited):
 #  Device.NodeIsNotSeekable: CUSE nodes use noop_llseek and CUSE never applies FOPEN_NONSEEKABLE
 #    or FOPEN_STREAM (cuse_open does not call fuse_finish_open): lseek() succeeds and returns 0
@@ -16,8 +10,7 @@ done
 SKIP=Device.NodeIsNotSeekable
 
 fail=0
-"$B/fusd_unit_tests" || fail=1
-"$B/fusd_integration_tests" --gtest_filter="-$SKIP" || fail=1
+"$FUSD_REPO/tests/vm/on-backend.sh" libfusd cuse /dev/cuse "-$SKIP" || fail=1
 
 # What CUSE does instead of ESPIPE, so that a change in the kernel shows up here.
 dev=/dev/fusd-vm-cuse-seek-$$

@@ -1,0 +1,37 @@
+#!/bin/bash
+# tests/vm/on-backend.sh SUITE BACKEND CONTROL_NODE [GTEST_FILTER]
+# Shared by the guest.d scripts: run one of the host's suites, unchanged, on one backend in the
+# guest. SUITE is `libfusd` (the unit and integration tests, which read FUSD_BACKEND and
+# FUSD_BUILD) or `bats` (fusdctl's suite, which reads FUSD_BACKEND and FUSDCTL). Anything missing
+# is a failure, never a silent pass.
+set -u
+suite=$1 backend=$2 node=$3 filter=${4:-}
+export FUSD_BACKEND=$backend FUSD_BUILD
+[ -c "$node" ] || { echo "FAIL: no $node in the guest (module not loaded?)"; exit 1; }
+case $suite in
+libfusd)
+	B=$FUSD_BUILD/tests
+	for t in fusd_unit_tests fusd_integration_tests fusd-testd; do
+		[ -x "$B/$t" ] || { echo "FAIL: $B/$t is not built (ninja -C $FUSD_BUILD)"; exit 1; }
+	done
+	fail=0
+	"$B/fusd_unit_tests" || fail=1
+	"$B/fusd_integration_tests" ${filter:+--gtest_filter="$filter"} || fail=1
+	exit $fail
+	;;
+bats)
+	export FUSDCTL=$FUSD_BUILD/cmd/fusdctl
+	[ -d "$FUSD_REPO/tests/bats" ] || { echo "FAIL: no $FUSD_REPO/tests/bats"; exit 1; }
+	[ -x "$FUSDCTL" ] || { echo "FAIL: fusdctl is not built at $FUSDCTL"; exit 1; }
+	command -v bats >/dev/null || { echo "FAIL: no bats in the guest"; exit 1; }
+	# Under TCG emulation bats runs some 50-90x slower than on the host (about 25 s a test), so
+	# the guest runs the tests tagged `backend` (what can differ between backends: serve, ls,
+	# trace, rm); the rest (CLI parsing, completions, man pages) is backend-independent and runs
+	# on the host.
+	exec bats --tap --filter-tags backend "$FUSD_REPO/tests/bats"
+	;;
+*)
+	echo "FAIL: unknown suite '$suite'"
+	exit 1
+	;;
+esac
