@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -75,6 +77,19 @@ struct TestDevice {
 };
 
 void sigusr1_handler(int) {}
+
+int socket_fd(const std::string &path)
+{
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    if (connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
 
 } // namespace
 
@@ -497,6 +512,48 @@ TEST(Lifecycle, PoliteRemovalAsksTheDaemon)
     fusd::admin::remove_device(dev.path, false);
     EXPECT_FALSE(exists(dev.path));
     EXPECT_THROW(fusd::admin::remove_device(dev.path, false), fusd::Error);
+}
+
+TEST(Lifecycle, MalformedControlMessagesLeaveTheDaemonServing)
+{
+    // The control socket is reachable by every local user: garbage must get an error line or a
+    // closed connection, never a crash or a hang.
+    TestDevice dev("ctlfuzz");
+    ASSERT_TRUE(dev.daemon->ready());
+    std::string socket;
+    {
+        std::ifstream in(fusd::admin::runtime_dir() + "/devices/dev:" + dev.path.substr(5) + ".json");
+        std::string entry((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        auto at = entry.find("\"socket\":\"");
+        ASSERT_NE(at, std::string::npos) << entry;
+        at += 10;
+        socket = entry.substr(at, entry.find('"', at) - at);
+    }
+    const std::vector<std::string> inputs = {
+        "\n", "{\n", "[]\n", "42\n", "{\"cmd\":7}\n", "{\"cmd\":\"nope\"}\n",
+        "{\"cmd\":\"unregister\"}\n", "{\"cmd\":\"unregister\",\"device\":\"/dev/null\"}\n",
+        "{\"cmd\":\"trace\",\"devices\":[1,null,{}]}\n", std::string(70000, 'x'),
+        std::string("\0\xff\xfe{\"cmd\"\n", 12),
+    };
+    for (const auto &input : inputs) {
+        int fd = socket_fd(socket);
+        ASSERT_GE(fd, 0) << strerror(errno);
+        (void)!::send(fd, input.data(), input.size(), MSG_NOSIGNAL);
+        pollfd p{fd, POLLIN, 0};
+        ::poll(&p, 1, 2000); // an error line, or the daemon hanging up: either is fine
+        close(fd);
+    }
+    int fd = dev.open(); // still serving
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, "ok", 2), 2);
+    char buf[2];
+    EXPECT_EQ(read(fd, buf, 2), 2);
+    close(fd);
+    bool live = false;
+    for (const auto &info : fusd::admin::list_devices())
+        if (info.path == dev.path)
+            live = info.state == "live";
+    EXPECT_TRUE(live);
 }
 
 TEST(Trace, EventsForAKnownSequenceOfCalls)
