@@ -78,6 +78,23 @@ RequestSlot *SlotPool::acquire()
     return slot;
 }
 
+std::vector<RequestSlot *> SlotPool::take_pending()
+{
+    std::vector<RequestSlot *> out;
+    std::lock_guard lock(mutex_);
+    for (auto &chunk : chunks_)
+        for (std::size_t i = 0; i < kChunk; ++i) {
+            RequestSlot &slot = chunk[i];
+            int refs = slot.refs.load();
+            // A reference only while one is held: a slot at 0 is free (or being recycled).
+            while (refs > 0 && !slot.refs.compare_exchange_weak(refs, refs + 1))
+                ;
+            if (refs > 0)
+                out.push_back(&slot);
+        }
+    return out;
+}
+
 void SlotPool::recycle(RequestSlot *slot)
 {
     slot->file.reset();
@@ -303,6 +320,13 @@ void LoopImpl::remove(Device &device)
         return;
     std::shared_ptr<DeviceState> keep = *it;
     devices_.erase(it);
+    // Callers still waiting get ENODEV now, through the backend, which also frees what the backend
+    // keeps per request; a driver's later reply to them is harmless.
+    for (RequestSlot *slot : pool_->take_pending()) {
+        if (!slot->answered.load() && slot->file && slot->file->device.get() == dev)
+            complete(*slot, -ENODEV, {}, false);
+        unref(slot);
+    }
     unwatch(dev->transport->fd());
     {
         std::unique_lock lock(dev->lock);
@@ -311,6 +335,19 @@ void LoopImpl::remove(Device &device)
     }
     if (control_) // last: an entry that is gone means the node is gone
         control_->unpublish(*dev);
+    // Files still open when the device goes get no release: drop the driver's per-open state now.
+    // It may hold that file's own pending Requests (a reference cycle through the file); dropping
+    // them answers nothing (the device is gone) and frees everything.
+    std::vector<std::shared_ptr<FileState>> files;
+    {
+        std::lock_guard lock(dev->files_mutex);
+        for (auto &w : dev->files)
+            if (auto f = w.lock())
+                files.push_back(std::move(f));
+        dev->files.clear();
+    }
+    for (auto &f : files)
+        f->state.reset();
     if (devices_.empty() && control_)
         control_.reset(); // no device, no control socket
 }

@@ -20,6 +20,8 @@ using TraceRecord = admin::TraceEvent;
 struct SlotPool {
     RequestSlot *acquire();
     void recycle(RequestSlot *slot);
+    // Every slot still out, each with a reference taken (drop it with LoopImpl::unref).
+    std::vector<RequestSlot *> take_pending();
 
 private:
     static constexpr std::size_t kChunk = 64;

@@ -533,7 +533,7 @@ TEST(Lifecycle, MalformedControlMessagesLeaveTheDaemonServing)
         "\n", "{\n", "[]\n", "42\n", "{\"cmd\":7}\n", "{\"cmd\":\"nope\"}\n",
         "{\"cmd\":\"unregister\"}\n", "{\"cmd\":\"unregister\",\"device\":\"/dev/null\"}\n",
         "{\"cmd\":\"trace\",\"devices\":[1,null,{}]}\n", std::string(70000, 'x'),
-        std::string("\0\xff\xfe{\"cmd\"\n", 12),
+        std::string("\0\xff\xfe{\"cmd\"\n", 10),
     };
     for (const auto &input : inputs) {
         int fd = socket_fd(socket);
