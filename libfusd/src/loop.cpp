@@ -324,7 +324,7 @@ void LoopImpl::remove(Device &device)
     // keeps per request; a driver's later reply to them is harmless.
     for (RequestSlot *slot : pool_->take_pending()) {
         if (!slot->answered.load() && slot->file && slot->file->device.get() == dev)
-            complete(*slot, -ENODEV, {}, false);
+            complete(*slot, -ENODEV, {});
         unref(slot);
     }
     unwatch(dev->transport->fd());
@@ -477,7 +477,7 @@ void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t handle)
     if (!file)
         return;
     std::uint64_t id = slot.id;
-    complete(slot, -EINTR, {}, /*from_driver=*/false);
+    complete(slot, -EINTR, {});
     DeviceState &dev = *file->device;
     if (dev.callbacks.interrupt) {
         try {
@@ -490,9 +490,8 @@ void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t handle)
 
 // ---- requests: out -----------------------------------------------------------------------------
 
-void LoopImpl::complete(RequestSlot &slot, int result, std::span<const std::byte> bytes, bool from_driver)
+void LoopImpl::complete(RequestSlot &slot, int result, std::span<const std::byte> bytes)
 {
-    (void)from_driver;
     if (slot.answered.exchange(true, std::memory_order_acq_rel))
         return; // already answered (EINTR, or teardown): a late reply is harmless
     FileState &file = *slot.file;
@@ -604,7 +603,7 @@ void Request::answer(int result, std::span<const std::byte> bytes)
         throw std::logic_error("fusd::Request: answered twice, or answered after being moved from");
     RequestSlot *slot = std::exchange(slot_, nullptr);
     LoopImpl *loop = slot->file->device->loop;
-    loop->complete(*slot, result, bytes, true);
+    loop->complete(*slot, result, bytes);
     loop->unref(slot);
 }
 

@@ -60,7 +60,7 @@ public:
     void interrupt(RequestSlot &slot, std::uintptr_t handle);
     void trace_poll(DeviceState &dev, const Caller &caller, unsigned events);
     // From any thread.
-    void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes, bool from_driver);
+    void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes);
     void unref(RequestSlot *slot);
 
     // Tracing: counted by the control server; when zero, requests take no timestamps at all.
