@@ -120,31 +120,22 @@ struct TraceSubscription::Impl {
             int fd = detail::control_connect(socket);
             if (fd < 0)
                 continue;
-            nlohmann::json req = {{"cmd", "trace"}, {"devices", devices}};
-            std::string line = req.dump() + "\n";
-            if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != ssize_t(line.size()) || !await_greeting(fd)) {
+            // The daemon's {"ok":true} means every call from then on is traced: the subscription
+            // is in force when the constructor returns.
+            std::string rest;
+            bool ok = false;
+            try {
+                ok = detail::control_exchange(fd, {{"cmd", "trace"}, {"devices", devices}}, 2000, rest)
+                         .value("ok", false);
+            } catch (const Error &) {
+            }
+            if (!ok) {
                 close(fd);
                 continue;
             }
+            peers[socket].in = std::move(rest);
             peers[socket].fd = fd;
         }
-    }
-
-    // The daemon's {"ok":true}: from then on every call is traced, so a subscription is in force
-    // when the constructor returns.
-    static bool await_greeting(int fd)
-    {
-        std::string in;
-        char c;
-        while (in.size() < 4096) {
-            pollfd p{fd, POLLIN, 0};
-            if (::poll(&p, 1, 2000) <= 0 || ::read(fd, &c, 1) != 1)
-                return false;
-            if (c == '\n')
-                return in.find("\"ok\"") != std::string::npos;
-            in += c;
-        }
-        return false;
     }
 
     static std::optional<TraceEvent> parse(const std::string &line)

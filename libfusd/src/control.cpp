@@ -237,38 +237,44 @@ int control_connect(const std::string &socket_path)
     return fd;
 }
 
+nlohmann::json control_exchange(int fd, const nlohmann::json &request, int timeout_ms, std::string &rest)
+{
+    std::string out = request.dump() + "\n";
+    if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) != ssize_t(out.size()))
+        throw Error(errno, "cannot talk to the daemon: " + std::string(std::strerror(errno)));
+    std::string in;
+    char buf[4096];
+    while (in.find('\n') == std::string::npos) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, timeout_ms) <= 0)
+            throw Error(ETIMEDOUT, "the daemon did not answer");
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n <= 0)
+            throw Error(ECONNRESET, "the daemon closed the connection");
+        in.append(buf, std::size_t(n));
+    }
+    std::size_t nl = in.find('\n');
+    rest = in.substr(nl + 1);
+    auto reply = nlohmann::json::parse(in.substr(0, nl), nullptr, false);
+    if (reply.is_discarded())
+        throw Error(EPROTO, "the daemon sent a malformed answer");
+    return reply;
+}
+
 nlohmann::json control_call(const std::string &socket_path, const nlohmann::json &request, int timeout_ms)
 {
     int fd = control_connect(socket_path);
     if (fd < 0)
         throw Error(errno, "cannot reach daemon at " + socket_path + ": " + std::strerror(errno));
-    std::string out = request.dump() + "\n";
-    if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) != ssize_t(out.size())) {
-        int err = errno;
+    std::string rest;
+    try {
+        auto reply = control_exchange(fd, request, timeout_ms, rest);
         close(fd);
-        throw Error(err, "cannot talk to daemon at " + socket_path);
+        return reply;
+    } catch (const Error &e) {
+        close(fd);
+        throw Error(e.code().value(), "daemon at " + socket_path + ": " + e.what());
     }
-    std::string in;
-    char buf[4096];
-    while (in.find('\n') == std::string::npos) {
-        pollfd p{fd, POLLIN, 0};
-        int r = ::poll(&p, 1, timeout_ms);
-        if (r <= 0) {
-            close(fd);
-            throw Error(ETIMEDOUT, "daemon at " + socket_path + " did not answer");
-        }
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n <= 0) {
-            close(fd);
-            throw Error(ECONNRESET, "daemon at " + socket_path + " closed the connection");
-        }
-        in.append(buf, std::size_t(n));
-    }
-    close(fd);
-    auto reply = nlohmann::json::parse(in.substr(0, in.find('\n')), nullptr, false);
-    if (reply.is_discarded())
-        throw Error(EPROTO, "daemon at " + socket_path + " sent a malformed answer");
-    return reply;
 }
 
 } // namespace fusd::detail

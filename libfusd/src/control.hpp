@@ -50,6 +50,9 @@ private:
 // Client side, for fusd::admin: one request, one answer line, within timeout_ms.
 // Throws fusd::Error on connection failure or timeout.
 nlohmann::json control_call(const std::string &socket, const nlohmann::json &request, int timeout_ms);
+// The same on a connected socket that stays open: bytes after the answer line (a trace stream's
+// first events) are left in `rest`.
+nlohmann::json control_exchange(int fd, const nlohmann::json &request, int timeout_ms, std::string &rest);
 int control_connect(const std::string &socket); // -1 with errno set
 
 } // namespace fusd::detail
