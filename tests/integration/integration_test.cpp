@@ -78,6 +78,43 @@ struct TestDevice {
 
 void sigusr1_handler(int) {}
 
+// A thread blocked in a 1-byte read() of fd, and how that read ended.
+class BlockedReader {
+public:
+    explicit BlockedReader(int fd) : state_(std::make_shared<State>())
+    {
+        thread_ = std::thread([s = state_, fd] {
+            char c;
+            ssize_t n = ::read(fd, &c, 1);
+            s->err = n < 0 ? errno : 0;
+            s->done = true;
+        });
+    }
+    ~BlockedReader()
+    {
+        if (state_->done)
+            thread_.join();
+        else
+            thread_.detach(); // still stuck after a failed check: must not hang the test run
+    }
+    pthread_t native_handle() { return thread_.native_handle(); }
+    bool wait_done(int ms)
+    {
+        for (int i = 0; i < ms / 10 && !state_->done; ++i)
+            std::this_thread::sleep_for(10ms);
+        return state_->done;
+    }
+    int error() const { return state_->err; }
+
+private:
+    struct State {
+        std::atomic<bool> done{false};
+        std::atomic<int> err{0};
+    };
+    std::shared_ptr<State> state_;
+    std::thread thread_;
+};
+
 int socket_fd(const std::string &path)
 {
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -330,22 +367,12 @@ TEST(Device, InterruptedCallerGetsEintrAndTheDriverIsTold)
     struct sigaction sa{};
     sa.sa_handler = sigusr1_handler; // no SA_RESTART
     sigaction(SIGUSR1, &sa, nullptr);
-    std::atomic<int> err{0};
-    std::atomic<bool> done{false};
-    std::thread reader([&] {
-        char c;
-        ssize_t n = read(fd, &c, 1);
-        err = n < 0 ? errno : 0;
-        done = true;
-    });
+    BlockedReader reader(fd);
     std::this_thread::sleep_for(200ms);
     auto t0 = std::chrono::steady_clock::now();
     pthread_kill(reader.native_handle(), SIGUSR1);
-    for (int i = 0; i < 500 && !done; ++i)
-        std::this_thread::sleep_for(10ms);
-    ASSERT_TRUE(done.load()) << "the signalled reader is still blocked";
-    reader.join();
-    EXPECT_EQ(err.load(), EINTR);
+    ASSERT_TRUE(reader.wait_done(5000)) << "the signalled reader is still blocked";
+    EXPECT_EQ(reader.error(), EINTR);
     EXPECT_LT(seconds_since(t0), 5.0);
     std::uint64_t after = 0;
     ASSERT_EQ(ioctl(fd, TESTD_INTERRUPTS, &after), 0);
@@ -386,24 +413,15 @@ TEST(Lifecycle, DaemonKilledWhileCallerBlockedReleasesTheCaller)
     ASSERT_TRUE(daemon->ready());
     int fd = ::open(path.c_str(), O_RDWR);
     ASSERT_GE(fd, 0);
-    std::atomic<bool> done{false};
-    std::atomic<int> err{0};
-    std::thread reader([&] {
-        char c;
-        ssize_t n = read(fd, &c, 1);
-        err = n < 0 ? errno : 0;
-        done = true;
-    });
+    BlockedReader reader(fd);
     std::this_thread::sleep_for(200ms);
     auto t0 = std::chrono::steady_clock::now();
     daemon->stop(SIGKILL);
-    for (int i = 0; i < 300 && !done; ++i)
-        std::this_thread::sleep_for(10ms);
+    bool released = reader.wait_done(3000);
     double waited = seconds_since(t0);
-    ASSERT_TRUE(done.load()) << "reader still blocked after the daemon died";
-    reader.join();
+    ASSERT_TRUE(released) << "reader still blocked after the daemon died";
     EXPECT_LT(waited, 1.0);
-    EXPECT_NE(err.load(), 0);
+    EXPECT_NE(reader.error(), 0);
     close(fd);
     // The next registration of the same name cleans what the dead daemon left.
     Daemon again({testd(), path, "--backend", backend()});
@@ -480,23 +498,19 @@ TEST(Lifecycle, ForcedRemovalOfAStoppedDaemonReleasesBlockedCallers)
     TestDevice dev("force");
     int fd = dev.open();
     ASSERT_GE(fd, 0);
-    std::atomic<bool> done{false};
-    std::thread reader([&] {
-        char c;
-        (void)!read(fd, &c, 1);
-        done = true;
-    });
+    auto reader = std::make_unique<BlockedReader>(fd);
     std::this_thread::sleep_for(200ms);
     dev.daemon->signal(SIGSTOP);
     auto t0 = std::chrono::steady_clock::now();
     fusd::admin::remove_device(dev.path, true);
-    for (int i = 0; i < 300 && !done; ++i)
-        std::this_thread::sleep_for(10ms);
-    EXPECT_TRUE(done.load()) << "blocked reader not released";
+    bool released = reader->wait_done(3000);
+    EXPECT_TRUE(released) << "blocked reader not released";
     EXPECT_LT(seconds_since(t0), 1.5);
-    if (!done)
+    if (!released) {
         dev.daemon->stop(SIGKILL);
-    reader.join();
+        reader->wait_done(3000);
+    }
+    reader.reset();
     close(fd);
     EXPECT_FALSE(exists(dev.path));
     EXPECT_FALSE(mounted(dev.path));
