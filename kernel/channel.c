@@ -16,10 +16,12 @@
  * may be vmalloc'ed), and whoever wakes a caller holds a reference while doing so.
  */
 #include <linux/cred.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/ktime.h>
 #include <linux/mm.h>
 #include <linux/pid_namespace.h>
+#include <linux/poll.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -460,8 +462,59 @@ static int fusd_copy_msg(char __user *buf, struct fusd_req *req, enum fusd_msg_k
 	return hdr.size;
 }
 
+/*
+ * Sleep until @chan has a message (0), @wake is ready (-EAGAIN) or a signal comes
+ * (-ERESTARTSYS).  This is select() on the two files, built from the same parts: one poll
+ * table registers us on both wait queues, and whichever wakes first ends the wait.
+ */
+static int fusd_chan_wait_either(struct fusd_channel *chan, struct file *self, struct file *wake)
+{
+	struct poll_wqueues pwq;
+	int ret;
+
+	poll_initwait(&pwq);
+	for (;;) {
+		__poll_t wake_mask;
+
+		poll_wait(self, &chan->waitq, &pwq.pt);
+		if (fusd_chan_readable(chan)) {
+			ret = 0;
+			break;
+		}
+		wake_mask = vfs_poll(wake, &pwq.pt);
+		/*
+		 * Looked at again: vfs_poll() may sleep (epoll takes a mutex), and the caller our
+		 * reply just woke may have sent its next request meanwhile.  A request wins.
+		 */
+		if (fusd_chan_readable(chan)) {
+			ret = 0;
+			break;
+		}
+		if (wake_mask & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+			ret = -EAGAIN;
+			break;
+		}
+		pwq.pt._qproc = NULL;		/* on both queues now: later passes only look */
+		if (signal_pending(current)) {
+			ret = -ERESTARTSYS;
+			break;
+		}
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (!pwq.triggered)
+			schedule();
+		__set_current_state(TASK_RUNNING);
+		smp_store_mb(pwq.triggered, 0);
+	}
+	poll_freewait(&pwq);
+	return ret;
+}
+
+/*
+ * The next message into @buf: its size, -EAGAIN if none is queued and !@block, or what ended
+ * the wait (-ERESTARTSYS; -EAGAIN when @wake, if given, got ready first).
+ */
 static ssize_t fusd_chan_read_msg(struct fusd_channel *chan, struct file *file,
-				  char __user *buf, size_t count)
+				  char __user *buf, size_t count, bool block, struct file *wake)
 {
 	enum fusd_msg_kind kind;
 	struct fusd_req *req;
@@ -475,9 +528,12 @@ static ssize_t fusd_chan_read_msg(struct fusd_channel *chan, struct file *file,
 		spin_unlock(&chan->lock);
 		if (req)
 			break;
-		if (file->f_flags & O_NONBLOCK)
+		if (!block)
 			return -EAGAIN;
-		ret = wait_event_interruptible(chan->waitq, fusd_chan_readable(chan));
+		if (wake)
+			ret = fusd_chan_wait_either(chan, file, wake);
+		else
+			ret = wait_event_interruptible(chan->waitq, fusd_chan_readable(chan));
 		if (ret)
 			return ret;
 	}
@@ -496,7 +552,7 @@ static ssize_t fusd_chan_read(struct file *file, char __user *buf, size_t count,
 		return -EPROTO;
 	if (READ_ONCE(chan->tracer))
 		return fusd_trace_read(chan, file, buf, count);
-	return fusd_chan_read_msg(chan, file, buf, count);
+	return fusd_chan_read_msg(chan, file, buf, count, !(file->f_flags & O_NONBLOCK), NULL);
 }
 
 /* ---- the daemon's write(): replies ---- */
@@ -655,16 +711,12 @@ static ssize_t fusd_chan_ready(struct fusd_channel *chan, const char __user *buf
 	return ff ? count : -ENOENT;
 }
 
-static ssize_t fusd_chan_write(struct file *file, const char __user *buf, size_t count,
-			       loff_t *ppos)
+/* One message from the daemon (a REPLY or a READY), as write() takes it. */
+static ssize_t fusd_chan_write_msg(struct fusd_channel *chan, const char __user *buf,
+				   size_t count)
 {
-	struct fusd_channel *chan = file->private_data;
 	struct { __u32 size, type; } head;
 
-	if (!READ_ONCE(chan->hello))
-		return -EPROTO;
-	if (READ_ONCE(chan->tracer))
-		return -EINVAL;
 	if (count < sizeof(head) || count > sizeof(struct fusd_reply) + FUSD_CHUNK_MAX)
 		return -EINVAL;
 	if (copy_from_user(&head, buf, sizeof(head)))
@@ -679,6 +731,77 @@ static ssize_t fusd_chan_write(struct file *file, const char __user *buf, size_t
 	default:
 		return -EINVAL;
 	}
+}
+
+static ssize_t fusd_chan_write(struct file *file, const char __user *buf, size_t count,
+			       loff_t *ppos)
+{
+	struct fusd_channel *chan = file->private_data;
+
+	if (!READ_ONCE(chan->hello))
+		return -EPROTO;
+	if (READ_ONCE(chan->tracer))
+		return -EINVAL;
+	return fusd_chan_write_msg(chan, buf, count);
+}
+
+/* ---- FUSD_IOC_EXCHANGE: a write() and the next read() in one call ---- */
+
+static int fusd_exchange_sane(const struct fusd_exchange *ex)
+{
+	if (ex->flags & ~FUSD_EXCHANGE_WAIT || ex->padding || ex->reserved)
+		return -EINVAL;
+	if (!ex->msg != !ex->msg_size)
+		return -EINVAL;
+	if (ex->buf_size < FUSD_MIN_READ_BUFFER)
+		return -EINVAL;
+	if (ex->wake_fd != -1 && (ex->wake_fd < 0 || !(ex->flags & FUSD_EXCHANGE_WAIT)))
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * The daemon's hot path: its reply to one request and its read of the next in one system
+ * call.  With FUSD_EXCHANGE_WAIT it also sleeps like a blocking read() that wakes as well for
+ * wake_fd, so an event loop can wait here instead of in epoll_wait() while it has nothing
+ * else to do.  A signal after the message was written gives EINTR: a restart would write it
+ * again.
+ */
+static long fusd_ioc_exchange(struct fusd_channel *chan, struct file *file,
+			      struct fusd_exchange __user *uex)
+{
+	struct fusd_exchange ex;
+	struct fd wake = {};
+	ssize_t ret;
+
+	if (READ_ONCE(chan->tracer))
+		return -EINVAL;
+	if (copy_from_user(&ex, uex, sizeof(ex)))
+		return -EFAULT;
+	ret = fusd_exchange_sane(&ex);
+	if (ret)
+		return ret;
+	if (ex.wake_fd >= 0) {
+		wake = fdget(ex.wake_fd);	/* held like poll() holds its fds */
+		if (!wake.file)
+			return -EBADF;
+	}
+	if (ex.msg) {
+		ret = fusd_chan_write_msg(chan, u64_to_user_ptr(ex.msg), ex.msg_size);
+		if (put_user((__s32)ret, &uex->msg_result)) {
+			ret = -EFAULT;
+			goto out;
+		}
+	}
+	ret = fusd_chan_read_msg(chan, file, u64_to_user_ptr(ex.buf), ex.buf_size,
+				 ex.flags & FUSD_EXCHANGE_WAIT, wake.file);
+	if (ret == -EAGAIN)
+		ret = 0;
+	else if (ret == -ERESTARTSYS && ex.msg)
+		ret = -EINTR;
+out:
+	fdput(wake);
+	return ret;
 }
 
 /* ---- the channel file ---- */
@@ -741,6 +864,8 @@ static long fusd_chan_ioctl(struct file *file, unsigned int cmd, unsigned long a
 		return fusd_ioc_force_unregister(argp);
 	case FUSD_IOC_TRACE:
 		return fusd_trace_subscribe(chan, argp);
+	case FUSD_IOC_EXCHANGE:
+		return fusd_ioc_exchange(chan, file, argp);
 	default:
 		return -ENOTTY;
 	}

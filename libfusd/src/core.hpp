@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
+#include <sched.h>
+#include <shared_mutex> // std::shared_lock, for SharedSpinLock
 #include <string>
+#include <sys/epoll.h>
 #include <sys/uio.h>
 #include <vector>
 
@@ -23,6 +25,52 @@ namespace fusd::detail {
 
 struct DeviceState;
 class LoopImpl;
+
+// Locks for the request path, held for a few instructions: uncontended they are one atomic
+// instruction and never a call into libc. Measured in the TCG guest, where every libc page a
+// request touches costs a TLB refill after each context switch: replacing the pthread locks of
+// the hot path cut about 2 us off a 1-byte round trip on the kernel backend. Waiters yield.
+class SpinLock {
+public:
+    void lock() noexcept
+    {
+        while (locked_.exchange(true, std::memory_order_acquire))
+            while (locked_.load(std::memory_order_relaxed))
+                sched_yield();
+    }
+    void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+private:
+    std::atomic<bool> locked_{false};
+};
+
+// Readers (replies and notifies, from any thread) share it; the writer (device shutdown, rare)
+// waits for them to leave. A waiting writer keeps new readers out, so it cannot starve.
+class SharedSpinLock {
+public:
+    void lock_shared() noexcept
+    {
+        for (;;) {
+            int s = state_.load(std::memory_order_relaxed);
+            if (!(s & kWriter) && state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire))
+                return;
+            sched_yield();
+        }
+    }
+    void unlock_shared() noexcept { state_.fetch_sub(1, std::memory_order_release); }
+    void lock() noexcept
+    {
+        while (state_.fetch_or(kWriter, std::memory_order_acquire) & kWriter)
+            sched_yield(); // another writer
+        while (state_.load(std::memory_order_acquire) != kWriter)
+            sched_yield(); // readers leaving
+    }
+    void unlock() noexcept { state_.fetch_and(~kWriter, std::memory_order_release); }
+
+private:
+    static constexpr int kWriter = 1 << 30;
+    std::atomic<int> state_{0}; // readers inside, plus kWriter
+};
 
 // One system call in flight. Pooled: the hot path allocates nothing.
 struct RequestSlot {
@@ -54,6 +102,8 @@ public:
     virtual ~Transport() = default;
     virtual Backend backend() const = 0;
     virtual int fd() const = 0;
+    // How fd() is watched in the loop's epoll set (a transport may change it with LoopImpl::modify).
+    virtual std::uint32_t epoll_events() const { return EPOLLIN; }
     // fd() is readable: read and deliver what is there; never block. Returns false when the
     // backend connection is gone for good (unmounted, aborted, forced unregister).
     virtual bool on_readable() = 0;
@@ -97,7 +147,7 @@ struct DeviceState : std::enable_shared_from_this<DeviceState> {
     DeviceOptions options;
     Callbacks callbacks;
     std::unique_ptr<Transport> transport;
-    std::shared_mutex lock;            // shared: replies and notifies; exclusive: shutdown
+    SharedSpinLock lock;               // shared: replies and notifies; exclusive: shutdown
     bool gone = false;                 // transport shut down (under lock)
     std::atomic<std::uint64_t> calls{0};
     std::atomic<std::size_t> open_files{0};

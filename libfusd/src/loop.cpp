@@ -239,8 +239,15 @@ void LoopImpl::dispatch(int timeout_ms)
 int LoopImpl::run()
 {
     stop_.store(false);
-    while (!stop_.load() && !devices_.empty())
-        dispatch(-1);
+    running_ = true;
+    try {
+        while (!stop_.load() && !devices_.empty())
+            dispatch(-1);
+    } catch (...) {
+        running_ = false;
+        throw;
+    }
+    running_ = false;
     return stop_signal_;
 }
 
@@ -278,7 +285,7 @@ Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
     dev->transport = make_transport(backend, *dev);
     dev->handle.reset(new Device(dev.get()));
     DeviceState *raw = dev.get();
-    watch(dev->transport->fd(), EPOLLIN, [this, raw](std::uint32_t) {
+    watch(dev->transport->fd(), dev->transport->epoll_events(), [this, raw](std::uint32_t) {
         if (!raw->transport->on_readable())
             transport_gone(*raw);
     });

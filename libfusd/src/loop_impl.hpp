@@ -25,7 +25,7 @@ struct SlotPool {
 
 private:
     static constexpr std::size_t kChunk = 64;
-    std::mutex mutex_;
+    SpinLock mutex_;
     RequestSlot *free_ = nullptr;
     std::vector<std::unique_ptr<RequestSlot[]>> chunks_;
 };
@@ -39,6 +39,10 @@ public:
 
     Loop &owner() { return owner_; }
     int epoll_fd() const { return epoll_fd_; }
+    // The descriptor a transport may sleep on in place of epoll_wait() (readable when anything
+    // else the loop watches is): the epoll set while run() owns this thread, else -1 (an
+    // embedding program waits in its own loop, and dispatch() must never block).
+    int wait_fd() const { return running_ && !stop_.load(std::memory_order_relaxed) ? epoll_fd_ : -1; }
 
     Device &add(const DeviceOptions &options, Callbacks callbacks);
     void remove(Device &device);
@@ -61,6 +65,8 @@ public:
     void trace_poll(DeviceState &dev, const Caller &caller, unsigned events);
     // From any thread.
     void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes);
+    // Every request still out, each with a reference taken (drop it with unref).
+    std::vector<RequestSlot *> pending_slots() { return pool_->take_pending(); }
     void unref(RequestSlot *slot);
 
     // Tracing: counted by the control server; when zero, requests take no timestamps at all.
@@ -88,6 +94,7 @@ private:
     Loop &owner_;
     std::shared_ptr<SlotPool> pool_;
     int epoll_fd_ = -1;
+    bool running_ = false;             // inside run() (loop thread only)
     int wake_fd_ = -1;
     int signal_fd_ = -1;
     std::map<int, std::unique_ptr<Watch>> watches_;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fcntl.h>
 #include <fstream>
 #include <gtest/gtest.h>
@@ -27,6 +28,31 @@ using namespace fusd_test;
 using namespace std::chrono_literals;
 
 namespace {
+
+// Each test process gets a registry of its own: ctest runs tests in parallel, and a listing in
+// one (which cleans dead entries) must not tidy away the dead daemon another test is checking.
+class PrivateRegistry : public ::testing::Environment {
+public:
+    void SetUp() override
+    {
+        if (std::getenv("FUSD_RUNTIME_DIR"))
+            return; // the caller chose one
+        char dir[] = "/tmp/fusd-it-XXXXXX";
+        ASSERT_NE(mkdtemp(dir), nullptr);
+        chmod(dir, 0755);
+        dir_ = dir;
+        setenv("FUSD_RUNTIME_DIR", dir, 1); // inherited by the daemons the tests start
+    }
+    void TearDown() override
+    {
+        if (!dir_.empty())
+            std::filesystem::remove_all(dir_);
+    }
+
+private:
+    std::string dir_;
+};
+const auto *const g_private_registry = ::testing::AddGlobalTestEnvironment(new PrivateRegistry);
 
 std::string testd() { return build_dir() + "/tests/fusd-testd"; }
 std::string example(const std::string &name) { return build_dir() + "/examples/" + name; }

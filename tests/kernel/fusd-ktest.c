@@ -15,6 +15,7 @@
 #include <grp.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/sysmacros.h>
@@ -1295,6 +1296,200 @@ static void t_trace_user(void)
 	close(done[1]);
 }
 
+/* ---- FUSD_IOC_EXCHANGE ---- */
+
+/* One exchange: returns the ioctl's result (>= 0) or -errno; *msg_result gets the write's. */
+static int exchange(int fd, const void *msg, size_t msg_size, void *buf, size_t buf_size,
+		    unsigned int flags, int wake_fd, int *msg_result)
+{
+	struct fusd_exchange ex;
+	int r;
+
+	memset(&ex, 0, sizeof(ex));
+	ex.msg = (uintptr_t)msg;
+	ex.msg_size = msg_size;
+	ex.msg_result = 12345;		/* out only: whatever is here is ignored */
+	ex.buf = (uintptr_t)buf;
+	ex.buf_size = buf_size;
+	ex.flags = flags;
+	ex.wake_fd = wake_fd;
+	r = ioctl(fd, FUSD_IOC_EXCHANGE, &ex);
+	if (msg_result)
+		*msg_result = ex.msg_result;
+	return r < 0 ? -errno : r;
+}
+
+static void reply_msg(struct fusd_reply *r, __u64 id, int result)
+{
+	memset(r, 0, sizeof(*r));
+	r->size = sizeof(*r);
+	r->type = FUSD_MSG_REPLY;
+	r->id = id;
+	r->result = result;
+}
+
+struct exch_caller {
+	const char *dev;
+	int rounds, ok;
+};
+
+static void *exch_caller_main(void *p)
+{
+	struct exch_caller *c = p;
+	int fd = open_node(c->dev, O_RDWR);
+	char b[8];
+
+	for (int i = 0; fd >= 0 && i < c->rounds; i++)
+		if (read(fd, b, 1) == 1 && b[0] == (char)('a' + i % 26))
+			c->ok++;
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static void *kick_later(void *p)
+{
+	ft_msleep(150);
+	if (write(*(int *)p, &(uint64_t){ 1 }, 8) < 0) {}
+	return NULL;
+}
+
+static void t_exchange(void)
+{
+	const char *dev = "fusd-t-exch";
+	const int W = FUSD_EXCHANGE_WAIT;
+	unsigned char *buf = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)buf;
+	unsigned char rep[sizeof(struct fusd_reply) + 8];
+	struct fusd_reply *r = (struct fusd_reply *)rep;
+	struct exch_caller caller = { dev, 500, 0 };
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+	int fd = ft_channel(), ev = eventfd(0, EFD_CLOEXEC), res, n, i, pfd[2];
+	struct fusd_exchange ex;
+	struct fusd_trace_subscribe ts;
+	pthread_t th;
+	double t;
+	pid_t child;
+
+	CHECK(fd >= 0 && ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+
+	/* bad arguments: refused before anything is written or read */
+	reply_msg(r, 1, 0);
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, 0, -1, NULL) == 0, "nothing queued");
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER - 1, 0, -1, NULL) == -EINVAL, "small buffer");
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, 0x80, -1, NULL) == -EINVAL, "flags");
+	CHECK(exchange(fd, NULL, 8, buf, FUSD_MIN_READ_BUFFER, 0, -1, NULL) == -EINVAL, "size, no msg");
+	CHECK(exchange(fd, r, 0, buf, FUSD_MIN_READ_BUFFER, 0, -1, NULL) == -EINVAL, "msg, no size");
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, 0, ev, NULL) == -EINVAL, "wake_fd without WAIT");
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, -7, NULL) == -EINVAL, "wake_fd -7");
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, 987654, NULL) == -EBADF, "wake_fd closed");
+	memset(&ex, 0, sizeof(ex));
+	ex.buf = (uintptr_t)buf;
+	ex.buf_size = FUSD_MIN_READ_BUFFER;
+	ex.wake_fd = -1;
+	ex.padding = 1;
+	CHECK_ERR(ioctl(fd, FUSD_IOC_EXCHANGE, &ex), EINVAL);
+	ex.padding = 0;
+	ex.reserved = 1;
+	CHECK_ERR(ioctl(fd, FUSD_IOC_EXCHANGE, &ex), EINVAL);
+	CHECK_ERR(ioctl(fd, FUSD_IOC_EXCHANGE, bad_ptr), EFAULT);
+	CHECK_ERR(ioctl(fd, FUSD_IOC_EXCHANGE, (void *)16), EFAULT);
+
+	/* a message nobody waits for: its write error is reported, the read still happens */
+	CHECK(exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, 0, -1, &res) == 0 &&
+	      res == -ENOENT, "unknown id: msg_result %d", res);
+	r->padding = 1;
+	CHECK(exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, 0, -1, &res) == 0 &&
+	      res == -EINVAL, "bad reply: msg_result %d", res);
+	CHECK(exchange(fd, (void *)16, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, 0, -1, &res) == 0 &&
+	      res == -EFAULT, "msg at 16: msg_result %d", res);
+
+	/* the wait ends for wake_fd: already ready, made ready later, or for a signal */
+	if (write(ev, &(uint64_t){ 1 }, 8) < 0) {}
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ev, NULL) == 0, "ready wake_fd");
+	if (read(ev, &(uint64_t){ 0 }, 8) < 0) {}
+	pthread_create(&th, NULL, kick_later, &ev);
+	t = ft_now();
+	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ev, NULL);
+	CHECK(n == 0 && ft_now() - t >= 0.1, "woken by wake_fd: %d after %.3fs", n, ft_now() - t);
+	pthread_join(th, NULL);
+	if (read(ev, &(uint64_t){ 0 }, 8) < 0) {}
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	if (pipe(pfd) < 0)
+		pfd[0] = pfd[1] = -1;
+	child = fork();
+	if (child == 0) {	/* blocked in the wait: signalled, then SIGKILLed */
+		reply_msg(r, 1, 0);
+		n = exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, W, ev, NULL);
+		if (write(pfd[1], &n, sizeof(n)) < 0) {}
+		exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
+		_exit(2);
+	}
+	n = 1;
+	for (i = 0; i < 100 && n == 1; i++) {	/* until it is in the wait to be interrupted */
+		struct pollfd pp = { pfd[0], POLLIN, 0 };
+
+		kill(child, SIGUSR1);
+		if (poll(&pp, 1, 100) == 1 && read(pfd[0], &n, sizeof(n)) != sizeof(n))
+			n = 1;
+	}
+	/* the message was written already: EINTR, never a restart, even with SA_RESTART */
+	CHECK(n == -EINTR, "signalled in the wait: %d", n);
+	ft_msleep(100);
+	kill(child, SIGKILL);
+	CHECK(waitpid(child, &res, 0) == child && WIFSIGNALED(res) && WTERMSIG(res) == SIGKILL,
+	      "killed while waiting: status %#x", res);
+	close(pfd[0]);
+	close(pfd[1]);
+
+	/* a caller served by exchanges only: each reply and the next request in one call */
+	pthread_create(&th, NULL, exch_caller_main, &caller);
+	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ev, NULL);
+	for (i = 0; n > 0 && h->opcode != FUSD_OP_RELEASE; i++) {
+		size_t size = sizeof(*r);
+
+		reply_msg(r, h->id, 0);
+		if (h->opcode == FUSD_OP_READ) {
+			r->result = 1;
+			rep[sizeof(*r)] = 'a' + (i - 1) % 26;
+			size++;
+		}
+		r->size = size;
+		n = exchange(fd, r, size, buf, FUSD_MIN_READ_BUFFER, W, ev, &res);
+		CHECK(res == (int)size, "reply %d: msg_result %d", i, res);
+	}
+	pthread_join(th, NULL);
+	CHECK(caller.ok == caller.rounds && i == caller.rounds + 1,
+	      "%d of %d reads right, %d messages", caller.ok, caller.rounds, i);
+
+	/* a message that cannot be delivered (bad buffer) stays queued */
+	pthread_create(&th, NULL, exch_caller_main, &(struct exch_caller){ dev, 1, 0 });
+	CHECK(exchange(fd, NULL, 0, bad_ptr, FUSD_MIN_READ_BUFFER, W, -1, NULL) == -EFAULT, "bad buf");
+	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
+	CHECK(n > 0 && h->opcode == FUSD_OP_OPEN, "the open is still there: %d op %u", n, h->opcode);
+	reply_msg(r, h->id, 0);
+	n = exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
+	CHECK(n > 0 && h->opcode == FUSD_OP_READ, "read: %d op %u", n, h->opcode);
+	reply_msg(r, h->id, -EIO);
+	n = exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
+	CHECK(n > 0 && h->opcode == FUSD_OP_RELEASE, "release: %d op %u", n, h->opcode);
+	pthread_join(th, NULL);
+
+	close(fd);
+	fd = ft_channel();
+	memset(&ts, 0, sizeof(ts));
+	CHECK(ioctl(fd, FUSD_IOC_TRACE, &ts) == 0, "trace");
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, 0, -1, NULL) == -EINVAL, "tracer");
+	close(fd);
+	fd = open(FUSD_CONTROL_DEVICE, O_RDWR);
+	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, 0, -1, NULL) == -EPROTO, "no HELLO");
+	close(fd);
+	close(ev);
+	free(buf);
+}
+
 /* ---- the malformed-message loop ---- */
 
 static unsigned long long rng_state = 88172645463325252ULL;
@@ -1362,9 +1557,44 @@ struct fuzz_req {
 	__u32 opcode, len, reply_max;
 };
 
-/* One mutated message on the channel, built around a real request when there is one. */
-static void fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned char *buf,
-		       unsigned long *counts)
+static int fuzz_ready_fd = -1;	/* an eventfd that is always readable */
+
+/* Send @msg by FUSD_IOC_EXCHANGE with mutated fields; returns the size of what it read. */
+static ssize_t fuzz_exchange(int fd, const void *msg, size_t size, unsigned char *rx, int *err)
+{
+	struct fusd_exchange ex;
+	int r;
+
+	memset(&ex, 0, sizeof(ex));
+	ex.msg = rnd() % 32 ? (uintptr_t)msg : rnd() % 2 ? 0 : rnd() & 0xffffffffffffULL;
+	ex.msg_size = rnd() % 32 ? size : (__u32)rnd();
+	ex.buf = rnd() % 32 ? (uintptr_t)rx : rnd() & 0xffffffffffffULL;
+	ex.buf_size = rnd() % 32 ? FUSD_MIN_READ_BUFFER : (__u32)rnd();
+	ex.wake_fd = -1;
+	if (rnd() % 4 == 0) {	/* a wait that always ends: wake_fd is ready */
+		ex.flags = FUSD_EXCHANGE_WAIT;
+		ex.wake_fd = fuzz_ready_fd;
+	}
+	if (rnd() % 32 == 0)
+		ex.flags |= rnd() % 2 ? 2 : (__u32)rnd() & ~FUSD_EXCHANGE_WAIT;
+	if (rnd() % 32 == 0 && !ex.flags)	/* never a wait that might not end */
+		ex.wake_fd = rnd() % 2 ? (int)(rnd() % 64) - 2 : (int)rnd();
+	if (rnd() % 64 == 0)
+		ex.padding = 1;
+	if (rnd() % 64 == 0)
+		ex.reserved = rnd();
+	r = ioctl(fd, FUSD_IOC_EXCHANGE, rnd() % 128 ? (void *)&ex : bad_ptr);
+	*err = r < 0 ? errno : ex.msg && ex.msg_result < 0 ? -ex.msg_result : 0;
+	return r > 0 ? r : 0;
+}
+
+/*
+ * One mutated message on the channel, built around a real request when there is one, sent
+ * by write() or by FUSD_IOC_EXCHANGE; returns the size of a request the exchange read into
+ * @rx (0: none).
+ */
+static ssize_t fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned char *buf,
+			  unsigned char *rx, unsigned long *counts)
 {
 	static const int results[] = { 0, 1, -1, -4095, -4096, -512, 2147483647, -2147483647 - 1,
 				       10, 63, 64, 131072, 131073 };
@@ -1401,8 +1631,16 @@ static void fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned char
 	*(__u32 *)buf = rnd() % 16 == 0 ? (__u32)rnd() : (__u32)size;
 	if (rnd() % 32 == 0)
 		size = rnd() % 24;			/* truncated */
+	if (rnd() % 4 == 0) {
+		int err;
+
+		n = fuzz_exchange(fd, buf, size, rx, &err);
+		counts[err < 200 ? err : 199]++;
+		return n;
+	}
 	n = write(fd, buf, size);
 	counts[n < 0 ? (errno < 200 ? errno : 199) : 0]++;
+	return 0;
 }
 
 static void fuzz_ioctl(int fd, unsigned char *buf)
@@ -1492,6 +1730,8 @@ static void t_fuzz(void)
 	pthread_t helper_th;
 	int helper_on = 0;
 
+	fuzz_ready_fd = eventfd(1, EFD_CLOEXEC);
+
 	for (long i = 0; msgs + ioctls < (unsigned long)target; i++) {
 		if (fd < 0) {		/* (re)start the daemon side: a fresh channel and device */
 			fd = ft_channel();
@@ -1539,8 +1779,13 @@ static void t_fuzz(void)
 		for (int k = 0; k < 8; k++, msgs++) {
 			int have = nreq > 0;
 
-			fuzz_write(fd, have ? &reqs[rnd() % (nreq < 64 ? nreq : 64)] : NULL, have, out,
-				   counts);
+			if (fuzz_write(fd, have ? &reqs[rnd() % (nreq < 64 ? nreq : 64)] : NULL, have,
+				       out, msg, counts) > 0 &&
+			    h->opcode != FUSD_OP_INTERRUPT && !(h->id & FUSD_ID_NOREPLY)) {
+				reqs[nreq % 64] = (struct fuzz_req){ h->id, h->dev_id, h->file_id,
+								     h->opcode, h->len, h->reply_max };
+				nreq++;
+			}
 		}
 		fuzz_ioctl(rnd() % 4 ? side : fd, out);
 		ioctls++;
@@ -1578,6 +1823,7 @@ static void t_fuzz(void)
 			waitpid(callers[k], NULL, 0);
 	}
 	close(side);
+	close(fuzz_ready_fd);
 	printf("  fuzz: %lu messages + %lu ioctls in %.1fs, %lu daemon lives; write results:",
 	       msgs, ioctls, ft_now() - t, rounds);
 	for (int e = 0; e < 200; e++)
@@ -1671,6 +1917,7 @@ static const struct {
 	{ "multi", t_multi },
 	{ "concurrent", t_concurrent },
 	{ "threads", t_threads },
+	{ "exchange", t_exchange },
 	{ "fuzz", t_fuzz },
 	{ "roundtrip-after-fuzz", t_roundtrip },
 	{ "leaks", t_leaks },

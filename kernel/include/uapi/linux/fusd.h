@@ -15,9 +15,12 @@
  * and changes the readiness (poll mask) of an open file with one write() of
  * struct fusd_ready.  Requests of kind RELEASE, INTERRUPT and GONE take no reply.
  * One read() returns exactly one message; one write() carries exactly one message.
+ * FUSD_IOC_EXCHANGE (minor 1) does one write() and the next read() in one system call, and
+ * can wait for a message and for another file descriptor (the daemon's epoll set) at once.
  *
  * Every field is a fixed-width integer at its natural alignment, every structure has
- * an explicit size (checked below) and no pointer crosses the boundary.  The protocol is
+ * an explicit size (checked below) and no kernel pointer crosses the boundary (user buffers
+ * of FUSD_IOC_EXCHANGE are passed as __u64 addresses).  The protocol is
  * versioned by FUSD_IOC_HELLO: a different major version is refused with EPROTO;
  * minor versions only add message kinds, flags or trailing fields announced by flags.
  * See fusd(4) for the complete semantics and error conventions.
@@ -29,7 +32,7 @@
 #include <linux/ioctl.h>
 
 #define FUSD_VERSION_MAJOR	1
-#define FUSD_VERSION_MINOR	0
+#define FUSD_VERSION_MINOR	1
 
 #define FUSD_CONTROL_DEVICE	"/dev/fusd"
 #define FUSD_CLASS_NAME		"fusd"		/* /sys/class/fusd/<node>/ */
@@ -83,11 +86,34 @@ struct fusd_trace_subscribe {
 	__u64 reserved;		/* in: 0 */
 };
 
+/*
+ * FUSD_IOC_EXCHANGE (minor 1): write the message at msg (a REPLY or READY, exactly as a write()
+ * would; its outcome goes to msg_result), then read the next request into buf (as a read()
+ * would).  Returns the size of the message read, or 0 when there is none: none queued without
+ * FUSD_EXCHANGE_WAIT, or wake_fd became readable (or got an error or hang-up) first.  With
+ * FUSD_EXCHANGE_WAIT it sleeps until a message comes, wake_fd is ready or a signal arrives
+ * (EINTR once msg was written, else restartable), whatever O_NONBLOCK says.
+ */
+struct fusd_exchange {
+	__u64 msg;		/* in: user address of the message to write first, or 0 for none */
+	__u32 msg_size;		/* in: its size in bytes; 0 when msg is 0 */
+	__s32 msg_result;	/* out: what write() of msg would have returned: msg_size or -errno */
+	__u64 buf;		/* in: user address of the receive buffer */
+	__u32 buf_size;		/* in: its size: at least FUSD_MIN_READ_BUFFER */
+	__u32 flags;		/* in: FUSD_EXCHANGE_* */
+	__s32 wake_fd;		/* in: with FUSD_EXCHANGE_WAIT, a descriptor that also ends the wait; or -1 */
+	__u32 padding;		/* in: 0 */
+	__u64 reserved;		/* in: 0 */
+};
+
+#define FUSD_EXCHANGE_WAIT	0x0001	/* sleep until a message, wake_fd readiness or a signal */
+
 #define FUSD_IOC_HELLO		_IOWR(FUSD_IOC_MAGIC, 0, struct fusd_hello)
 #define FUSD_IOC_REGISTER	_IOWR(FUSD_IOC_MAGIC, 1, struct fusd_register)
 #define FUSD_IOC_UNREGISTER	_IOW(FUSD_IOC_MAGIC, 2, struct fusd_unregister)
 #define FUSD_IOC_FORCE_UNREGISTER _IOW(FUSD_IOC_MAGIC, 3, struct fusd_force_unregister)
 #define FUSD_IOC_TRACE		_IOWR(FUSD_IOC_MAGIC, 4, struct fusd_trace_subscribe)
+#define FUSD_IOC_EXCHANGE	_IOWR(FUSD_IOC_MAGIC, 5, struct fusd_exchange)
 
 /* ------------------------------------------------------------------------------------ */
 /* Requests: module -> daemon, one per read() of the channel                            */
@@ -196,6 +222,7 @@ FUSD_STATIC_ASSERT(sizeof(struct fusd_register) == 112, "fusd_register size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_unregister) == 8, "fusd_unregister size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_force_unregister) == 64, "fusd_force_unregister size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_trace_subscribe) == 16, "fusd_trace_subscribe size");
+FUSD_STATIC_ASSERT(sizeof(struct fusd_exchange) == 48, "fusd_exchange size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_req_header) == 80, "fusd_req_header size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_reply) == 32, "fusd_reply size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_ready) == 32, "fusd_ready size");
