@@ -13,7 +13,6 @@ for d in json.load(sys.stdin):
 
 opens_are() { [ "$(json_field "$DEV" open_files)" "$1" "$2" ]; }
 
-# bats test_tags=backend
 @test "ls --json: a valid array with every field, our device live" {
 	serve_d "$NAME" -- echo x
 	run "$FUSDCTL" ls --json

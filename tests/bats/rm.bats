@@ -35,7 +35,6 @@ load helpers
 	[ ! -e "$DEV-b" ]
 }
 
-# bats test_tags=backend
 @test "rm --force: a SIGSTOPped server's blocked reader is released within a second, nothing left" {
 	serve_d "$NAME" -- sleep 60
 	timeout 30 cat "$DEV" >"$T/reader.out" 2>&1 &

@@ -4,7 +4,6 @@
 
 load helpers
 
-# bats test_tags=backend
 @test "serve -- echo: cat prints the command's output, then end of file" {
 	serve_d "$NAME" -- echo "hello from fusd"
 	run timeout 10 cat "$DEV"
@@ -28,7 +27,6 @@ load helpers
 	[ "$a" != "$b" ]
 }
 
-# bats test_tags=backend
 @test "write then read through -- cat" {
 	serve_d "$NAME" -- cat
 	run py '
@@ -203,7 +201,6 @@ os.close(fd)' "$DEV"
 	assert_output "EAGAIN"
 }
 
-# bats test_tags=backend
 @test "O_NONBLOCK: write gives EAGAIN once the command's stdin is full, and select agrees" {
 	serve_d "$NAME" -- sleep 30
 	run py '
@@ -225,7 +222,6 @@ os.close(fd)' "$DEV"
 	assert_output "True True False"
 }
 
-# bats test_tags=backend
 @test "poll/select: readable when output arrives, writable when stdin has room" {
 	serve_d "$NAME" -- cat
 	run py '
@@ -273,7 +269,6 @@ os.close(fd)' "$DEV"
 	assert_output --regexp "^$DEV [0-9]+ 65534 65534 [0-9]+$"
 }
 
-# bats test_tags=backend
 @test "a caller that is not root: allowed with --mode 0666, refused with 0600" {
 	serve_d "$NAME" --mode 0666 -- echo open
 	run as_nobody timeout 10 cat "$DEV"
@@ -330,7 +325,6 @@ os.close(fd)' "$DEV"
 	[ ! -e "$T/serve.pid" ]
 }
 
-# bats test_tags=backend
 @test "SIGTERM: unregisters, ends the commands and exits 0, leaving nothing behind" {
 	serve_fg "$NAME" -- sh -c 'echo $$; exec sleep 60'
 	# a blocked reader whose command is still running

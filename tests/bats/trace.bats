@@ -20,7 +20,6 @@ start_trace() {
 	fail "trace never showed any traffic: $(cat "$T/trace.err")"
 }
 
-# bats test_tags=backend
 @test "trace --json: one object per call, for a known sequence" {
 	serve_d "$NAME" -- cat
 	start_trace "$T/trace.json" --json "$DEV"

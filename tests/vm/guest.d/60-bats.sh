@@ -1,0 +1,19 @@
+#!/bin/bash
+# fusdctl's whole bats suite, the same tests as on the host, on the CUSE and on the kernel
+# backend. The two runs go side by side, one per guest CPU: each takes about 4 minutes under
+# TCG, and one after the other they would use most of the guest stage's 10 minutes. Their
+# device names cannot collide (they carry the test process's pid).
+set -u
+run_on() {  # run_on BACKEND CONTROL_NODE: the suite's TAP output goes to $FUSD_VM_OUT
+	"$FUSD_REPO/tests/vm/on-backend.sh" bats "$1" "$2" >"$FUSD_VM_OUT/bats-$1.tap" 2>&1
+}
+run_on cuse /dev/cuse & cuse=$!
+run_on kernel /dev/fusd & kernel=$!
+fail=0
+for backend in cuse kernel; do
+	pid=${!backend}
+	if wait "$pid"; then verdict=PASS; else verdict=FAIL; fail=1; fi
+	sed "s/^/$backend: /" "$FUSD_VM_OUT/bats-$backend.tap"
+	echo "$verdict bats suite on $backend"
+done
+exit $fail
