@@ -182,7 +182,7 @@ int fusd_call(struct fusd_req *req)
 	struct fusd_channel *chan = fdev->chan;
 	int ret;
 
-	req->start_ns = ktime_get_ns();
+	req->start_ns = fusd_start_ns();
 	spin_lock(&chan->lock);
 	ret = fusd_gone_error(chan, fdev, req->hdr.opcode);
 	if (!ret) {
@@ -268,7 +268,7 @@ void fusd_file_unlink(struct fusd_file *ff, struct file *file)
 	spin_unlock(&chan->lock);
 	if (queued) {
 		fusd_chan_wake(chan);
-		fusd_trace(fdev, &hdr, 0, ktime_get_ns());
+		fusd_trace(fdev, &hdr, 0, fusd_start_ns());
 	} else {
 		fusd_req_put(msg);
 	}

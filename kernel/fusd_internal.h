@@ -29,6 +29,7 @@
 #include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/spinlock.h>
+#include <linux/timekeeping.h>
 #include <linux/types.h>
 #include <linux/uidgid.h>
 #include <linux/wait.h>
@@ -159,6 +160,19 @@ ssize_t fusd_trace_read(struct fusd_channel *chan, struct file *file, char __use
 __poll_t fusd_trace_poll(struct fusd_channel *chan);
 void __fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *hdr,
 		  int result, u64 start_ns);
+
+/*
+ * When a call starts.  Precise only while someone traces (it starts the latency in the trace
+ * record); otherwise the tick-coarse clock, which is enough for the age of the oldest waiting
+ * call in sysfs and reads no clocksource (an HPET read, in the test guest, is emulated MMIO).
+ * A tracer that subscribes while a call waits sees its latency overstated by at most one tick.
+ */
+static inline u64 fusd_start_ns(void)
+{
+	if (static_branch_unlikely(&fusd_trace_active))
+		return ktime_get_ns();
+	return ktime_get_coarse_ns();
+}
 
 /* Record one ended request for the trace subscribers; nearly free when there are none. */
 static inline void fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *hdr,

@@ -27,9 +27,10 @@ struct DeviceState;
 class LoopImpl;
 
 // Locks for the request path, held for a few instructions: uncontended they are one atomic
-// instruction and never a call into libc. Measured in the TCG guest, where every libc page a
-// request touches costs a TLB refill after each context switch: replacing the pthread locks of
-// the hot path cut about 2 us off a 1-byte round trip on the kernel backend. Waiters yield.
+// instruction and never a call into libc. Why: in the TCG guest, where every page a request
+// touches costs a TLB refill after each context switch, the pthread lock and unlock calls of the
+// hot path were about a tenth of a kernel-backend daemon's profile (perf, 1-byte reads). Waiters
+// yield.
 class SpinLock {
 public:
     void lock() noexcept

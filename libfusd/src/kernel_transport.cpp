@@ -338,7 +338,7 @@ ssize_t KernelTransport::read_message()
 
 // The next message by FUSD_IOC_EXCHANGE, which also writes the last answer the callback made: one
 // system call per request instead of a write(), an epoll_wait() and a read() (measured in the
-// guest: a 1-byte round trip went from 0.70x to ~0.5x of CUSE's). With wait_fd (the loop's
+// TCG guest: the daemon's CPU per 1-byte request fell from ~54 us to ~47 us). With wait_fd (the loop's
 // epoll set, while Loop::run() owns the thread) it sleeps in the module until the next request
 // or until anything else the loop watches is ready; without, it only takes what is queued.
 // Returns like read_message().
