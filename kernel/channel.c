@@ -464,7 +464,7 @@ static int fusd_copy_msg(char __user *buf, struct fusd_req *req, enum fusd_msg_k
 
 /*
  * Sleep until @chan has a message (0), @wake is ready (-EAGAIN) or a signal comes
- * (-ERESTARTSYS).  This is select() on the two files, built from the same parts: one poll
+ * (-ERESTARTSYS); -ENOMEM if a wait entry cannot be had.  This is select() on the two files, built from the same parts: one poll
  * table registers us on both wait queues, and whichever wakes first ends the wait.
  */
 static int fusd_chan_wait_either(struct fusd_channel *chan, struct file *self, struct file *wake)
@@ -492,6 +492,10 @@ static int fusd_chan_wait_either(struct fusd_channel *chan, struct file *self, s
 		}
 		if (wake_mask & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
 			ret = -EAGAIN;
+			break;
+		}
+		if (pwq.error) {		/* no memory for a wait entry: we could miss a wake-up */
+			ret = pwq.error;
 			break;
 		}
 		pwq.pt._qproc = NULL;		/* on both queues now: later passes only look */
