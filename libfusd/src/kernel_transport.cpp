@@ -184,6 +184,7 @@ private:
     void send(const fusd_reply &head, std::span<const std::byte> payload,
               std::shared_ptr<FileState> open_file = nullptr);
     void write_message(const std::byte *msg, std::size_t size);
+    void report_refused(const std::byte *msg, int err);
     void flush_deferred();
     void write_deferred(std::size_t count);
     void answer_now(const fusd_req_header &hdr, int result); // for requests the core never sees
@@ -277,8 +278,8 @@ bool KernelTransport::on_readable()
         set_oneshot(true);
     if (!serve(wait_fd))
         return false;
-    if (fd_ >= 0 && (oneshot_ || wait_fd >= 0))
-        set_oneshot(wait_fd >= 0);
+    if (fd_ >= 0 && oneshot_)
+        set_oneshot(wait_fd >= 0); // re-armed, or back to level-triggered for an embedding loop
     return true;
 }
 
@@ -344,41 +345,42 @@ ssize_t KernelTransport::read_message()
 // Returns like read_message().
 ssize_t KernelTransport::exchange_message(int wait_fd)
 {
-    // An open reply is written on its own: its readiness is read under the file's poll_mutex,
-    // which must not be held across a wait.
-    const bool last_goes_along = !deferred_index_.empty() && !deferred_index_.back().open_file;
-    const std::size_t along = last_goes_along ? deferred_index_.size() - 1 : deferred_index_.size();
-    write_deferred(along);
     if (!receive_buffer()) {
         flush_deferred();
         return 0;
     }
-    constexpr std::int32_t kUnsent = INT32_MIN;
-    fusd_exchange ex{};
+    // An open reply is written on its own: its readiness is read under the file's poll_mutex,
+    // which must not be held across a wait.
+    const bool last_goes_along = !deferred_index_.empty() && !deferred_index_.back().open_file;
+    write_deferred(last_goes_along ? deferred_index_.size() - 1 : deferred_index_.size());
+    const std::byte *msg = nullptr;
+    std::uint32_t msg_size = 0;
     if (last_goes_along) {
-        const std::byte *msg = deferred_.data() + deferred_index_.back().offset;
+        msg = deferred_.data() + deferred_index_.back().offset;
         fusd_reply head;
         std::memcpy(&head, msg, sizeof head);
-        ex.msg = std::uintptr_t(msg);
-        ex.msg_size = head.size;
+        msg_size = head.size;
     }
+    constexpr std::int32_t kUnsent = INT32_MIN;
+    fusd_exchange ex{};
+    ex.msg = std::uintptr_t(msg);
+    ex.msg_size = msg_size;
     ex.msg_result = kUnsent;
     ex.buf = std::uintptr_t(buf_);
     ex.buf_size = kReceiveSize;
     ex.flags = wait_fd >= 0 ? FUSD_EXCHANGE_WAIT : 0;
     ex.wake_fd = wait_fd;
     int n = ::ioctl(fd_, FUSD_IOC_EXCHANGE, &ex);
-    int err = errno;
-
-    if (ex.msg && ex.msg_result != kUnsent && ex.msg_result < 0 && ex.msg_result != -ENOENT)
-        LoopImpl::log_error(dev_.path + ": the fusd module refused a reply: " + std::strerror(-ex.msg_result));
+    const int err = n < 0 ? errno : 0;
+    if (msg && ex.msg_result != kUnsent && ex.msg_result < 0)
+        report_refused(msg, -ex.msg_result);
     if (n < 0 && err != EINTR) {
         // Cannot happen with a sane module; answer the old way from now on rather than lose it.
         LoopImpl::log_error(dev_.path + ": FUSD_IOC_EXCHANGE failed (" + std::strerror(err) +
                             "); using read() and write()");
         exchange_ = false;
-        if (ex.msg && ex.msg_result == kUnsent)
-            write_message(reinterpret_cast<const std::byte *>(ex.msg), ex.msg_size);
+        if (msg && ex.msg_result == kUnsent)
+            write_message(msg, msg_size);
     }
     deferred_.clear();
     deferred_index_.clear();
@@ -589,13 +591,20 @@ void KernelTransport::write_message(const std::byte *msg, std::size_t size)
     do
         n = ::write(fd_, msg, size);
     while (n < 0 && errno == EINTR);
-    // ENOENT: the caller left (signal, or its device was removed meanwhile): harmless.
-    if (n < 0 && errno != ENOENT) {
-        fusd_reply head;
-        std::memcpy(&head, msg, sizeof head);
-        LoopImpl::log_error(dev_.path + ": the fusd module refused a reply (request " + std::to_string(head.id) +
-                            ", result " + std::to_string(head.result) + "): " + std::strerror(errno));
-    }
+    if (n < 0)
+        report_refused(msg, errno);
+}
+
+// The module refused our reply `msg` with `err`. ENOENT is harmless: the caller left (a signal,
+// or its device was removed meanwhile).
+void KernelTransport::report_refused(const std::byte *msg, int err)
+{
+    if (err == ENOENT)
+        return;
+    fusd_reply head;
+    std::memcpy(&head, msg, sizeof head);
+    LoopImpl::log_error(dev_.path + ": the fusd module refused a reply (request " + std::to_string(head.id) +
+                        ", result " + std::to_string(head.result) + "): " + std::strerror(err));
 }
 
 void KernelTransport::answer_now(const fusd_req_header &hdr, int result)

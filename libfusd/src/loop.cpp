@@ -329,7 +329,7 @@ void LoopImpl::remove(Device &device)
     devices_.erase(it);
     // Callers still waiting get ENODEV now, through the backend, which also frees what the backend
     // keeps per request; a driver's later reply to them is harmless.
-    for (RequestSlot *slot : pool_->take_pending()) {
+    for (RequestSlot *slot : pending_slots()) {
         if (!slot->answered.load() && slot->file && slot->file->device.get() == dev)
             complete(*slot, -ENODEV, {});
         unref(slot);
