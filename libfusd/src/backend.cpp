@@ -2,6 +2,7 @@
 // Backend names, probing (what `auto` picks, what `fusdctl doctor` shows) and the transport factory.
 #include <cerrno>
 #include <cstdlib>
+#include <sys/stat.h>
 
 #include "core.hpp"
 
@@ -56,6 +57,11 @@ namespace detail {
 
 std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device)
 {
+    // Every backend makes the node itself; a path that exists (stale fusd leftovers were cleaned
+    // by claim_name) is someone else's and is never replaced.
+    struct stat st{};
+    if (lstat(device.path.c_str(), &st) == 0)
+        throw Error(EEXIST, device.path + ": already exists and is not a fusd device; not replacing it");
     switch (backend) {
     case Backend::kernel: return make_kernel_transport(device);
     case Backend::cuse: return make_cuse_transport(device);

@@ -243,9 +243,6 @@ ssize_t CuseTransport::io_writev(int fd, struct iovec *iov, int count, void *) {
 
 std::unique_ptr<Transport> make_cuse_transport(DeviceState &device)
 {
-    struct stat st{};
-    if (lstat(device.path.c_str(), &st) == 0)
-        throw Error(EEXIST, device.path + ": already exists and is not a fusd device; not replacing it");
     auto t = std::make_unique<CuseTransport>(device);
     t->start();
     return t;

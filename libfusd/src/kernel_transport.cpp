@@ -50,7 +50,6 @@
 #include <fstream>
 #include <mutex>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <unordered_map>
 
@@ -677,9 +676,6 @@ void KernelTransport::forget_file(FileState &file)
 
 std::unique_ptr<Transport> make_kernel_transport(DeviceState &device)
 {
-    struct stat st{};
-    if (lstat(device.path.c_str(), &st) == 0)
-        throw Error(EEXIST, device.path + ": already exists and is not a fusd device; not replacing it");
     auto t = std::make_unique<KernelTransport>(device);
     t->start();
     return t;
