@@ -395,7 +395,7 @@ void fusd_chan_purge(struct fusd_channel *chan, struct fusd_device *fdev, int er
 
 enum fusd_msg_kind { FUSD_MSG_CALL, FUSD_MSG_NOREPLY, FUSD_MSG_INTERRUPT };
 
-static bool fusd_chan_readable(struct fusd_channel *chan)
+bool fusd_chan_readable(const struct fusd_channel *chan)
 {
 	return !list_empty(&chan->interrupts) || !list_empty(&chan->pending);
 }
@@ -534,10 +534,13 @@ static ssize_t fusd_chan_read_msg(struct fusd_channel *chan, struct file *file,
 			break;
 		if (!block)
 			return -EAGAIN;
-		if (wake)
-			ret = fusd_chan_wait_either(chan, file, wake);
-		else
+		if (wake) {
+			ret = fusd_waker_wait(chan, wake);
+			if (ret == -EOPNOTSUPP || ret == -EBUSY)
+				ret = fusd_chan_wait_either(chan, file, wake);
+		} else {
 			ret = wait_event_interruptible(chan->waitq, fusd_chan_readable(chan));
+		}
 		if (ret)
 			return ret;
 	}
@@ -884,6 +887,7 @@ static int fusd_chan_open(struct inode *inode, struct file *file)
 	kref_init(&chan->kref);
 	spin_lock_init(&chan->lock);
 	init_waitqueue_head(&chan->waitq);
+	mutex_init(&chan->waker_lock);
 	INIT_LIST_HEAD(&chan->pending);
 	INIT_LIST_HEAD(&chan->interrupts);
 	INIT_LIST_HEAD(&chan->devices);
@@ -917,6 +921,7 @@ static int fusd_chan_release(struct inode *inode, struct file *file)
 
 	if (chan->tracer)
 		fusd_trace_unsubscribe(chan);
+	fusd_waker_release(chan);
 	spin_lock(&chan->lock);
 	chan->dead = true;
 	spin_unlock(&chan->lock);

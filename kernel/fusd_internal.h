@@ -55,6 +55,8 @@ struct fusd_channel {
 	bool hello;			/* FUSD_IOC_HELLO done */
 	bool dead;			/* its file was released */
 	struct fusd_tracer *tracer;	/* set once by FUSD_IOC_TRACE */
+	struct mutex waker_lock;	/* tried by an exchange that waits (waker.c) */
+	struct fusd_waker *waker;	/* the wake_fd watched across exchanges, or NULL */
 	struct user_namespace *user_ns;	/* callers' ids are shown in these */
 	struct pid_namespace *pid_ns;
 };
@@ -122,10 +124,12 @@ struct fusd_req {
 };
 
 struct fusd_tracer;
+struct fusd_waker;
 
 /* main.c */
 extern struct mutex fusd_mutex;
-extern atomic_long_t fusd_live_channels, fusd_live_devices, fusd_live_files, fusd_live_requests;
+extern atomic_long_t fusd_live_channels, fusd_live_devices, fusd_live_files, fusd_live_requests,
+	fusd_live_wakers;
 long fusd_ioc_register(struct fusd_channel *chan, void __user *arg);
 long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg);
 long fusd_ioc_force_unregister(void __user *arg);
@@ -136,6 +140,7 @@ void fusd_device_put(struct fusd_device *fdev);
 /* channel.c */
 extern const struct file_operations fusd_chan_fops;
 void fusd_chan_put(struct fusd_channel *chan);
+bool fusd_chan_readable(const struct fusd_channel *chan);
 struct fusd_req *fusd_req_new(struct fusd_file *ff, struct file *file, u32 opcode,
 			      u32 len, u32 in_len, u32 reply_max);
 void fusd_req_put(struct fusd_req *req);
@@ -150,6 +155,10 @@ void fusd_device_waiting(struct fusd_device *fdev, unsigned int *count, u64 *old
 
 /* node.c */
 extern const struct file_operations fusd_node_fops;
+
+/* waker.c */
+int fusd_waker_wait(struct fusd_channel *chan, struct file *wake);
+void fusd_waker_release(struct fusd_channel *chan);
 
 /* trace.c */
 DECLARE_STATIC_KEY_FALSE(fusd_trace_active);

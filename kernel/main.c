@@ -55,7 +55,8 @@ static struct cdev fusd_cdev;
 
 /* ---- live object counters: /sys/module/fusd/parameters/live_* ---- */
 
-atomic_long_t fusd_live_channels, fusd_live_devices, fusd_live_files, fusd_live_requests;
+atomic_long_t fusd_live_channels, fusd_live_devices, fusd_live_files, fusd_live_requests,
+	fusd_live_wakers;
 
 static int fusd_counter_get(char *buf, const struct kernel_param *kp)
 {
@@ -74,6 +75,8 @@ module_param_cb(live_files, &fusd_counter_ops, &fusd_live_files, 0444);
 MODULE_PARM_DESC(live_files, "open files on fusd nodes");
 module_param_cb(live_requests, &fusd_counter_ops, &fusd_live_requests, 0444);
 MODULE_PARM_DESC(live_requests, "request objects allocated");
+module_param_cb(live_wakers, &fusd_counter_ops, &fusd_live_wakers, 0444);
+MODULE_PARM_DESC(live_wakers, "wake_fds watched across FUSD_IOC_EXCHANGE waits");
 
 /* ---- sysfs: /sys/class/fusd/<name>/ ---- */
 

@@ -4,13 +4,20 @@
  * raw-UAPI daemon, in the same run (on a TCG guest only the ratio means anything).
  *
  *   fusd-kbench [ITERATIONS]      default 20000
+ *   fusd-kbench serve NAME KIND     only be one of the daemons, for /dev/NAME, until killed
+ *                                   (KIND: readwrite, exchange, exchange-epoll), e.g. to
+ *                                   profile it beside a libfusd daemon
  * Also a pipe ping-pong between two processes: the user-space round-trip floor, and the same
- * raw daemon answering through FUSD_IOC_EXCHANGE (one call per request, no wake_fd).
+ * raw daemon answering through FUSD_IOC_EXCHANGE (one call per request), without and with a
+ * wake_fd (an epoll set, as libfusd passes: what watching the loop costs).
  * Prints "BENCH <name> ns_per_op=<n> [ratio=<x>]" lines; caller and daemon run pinned to
  * the same CPU ("samecpu") and, with 2+ CPUs, to different CPUs ("crosscpu", a tenth of
  * the iterations).
  */
 #include "ft.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 /* The smallest daemon: every READ gets len zero bytes, everything else 0. */
 static void bench_daemon(int fd)
@@ -36,8 +43,10 @@ static void bench_daemon(int fd)
 	}
 }
 
-/* The same daemon on FUSD_IOC_EXCHANGE: each reply and the next read in one call. */
-static void bench_daemon_exchange(int fd)
+/* The same daemon on FUSD_IOC_EXCHANGE: each reply and the next read in one call. With
+ * @wake_fd >= 0 the exchange also watches that fd while it waits, as libfusd's loop does with
+ * its epoll set. */
+static void exchange_loop(int fd, int wake_fd)
 {
 	static unsigned char msg[FUSD_MIN_READ_BUFFER];
 	static unsigned char out[sizeof(struct fusd_reply) + FUSD_CHUNK_MAX];
@@ -49,7 +58,7 @@ static void bench_daemon_exchange(int fd)
 	ex.buf = (uintptr_t)msg;
 	ex.buf_size = sizeof(msg);
 	ex.flags = FUSD_EXCHANGE_WAIT;
-	ex.wake_fd = -1;
+	ex.wake_fd = wake_fd;
 	for (;;) {
 		int n = ioctl(fd, FUSD_IOC_EXCHANGE, &ex);
 
@@ -74,6 +83,23 @@ static void bench_daemon_exchange(int fd)
 		ex.msg = (uintptr_t)out;
 		ex.msg_size = r->size;
 	}
+}
+
+static void bench_daemon_exchange(int fd)
+{
+	exchange_loop(fd, -1);
+}
+
+/* An epoll set with an idle eventfd in it, the shape of libfusd's loop, as the wake_fd. */
+static void bench_daemon_exchange_epoll(int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (ep < 0 || efd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev))
+		_exit(1);
+	exchange_loop(fd, ep);
 }
 
 static void pin(int cpu)
@@ -169,23 +195,53 @@ static double ns_per_fusd_read(void (*daemon)(int), int caller_cpu, int daemon_c
 
 static void run(const char *label, int caller_cpu, int daemon_cpu, long iters)
 {
-	double zero, fusd, exch, pipe;
+	double zero, fusd, exch, exep, pipe;
 
 	pin(caller_cpu);
 	zero = ns_per_read("/dev/zero", iters);
 	fusd = ns_per_fusd_read(bench_daemon, caller_cpu, daemon_cpu, iters);
 	exch = ns_per_fusd_read(bench_daemon_exchange, caller_cpu, daemon_cpu, iters);
+	exep = ns_per_fusd_read(bench_daemon_exchange_epoll, caller_cpu, daemon_cpu, iters);
 	pipe = ns_per_pingpong(caller_cpu, daemon_cpu, iters);
 	printf("BENCH %s devzero-1B ns_per_op=%.0f\n", label, zero);
 	printf("BENCH %s pipe-pingpong ns_per_op=%.0f ratio=%.1f\n", label, pipe, pipe / zero);
 	printf("BENCH %s fusd-kernel-1B ns_per_op=%.0f ratio=%.1f\n", label, fusd, fusd / zero);
 	printf("BENCH %s fusd-kernel-exchange-1B ns_per_op=%.0f ratio=%.1f\n", label, exch,
 	       exch / zero);
+	printf("BENCH %s fusd-kernel-exchange-epoll-1B ns_per_op=%.0f ratio=%.1f\n", label, exep,
+	       exep / zero);
+}
+
+static int serve(const char *name, const char *kind)
+{
+	static const struct {
+		const char *kind;
+		void (*daemon)(int);
+	} daemons[] = {
+		{ "readwrite", bench_daemon },
+		{ "exchange", bench_daemon_exchange },
+		{ "exchange-epoll", bench_daemon_exchange_epoll },
+	};
+	int fd;
+
+	for (size_t i = 0; i < sizeof(daemons) / sizeof(daemons[0]); i++) {
+		if (strcmp(kind, daemons[i].kind))
+			continue;
+		fd = ft_channel();
+		if (fd < 0 || ft_register(fd, name, 0666, 0, 0, NULL))
+			ft_die("register %s", name);
+		daemons[i].daemon(fd);
+	}
+	fprintf(stderr, "fusd-kbench: no daemon kind %s\n", kind);
+	return 2;
 }
 
 int main(int argc, char **argv)
 {
 	long iters = argc > 1 ? atol(argv[1]) : 20000;
+
+	if (argc == 4 && !strcmp(argv[1], "serve"))
+		return serve(argv[2], argv[3]);
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	run("samecpu", 0, 0, iters);

@@ -1490,6 +1490,164 @@ static void t_exchange(void)
 	free(buf);
 }
 
+/* An epoll set with one eventfd in it: the wake_fd shape of libfusd's loop. */
+static int epoll_with(int efd)
+{
+	struct epoll_event e = { .events = EPOLLIN };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, efd, &e))
+		ft_die("epoll set");
+	return ep;
+}
+
+struct exch_waiter {
+	int fd, wake_fd, n;
+	double took;
+};
+
+static void *exch_waiter_main(void *p)
+{
+	static __thread unsigned char buf[FUSD_MIN_READ_BUFFER];
+	struct exch_waiter *w = p;
+	double t = ft_now();
+
+	w->n = exchange(w->fd, NULL, 0, buf, sizeof(buf), FUSD_EXCHANGE_WAIT, w->wake_fd, NULL);
+	w->took = ft_now() - t;
+	return NULL;
+}
+
+/*
+ * An epoll wake_fd is watched from one exchange to the next (kernel/waker.c): it must still
+ * end every wait while it is ready, end a wait when it gets ready, follow a new set, survive
+ * its fd being closed, and serve two threads waiting at once.
+ */
+static void t_exchange_epoll(void)
+{
+	const char *dev = "fusd-t-exep";
+	const int W = FUSD_EXCHANGE_WAIT;
+	unsigned char *buf = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)buf;
+	unsigned char rep[sizeof(struct fusd_reply) + 8];
+	struct fusd_reply *r = (struct fusd_reply *)rep;
+	struct exch_caller caller = { dev, 300, 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	int fd = ft_channel(), ev = eventfd(0, EFD_CLOEXEC), ev2 = eventfd(0, EFD_CLOEXEC);
+	int ep = epoll_with(ev), ep2 = epoll_with(ev2), n, i, res, pfd[2];
+	struct exch_waiter w1, w2;
+	pthread_t th, th2;
+	double t;
+	pid_t child;
+
+	CHECK(fd >= 0 && ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	CHECK(live("wakers") == 0, "no watch yet: %ld", live("wakers"));
+
+	/* ready: every wait ends at once, as long as it stays ready (level) */
+	if (write(ev, &(uint64_t){ 1 }, 8) < 0) {}
+	for (i = 0; i < 3; i++)
+		CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep, NULL) == 0, "ready set %d", i);
+	CHECK(live("wakers") == 1, "the set is watched: %ld", live("wakers"));
+	if (read(ev, &(uint64_t){ 0 }, 8) < 0) {}
+
+	/* not ready: the wait ends when it gets ready, not before */
+	pthread_create(&th, NULL, kick_later, &ev);
+	t = ft_now();
+	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep, NULL);
+	CHECK(n == 0 && ft_now() - t >= 0.1, "woken by the set: %d after %.3fs", n, ft_now() - t);
+	pthread_join(th, NULL);
+
+	/* another set: the watch follows it, and the old one (still ready) no longer ends a wait */
+	pthread_create(&th, NULL, kick_later, &ev2);
+	t = ft_now();
+	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep2, NULL);
+	CHECK(n == 0 && ft_now() - t >= 0.1, "woken by the new set: %d after %.3fs", n, ft_now() - t);
+	pthread_join(th, NULL);
+	CHECK(live("wakers") == 1, "one watch: %ld", live("wakers"));
+	if (read(ev, &(uint64_t){ 0 }, 8) < 0) {}
+	if (read(ev2, &(uint64_t){ 0 }, 8) < 0) {}
+
+	/* the watched set's fd closed, a new set at the same number: the new one counts */
+	close(ep2);
+	ep2 = epoll_with(ev2);
+	pthread_create(&th, NULL, kick_later, &ev2);
+	t = ft_now();
+	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep2, NULL);
+	CHECK(n == 0 && ft_now() - t >= 0.1, "woken by the reopened set: %d after %.3fs", n,
+	      ft_now() - t);
+	pthread_join(th, NULL);
+	if (read(ev2, &(uint64_t){ 0 }, 8) < 0) {}
+
+	/* two threads waiting on one channel and one set: both wake (one watches, one polls) */
+	w1 = (struct exch_waiter){ fd, ep2, 1, 0 };
+	w2 = w1;
+	pthread_create(&th, NULL, exch_waiter_main, &w1);
+	pthread_create(&th2, NULL, exch_waiter_main, &w2);
+	ft_msleep(200);
+	if (write(ev2, &(uint64_t){ 1 }, 8) < 0) {}
+	pthread_join(th, NULL);
+	pthread_join(th2, NULL);
+	CHECK(w1.n == 0 && w2.n == 0 && w1.took >= 0.15 && w2.took >= 0.15,
+	      "two waiters: %d after %.3fs, %d after %.3fs", w1.n, w1.took, w2.n, w2.took);
+	if (read(ev2, &(uint64_t){ 0 }, 8) < 0) {}
+
+	/* a signal in the watched wait: EINTR once the message is written */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	if (pipe(pfd) < 0)
+		pfd[0] = pfd[1] = -1;
+	child = fork();
+	if (child == 0) {
+		reply_msg(r, 1, 0);
+		n = exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, W, ep2, NULL);
+		if (write(pfd[1], &n, sizeof(n)) < 0) {}
+		_exit(0);
+	}
+	n = 1;
+	for (i = 0; i < 100 && n == 1; i++) {
+		struct pollfd pp = { pfd[0], POLLIN, 0 };
+
+		kill(child, SIGUSR1);
+		if (poll(&pp, 1, 100) == 1 && read(pfd[0], &n, sizeof(n)) != sizeof(n))
+			n = 1;
+	}
+	CHECK(n == -EINTR, "signalled in the watched wait: %d", n);
+	ft_reap(child);
+	close(pfd[0]);
+	close(pfd[1]);
+
+	/* a caller served by exchanges that watch the set */
+	pthread_create(&th, NULL, exch_caller_main, &caller);
+	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep2, NULL);
+	for (i = 0; n > 0 && h->opcode != FUSD_OP_RELEASE; i++) {
+		size_t size = sizeof(*r);
+
+		reply_msg(r, h->id, 0);
+		if (h->opcode == FUSD_OP_READ) {
+			r->result = 1;
+			rep[sizeof(*r)] = 'a' + (i - 1) % 26;
+			size++;
+		}
+		r->size = size;
+		n = exchange(fd, r, size, buf, FUSD_MIN_READ_BUFFER, W, ep2, &res);
+		CHECK(res == (int)size, "reply %d: msg_result %d", i, res);
+	}
+	pthread_join(th, NULL);
+	CHECK(caller.ok == caller.rounds && i == caller.rounds + 1,
+	      "%d of %d reads right, %d messages", caller.ok, caller.rounds, i);
+
+	/* the watch goes with the channel, whatever happened to the set's fd */
+	close(ep2);
+	close(fd);
+	t = ft_now();
+	while (live("wakers") != 0 && ft_now() - t < 2)
+		ft_msleep(10);
+	CHECK(live("wakers") == 0, "watch released with the channel: %ld", live("wakers"));
+	close(ep);
+	close(ev);
+	close(ev2);
+	free(buf);
+}
+
 /* ---- the malformed-message loop ---- */
 
 static unsigned long long rng_state = 88172645463325252ULL;
@@ -1558,6 +1716,7 @@ struct fuzz_req {
 };
 
 static int fuzz_ready_fd = -1;	/* an eventfd that is always readable */
+static int fuzz_ready_ep = -1;	/* an epoll set with it: watched across exchanges */
 
 /* Send @msg by FUSD_IOC_EXCHANGE with mutated fields; returns the size of what it read. */
 static ssize_t fuzz_exchange(int fd, const void *msg, size_t size, unsigned char *rx, int *err)
@@ -1573,7 +1732,7 @@ static ssize_t fuzz_exchange(int fd, const void *msg, size_t size, unsigned char
 	ex.wake_fd = -1;
 	if (rnd() % 4 == 0) {	/* a wait that always ends: wake_fd is ready */
 		ex.flags = FUSD_EXCHANGE_WAIT;
-		ex.wake_fd = fuzz_ready_fd;
+		ex.wake_fd = rnd() % 2 ? fuzz_ready_fd : fuzz_ready_ep;
 	}
 	if (rnd() % 32 == 0)
 		ex.flags |= rnd() % 2 ? 2 : (__u32)rnd() & ~FUSD_EXCHANGE_WAIT;
@@ -1731,6 +1890,7 @@ static void t_fuzz(void)
 	int helper_on = 0;
 
 	fuzz_ready_fd = eventfd(1, EFD_CLOEXEC);
+	fuzz_ready_ep = epoll_with(fuzz_ready_fd);
 
 	for (long i = 0; msgs + ioctls < (unsigned long)target; i++) {
 		if (fd < 0) {		/* (re)start the daemon side: a fresh channel and device */
@@ -1823,6 +1983,7 @@ static void t_fuzz(void)
 			waitpid(callers[k], NULL, 0);
 	}
 	close(side);
+	close(fuzz_ready_ep);
 	close(fuzz_ready_fd);
 	printf("  fuzz: %lu messages + %lu ioctls in %.1fs, %lu daemon lives; write results:",
 	       msgs, ioctls, ft_now() - t, rounds);
@@ -1880,10 +2041,10 @@ static void show_holders(void)
 
 static void t_leaks(void)
 {
-	static const char *what[] = { "channels", "devices", "files", "requests" };
+	static const char *what[] = { "channels", "devices", "files", "requests", "wakers" };
 	double end = ft_now() + 2;
 
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		while (live(what[i]) != 0 && ft_now() < end)
 			ft_msleep(10);
 		CHECK(live(what[i]) == 0, "live_%s = %ld", what[i], live(what[i]));
@@ -1918,6 +2079,7 @@ static const struct {
 	{ "concurrent", t_concurrent },
 	{ "threads", t_threads },
 	{ "exchange", t_exchange },
+	{ "exchange-epoll", t_exchange_epoll },
 	{ "fuzz", t_fuzz },
 	{ "roundtrip-after-fuzz", t_roundtrip },
 	{ "leaks", t_leaks },
