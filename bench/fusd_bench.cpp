@@ -1,14 +1,16 @@
 // fusd-bench: what libfusd costs, measured against baselines in the same run.
 //
 //   fusd-bench [--scale X]          (root; the FUSE backend on this host; FUSD_BACKEND honoured)
-//   fusd-bench --compare-backends [--scale X]
+//   fusd-bench --compare-backends [--scale X] [--daemon-cpu N]
 //                                   1-byte reads through a libfusd device on every usable backend
 //                                   (kernel module, CUSE, FUSE) beside /dev/zero and a pipe
 //                                   ping-pong, in one run; run in the QEMU guest by
-//                                   `tests/vm/run --bench` (under TCG only the ratios mean anything)
+//                                   `tests/vm/run --bench` (under TCG only the ratios mean anything).
+//                                   The caller runs on CPU 0, the daemons (and the pipe's peer) on
+//                                   CPU N (default 0)
 //
 // Measures, each as the median of 5 rounds, caller and daemon pinned to one CPU (cross-CPU
-// wake-ups in a VM cost 50 us and drown everything else):
+// wake-ups in a VM cost 50 us and drown everything else, unless the guest polls when idle):
 //   /dev/zero reads (the in-kernel floor), a two-process pipe ping-pong (the user-space round-trip
 //   floor), a bare libfuse low-level daemon serving zeros over the same kind of mount (the FUSE
 //   transport's own floor), and a libfusd device doing the same work.
@@ -38,12 +40,15 @@ namespace {
 
 const std::vector<char> kZeros(1 << 20, 0);
 
-void pin_to_cpu0()
+void pin_to_cpu(int cpu)
 {
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(0, &set);
-    sched_setaffinity(0, sizeof set, &set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0) {
+        std::fprintf(stderr, "fusd-bench: cannot run on CPU %d: %s\n", cpu, std::strerror(errno));
+        std::exit(1);
+    }
 }
 
 // ---- the two daemons -----------------------------------------------------------------------------
@@ -127,7 +132,8 @@ struct Child {
     }
 };
 
-Child start_daemon(const char *self, const char *mode, const std::string &path, const char *backend = nullptr)
+Child start_daemon(const char *self, const char *mode, const std::string &path, const char *backend = nullptr,
+                   int cpu = 0)
 {
     int out[2];
     if (pipe(out) < 0)
@@ -139,7 +145,7 @@ Child start_daemon(const char *self, const char *mode, const std::string &path, 
         close(out[0]);
         if (backend)
             setenv("FUSD_BACKEND", backend, 1);
-        execl(self, self, mode, path.c_str(), nullptr);
+        execl(self, self, mode, path.c_str(), std::to_string(cpu).c_str(), nullptr);
         _exit(127);
     }
     close(out[1]);
@@ -188,13 +194,14 @@ double read_rate(const std::string &path, std::size_t size, long ops)
     return rate;
 }
 
-double pipe_pingpong_rate(long ops)
+double pipe_pingpong_rate(long ops, int peer_cpu = 0)
 {
     int a[2], b[2];
     if (pipe(a) < 0 || pipe(b) < 0)
         std::exit(1);
     pid_t pid = fork();
     if (pid == 0) {
+        pin_to_cpu(peer_cpu);
         close(a[1]);
         close(b[0]);
         char c;
@@ -217,13 +224,13 @@ double pipe_pingpong_rate(long ops)
     return rate;
 }
 
-int compare_backends(const char *self, double scale)
+int compare_backends(const char *self, double scale, int daemon_cpu)
 {
     const long ops = long(20000 * scale);
     std::string base = "/dev/fusd-bench-" + std::to_string(getpid());
-    std::printf("fusd-bench: 1-byte reads, caller and daemons pinned to CPU 0; median of 5 rounds\n");
+    std::printf("fusd-bench: 1-byte reads, caller on CPU 0, daemons on CPU %d; median of 5 rounds\n", daemon_cpu);
     double zero = read_rate("/dev/zero", 1, ops * 5);
-    double pipe = pipe_pingpong_rate(ops);
+    double pipe = pipe_pingpong_rate(ops, daemon_cpu);
     std::printf("%-28s %10.0f ns/op\n", "/dev/zero", 1e9 / zero);
     std::printf("%-28s %10.0f ns/op\n", "pipe ping-pong", 1e9 / pipe);
     double per_backend[4] = {};
@@ -233,7 +240,7 @@ int compare_backends(const char *self, double scale)
             std::printf("%-28s %10s (%s)\n", ("libfusd " + name).c_str(), "-", status.reason.c_str());
             continue;
         }
-        Child dev = start_daemon(self, "--serve-fusd", base + "-" + name, name.c_str());
+        Child dev = start_daemon(self, "--serve-fusd", base + "-" + name, name.c_str(), daemon_cpu);
         double rate = read_rate(base + "-" + name, 1, ops);
         per_backend[int(status.backend)] = rate;
         std::printf("%-28s %10.0f ns/op  (%.0fx /dev/zero, %.2fx pipe)\n", ("libfusd " + name).c_str(), 1e9 / rate,
@@ -249,25 +256,32 @@ int compare_backends(const char *self, double scale)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && std::strcmp(argv[1], "--serve-fusd") == 0) {
-        pin_to_cpu0();
+    if (argc == 4 && std::strcmp(argv[1], "--serve-fusd") == 0) {
+        pin_to_cpu(std::atoi(argv[3]));
         return serve_fusd(argv[2]);
     }
-    if (argc == 3 && std::strcmp(argv[1], "--serve-bare") == 0) {
-        pin_to_cpu0();
+    if (argc == 4 && std::strcmp(argv[1], "--serve-bare") == 0) {
+        pin_to_cpu(std::atoi(argv[3]));
         return serve_bare(argv[2]);
     }
     double scale = 1.0;
     bool compare = false;
+    int daemon_cpu = 0;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--scale") == 0 && i + 1 < argc)
             scale = std::atof(argv[++i]);
+        else if (std::strcmp(argv[i], "--daemon-cpu") == 0 && i + 1 < argc)
+            daemon_cpu = std::atoi(argv[++i]);
         else if (std::strcmp(argv[i], "--compare-backends") == 0)
             compare = true;
+        else {
+            std::fprintf(stderr, "usage: fusd-bench [--compare-backends [--daemon-cpu N]] [--scale X]\n");
+            return 2;
+        }
     }
-    pin_to_cpu0();
+    pin_to_cpu(0);
     if (compare)
-        return compare_backends(argv[0], scale);
+        return compare_backends(argv[0], scale, daemon_cpu);
     const long small = long(40000 * scale), medium = long(8000 * scale), large = long(600 * scale);
     std::string base = "/dev/fusd-bench-" + std::to_string(getpid());
 

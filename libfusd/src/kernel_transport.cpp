@@ -175,8 +175,7 @@ private:
     bool receive_buffer();
     ssize_t read_message();
     ssize_t exchange_message(int wait_fd);
-    ssize_t checked(ssize_t n);
-    bool handle(const fusd_req_header &hdr, std::size_t got);
+    bool handle(std::size_t got);
     void on_interrupt(std::uint64_t id);
     std::shared_ptr<FileState> file_of(std::uint64_t file_id);
     void dispatch(std::shared_ptr<FileState> file, const Incoming &in);
@@ -185,7 +184,8 @@ private:
     void write_message(const std::byte *msg, std::size_t size);
     void report_refused(const std::byte *msg, int err);
     void flush_deferred();
-    void write_deferred(std::size_t count);
+    void write_deferred(std::size_t end);
+    void clear_deferred();
     void answer_now(const fusd_req_header &hdr, int result); // for requests the core never sees
 
     DeviceState &dev_;
@@ -198,13 +198,13 @@ private:
     SpinLock files_mutex_;
     std::unordered_map<std::uint64_t, std::shared_ptr<FileState>> files_;  // by file_id: open files
     bool oneshot_ = false;               // the channel is in the epoll set as EPOLLONESHOT (see serve())
-    // Replies made inside a callback on the loop thread, written when it returns (loop thread only).
-    struct Deferred {
-        std::size_t offset;                     // of the message in deferred_
-        std::shared_ptr<FileState> open_file;   // an open reply: its mask is taken when written
-    };
+    // Replies made inside a callback on the loop thread, written when it returns (loop thread
+    // only): whole messages back to back, each saying its size; the last one starts at
+    // last_deferred_. An open reply (FUSD_REPLY_POLL) takes its file's readiness when written:
+    // deferred_opens_ keeps the files of the open replies, in the same order.
     ByteBuffer deferred_;
-    std::vector<Deferred> deferred_index_;
+    std::size_t last_deferred_ = 0;
+    std::vector<std::shared_ptr<FileState>> deferred_opens_;
 };
 
 // The transport whose callback the loop thread is running now (see dispatch()).
@@ -295,9 +295,7 @@ bool KernelTransport::serve(int wait_fd)
     for (int budget = kBatch;; --budget) {
         if (n <= 0)
             return n == 0;
-        fusd_req_header hdr;
-        std::memcpy(&hdr, buf_, sizeof hdr);
-        if (!handle(hdr, std::size_t(n))) {
+        if (!handle(std::size_t(n))) {
             flush_deferred();
             return false;
         }
@@ -333,7 +331,7 @@ ssize_t KernelTransport::read_message()
         LoopImpl::log_error(dev_.path + ": reading /dev/fusd: " + std::strerror(errno));
         return -1;
     }
-    return checked(n);
+    return n;
 }
 
 // The next message by FUSD_IOC_EXCHANGE, which also writes the last answer the callback made: one
@@ -350,15 +348,18 @@ ssize_t KernelTransport::exchange_message(int wait_fd)
     }
     // An open reply is written on its own: its readiness is read under the file's poll_mutex,
     // which must not be held across a wait.
-    const bool last_goes_along = !deferred_index_.empty() && !deferred_index_.back().open_file;
-    write_deferred(last_goes_along ? deferred_index_.size() - 1 : deferred_index_.size());
+    const std::size_t end = deferred_.size();
     const std::byte *msg = nullptr;
     std::uint32_t msg_size = 0;
-    if (last_goes_along) {
-        msg = deferred_.data() + deferred_index_.back().offset;
-        fusd_reply head;
-        std::memcpy(&head, msg, sizeof head);
-        msg_size = head.size;
+    if (end) {
+        fusd_reply last;
+        std::memcpy(&last, deferred_.data() + last_deferred_, sizeof last);
+        const bool goes_along = !(last.flags & FUSD_REPLY_POLL);
+        write_deferred(goes_along ? last_deferred_ : end);
+        if (goes_along) {
+            msg = deferred_.data() + last_deferred_;
+            msg_size = last.size;
+        }
     }
     constexpr std::int32_t kUnsent = INT32_MIN;
     fusd_exchange ex{};
@@ -381,22 +382,9 @@ ssize_t KernelTransport::exchange_message(int wait_fd)
         if (msg && ex.msg_result == kUnsent)
             write_message(msg, msg_size);
     }
-    deferred_.clear();
-    deferred_index_.clear();
-    return n > 0 ? checked(n) : 0;
-}
-
-// A message of n bytes in buf_: n if whole, -1 (logged) if not.
-ssize_t KernelTransport::checked(ssize_t n)
-{
-    fusd_req_header hdr{};
-    if (std::size_t(n) >= sizeof hdr)
-        std::memcpy(&hdr, buf_, sizeof hdr);
-    if (std::size_t(n) < sizeof hdr || hdr.size < sizeof hdr) {
-        LoopImpl::log_error(dev_.path + ": short message from the fusd module");
-        return -1;
-    }
-    return n;
+    if (end)
+        clear_deferred();
+    return n > 0 ? n : 0;
 }
 
 std::shared_ptr<FileState> KernelTransport::file_of(std::uint64_t file_id)
@@ -406,9 +394,17 @@ std::shared_ptr<FileState> KernelTransport::file_of(std::uint64_t file_id)
     return it == files_.end() ? nullptr : it->second;
 }
 
-// One request from the module (loop thread). Returns false when the device is gone.
-bool KernelTransport::handle(const fusd_req_header &hdr, std::size_t got)
+// One message of `got` bytes from the module, in buf_ (loop thread). Returns false when the
+// device is gone, or the channel failed.
+bool KernelTransport::handle(std::size_t got)
 {
+    fusd_req_header hdr{};
+    if (got >= sizeof hdr)
+        std::memcpy(&hdr, buf_, sizeof hdr);
+    if (got < sizeof hdr || hdr.size < sizeof hdr) {
+        LoopImpl::log_error(dev_.path + ": short message from the fusd module");
+        return false;
+    }
     Incoming in;
     in.handle = std::uintptr_t(hdr.id);
     in.caller = {pid_t(hdr.pid), uid_t(hdr.uid), gid_t(hdr.gid)};
@@ -502,27 +498,35 @@ void KernelTransport::dispatch(std::shared_ptr<FileState> file, const Incoming &
 
 void KernelTransport::flush_deferred()
 {
-    write_deferred(deferred_index_.size());
-    deferred_.clear();
-    deferred_index_.clear();
+    write_deferred(deferred_.size());
+    clear_deferred();
 }
 
-// Writes the first `count` deferred answers (each one write()).
-void KernelTransport::write_deferred(std::size_t count)
+void KernelTransport::clear_deferred()
 {
-    for (std::size_t i = 0; i < count && fd_ >= 0; ++i) { // fd_ < 0: removed inside the callback
-        const Deferred &d = deferred_index_[i];
-        std::byte *msg = deferred_.data() + d.offset;
+    deferred_.clear();
+    last_deferred_ = 0;
+    deferred_opens_.clear();
+}
+
+// Writes the deferred answers before offset `end` (each one write()).
+void KernelTransport::write_deferred(std::size_t end)
+{
+    std::size_t opens = 0;
+    for (std::size_t at = 0; at < end && fd_ >= 0;) { // fd_ < 0: removed inside the callback
+        std::byte *msg = deferred_.data() + at;
         fusd_reply head;
         std::memcpy(&head, msg, sizeof head);
-        if (d.open_file) {
-            std::lock_guard lock(d.open_file->poll_mutex);
-            head.poll_mask = d.open_file->readiness.load() & FUSD_POLL_ALL;
-            std::memcpy(msg, &head, sizeof head);
+        at += head.size;
+        if (!(head.flags & FUSD_REPLY_POLL)) {
             write_message(msg, head.size);
-        } else {
-            write_message(msg, head.size);
+            continue;
         }
+        FileState &file = *deferred_opens_[opens++];
+        std::lock_guard lock(file.poll_mutex);
+        head.poll_mask = file.readiness.load() & FUSD_POLL_ALL;
+        std::memcpy(msg, &head, sizeof head);
+        write_message(msg, head.size);
     }
 }
 
@@ -554,12 +558,13 @@ void KernelTransport::send(const fusd_reply &head, std::span<const std::byte> pa
 {
     const std::size_t size = sizeof head + payload.size();
     if (t_dispatching == this) {
-        std::size_t offset = deferred_.size();
+        last_deferred_ = deferred_.size();
         std::byte *msg = deferred_.append(size);
         std::memcpy(msg, &head, sizeof head);
         if (!payload.empty())
             std::memcpy(msg + sizeof head, payload.data(), payload.size());
-        deferred_index_.push_back({offset, std::move(open_file)});
+        if (open_file)
+            deferred_opens_.push_back(std::move(open_file));
         return;
     }
     std::byte stack[sizeof head + kStackReply];
