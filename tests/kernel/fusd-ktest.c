@@ -1354,6 +1354,60 @@ static void *kick_later(void *p)
 	return NULL;
 }
 
+/*
+ * A caller thread does @rounds 1-byte reads of @dev; this thread serves them by exchanges
+ * alone (each reply and the next request in one call, waiting with @wake_fd), and checks
+ * every byte and every reply's msg_result.  @fd is the channel that registered @dev.
+ */
+static void serve_by_exchanges(int fd, const char *dev, int rounds, int wake_fd)
+{
+	static unsigned char buf[FUSD_MIN_READ_BUFFER];
+	struct fusd_req_header *h = (struct fusd_req_header *)buf;
+	unsigned char rep[sizeof(struct fusd_reply) + 8];
+	struct fusd_reply *r = (struct fusd_reply *)rep;
+	struct exch_caller caller = { dev, rounds, 0 };
+	const int W = FUSD_EXCHANGE_WAIT;
+	pthread_t th;
+	int n, i, res;
+
+	pthread_create(&th, NULL, exch_caller_main, &caller);
+	n = exchange(fd, NULL, 0, buf, sizeof(buf), W, wake_fd, NULL);
+	for (i = 0; n > 0 && h->opcode != FUSD_OP_RELEASE; i++) {
+		size_t size = sizeof(*r);
+
+		reply_msg(r, h->id, 0);
+		if (h->opcode == FUSD_OP_READ) {
+			r->result = 1;
+			rep[sizeof(*r)] = 'a' + (i - 1) % 26;
+			size++;
+		}
+		r->size = size;
+		n = exchange(fd, r, size, buf, sizeof(buf), W, wake_fd, &res);
+		CHECK(res == (int)size, "reply %d: msg_result %d", i, res);
+	}
+	pthread_join(th, NULL);
+	CHECK(caller.ok == caller.rounds && i == caller.rounds + 1,
+	      "%d of %d reads right, %d messages", caller.ok, caller.rounds, i);
+}
+
+/*
+ * SIGUSR1 to @child until it writes the int it got from a call to @rfd (it is in the wait to
+ * be interrupted only after some while); that int, or 1 if none came in 10 s.
+ */
+static int signal_until_answer(pid_t child, int rfd)
+{
+	int n = 1;
+
+	for (int i = 0; i < 100 && n == 1; i++) {
+		struct pollfd pp = { rfd, POLLIN, 0 };
+
+		kill(child, SIGUSR1);
+		if (poll(&pp, 1, 100) == 1 && read(rfd, &n, sizeof(n)) != sizeof(n))
+			n = 1;
+	}
+	return n;
+}
+
 static void t_exchange(void)
 {
 	const char *dev = "fusd-t-exch";
@@ -1362,9 +1416,8 @@ static void t_exchange(void)
 	struct fusd_req_header *h = (struct fusd_req_header *)buf;
 	unsigned char rep[sizeof(struct fusd_reply) + 8];
 	struct fusd_reply *r = (struct fusd_reply *)rep;
-	struct exch_caller caller = { dev, 500, 0 };
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
-	int fd = ft_channel(), ev = eventfd(0, EFD_CLOEXEC), res, n, i, pfd[2];
+	int fd = ft_channel(), ev = eventfd(0, EFD_CLOEXEC), res, n, pfd[2];
 	struct fusd_exchange ex;
 	struct fusd_trace_subscribe ts;
 	pthread_t th;
@@ -1427,14 +1480,7 @@ static void t_exchange(void)
 		exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
 		_exit(2);
 	}
-	n = 1;
-	for (i = 0; i < 100 && n == 1; i++) {	/* until it is in the wait to be interrupted */
-		struct pollfd pp = { pfd[0], POLLIN, 0 };
-
-		kill(child, SIGUSR1);
-		if (poll(&pp, 1, 100) == 1 && read(pfd[0], &n, sizeof(n)) != sizeof(n))
-			n = 1;
-	}
+	n = signal_until_answer(child, pfd[0]);
 	/* the message was written already: EINTR, never a restart, even with SA_RESTART */
 	CHECK(n == -EINTR, "signalled in the wait: %d", n);
 	ft_msleep(100);
@@ -1445,24 +1491,7 @@ static void t_exchange(void)
 	close(pfd[1]);
 
 	/* a caller served by exchanges only: each reply and the next request in one call */
-	pthread_create(&th, NULL, exch_caller_main, &caller);
-	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ev, NULL);
-	for (i = 0; n > 0 && h->opcode != FUSD_OP_RELEASE; i++) {
-		size_t size = sizeof(*r);
-
-		reply_msg(r, h->id, 0);
-		if (h->opcode == FUSD_OP_READ) {
-			r->result = 1;
-			rep[sizeof(*r)] = 'a' + (i - 1) % 26;
-			size++;
-		}
-		r->size = size;
-		n = exchange(fd, r, size, buf, FUSD_MIN_READ_BUFFER, W, ev, &res);
-		CHECK(res == (int)size, "reply %d: msg_result %d", i, res);
-	}
-	pthread_join(th, NULL);
-	CHECK(caller.ok == caller.rounds && i == caller.rounds + 1,
-	      "%d of %d reads right, %d messages", caller.ok, caller.rounds, i);
+	serve_by_exchanges(fd, dev, 500, ev);
 
 	/* a message that cannot be delivered (bad buffer) stays queued */
 	pthread_create(&th, NULL, exch_caller_main, &(struct exch_caller){ dev, 1, 0 });
@@ -1527,13 +1556,11 @@ static void t_exchange_epoll(void)
 	const char *dev = "fusd-t-exep";
 	const int W = FUSD_EXCHANGE_WAIT;
 	unsigned char *buf = malloc(FUSD_MIN_READ_BUFFER);
-	struct fusd_req_header *h = (struct fusd_req_header *)buf;
 	unsigned char rep[sizeof(struct fusd_reply) + 8];
 	struct fusd_reply *r = (struct fusd_reply *)rep;
-	struct exch_caller caller = { dev, 300, 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	int fd = ft_channel(), ev = eventfd(0, EFD_CLOEXEC), ev2 = eventfd(0, EFD_CLOEXEC);
-	int ep = epoll_with(ev), ep2 = epoll_with(ev2), n, i, res, pfd[2];
+	int ep = epoll_with(ev), ep2 = epoll_with(ev2), n, i, pfd[2];
 	struct exch_waiter w1, w2;
 	pthread_t th, th2;
 	double t;
@@ -1602,38 +1629,14 @@ static void t_exchange_epoll(void)
 		if (write(pfd[1], &n, sizeof(n)) < 0) {}
 		_exit(0);
 	}
-	n = 1;
-	for (i = 0; i < 100 && n == 1; i++) {
-		struct pollfd pp = { pfd[0], POLLIN, 0 };
-
-		kill(child, SIGUSR1);
-		if (poll(&pp, 1, 100) == 1 && read(pfd[0], &n, sizeof(n)) != sizeof(n))
-			n = 1;
-	}
+	n = signal_until_answer(child, pfd[0]);
 	CHECK(n == -EINTR, "signalled in the watched wait: %d", n);
 	ft_reap(child);
 	close(pfd[0]);
 	close(pfd[1]);
 
 	/* a caller served by exchanges that watch the set */
-	pthread_create(&th, NULL, exch_caller_main, &caller);
-	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep2, NULL);
-	for (i = 0; n > 0 && h->opcode != FUSD_OP_RELEASE; i++) {
-		size_t size = sizeof(*r);
-
-		reply_msg(r, h->id, 0);
-		if (h->opcode == FUSD_OP_READ) {
-			r->result = 1;
-			rep[sizeof(*r)] = 'a' + (i - 1) % 26;
-			size++;
-		}
-		r->size = size;
-		n = exchange(fd, r, size, buf, FUSD_MIN_READ_BUFFER, W, ep2, &res);
-		CHECK(res == (int)size, "reply %d: msg_result %d", i, res);
-	}
-	pthread_join(th, NULL);
-	CHECK(caller.ok == caller.rounds && i == caller.rounds + 1,
-	      "%d of %d reads right, %d messages", caller.ok, caller.rounds, i);
+	serve_by_exchanges(fd, dev, 300, ep2);
 
 	/* the watch goes with the channel, whatever happened to the set's fd */
 	close(ep2);
