@@ -6,6 +6,7 @@
  *
  *	open file (struct file on a node) -> fusd_file -> fusd_device -> fusd_channel
  *	/dev/fusd struct file ----------------------------------------> fusd_channel
+ *	fusd_channel -> fusd_waker -> the watched epoll set's struct file (until release)
  *	a waiting caller, a reading daemon, an interrupt queue -> fusd_req
  *
  * fusd_channel.kref counts its /dev/fusd file and its devices; a fusd_device is counted

@@ -13,6 +13,8 @@
  *              readiness mask the daemon last set, and a preallocated RELEASE message.
  *   request    (struct fusd_req, channel.c) - one message to the daemon and the caller's
  *              wait for its reply; carries a bounce buffer of a fixed size class.
+ *   waker      (struct fusd_waker, waker.c) - the epoll set a channel's FUSD_IOC_EXCHANGE
+ *              waits also end for, watched from one exchange to the next.
  *
  * The flow of one call, read(2) on /dev/foo:
  *   fusd_node_read() builds a READ request for at most FUSD_CHUNK_MAX bytes;
