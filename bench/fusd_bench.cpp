@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fcntl.h>
 #include <functional>
 #include <sched.h>
@@ -31,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 #include <fuse_lowlevel.h>
@@ -123,6 +125,9 @@ int serve_bare(const char *path)
 
 struct Child {
     pid_t pid = -1;
+    Child() = default;
+    Child(Child &&other) noexcept : pid(std::exchange(other.pid, -1)) {}
+    Child &operator=(Child &&) = delete;
     ~Child()
     {
         if (pid > 0) {
@@ -224,27 +229,58 @@ double pipe_pingpong_rate(long ops, int peer_cpu = 0)
     return rate;
 }
 
+// Every usable backend at once, measured in turns (one round of each, five times over) so that a
+// drift of the machine during the run moves all of them alike; the median round of each.
 int compare_backends(const char *self, double scale, int daemon_cpu)
 {
     const long ops = long(20000 * scale);
+    constexpr int kRounds = 5;
     std::string base = "/dev/fusd-bench-" + std::to_string(getpid());
-    std::printf("fusd-bench: 1-byte reads, caller on CPU 0, daemons on CPU %d; median of 5 rounds\n", daemon_cpu);
+    std::printf("fusd-bench: 1-byte reads, caller on CPU 0, daemons on CPU %d; median of %d rounds, "
+                "the backends in turns\n", daemon_cpu, kRounds);
     double zero = read_rate("/dev/zero", 1, ops * 5);
     double pipe = pipe_pingpong_rate(ops, daemon_cpu);
     std::printf("%-28s %10.0f ns/op\n", "/dev/zero", 1e9 / zero);
     std::printf("%-28s %10.0f ns/op\n", "pipe ping-pong", 1e9 / pipe);
-    double per_backend[4] = {};
+    struct Device {
+        fusd::Backend backend;
+        Child daemon;
+        int fd;
+        std::vector<double> rates;
+    };
+    std::deque<Device> devices;
     for (const auto &status : fusd::probe_backends()) {
         std::string name(fusd::to_string(status.backend));
         if (!status.usable) {
             std::printf("%-28s %10s (%s)\n", ("libfusd " + name).c_str(), "-", status.reason.c_str());
             continue;
         }
-        Child dev = start_daemon(self, "--serve-fusd", base + "-" + name, name.c_str(), daemon_cpu);
-        double rate = read_rate(base + "-" + name, 1, ops);
-        per_backend[int(status.backend)] = rate;
-        std::printf("%-28s %10.0f ns/op  (%.0fx /dev/zero, %.2fx pipe)\n", ("libfusd " + name).c_str(), 1e9 / rate,
-                    zero / rate, pipe / rate);
+        std::string path = base + "-" + name;
+        Device &d = devices.emplace_back(status.backend, start_daemon(self, "--serve-fusd", path, name.c_str(), daemon_cpu), -1);
+        if ((d.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC)) < 0) {
+            std::perror(path.c_str());
+            return 1;
+        }
+    }
+    char byte;
+    for (int round = 0; round < kRounds; ++round)
+        for (Device &d : devices)
+            d.rates.push_back(double(ops) / seconds([&] {
+                for (long i = 0; i < ops; ++i)
+                    if (read(d.fd, &byte, 1) != 1) {
+                        std::perror("read");
+                        std::exit(1);
+                    }
+            }));
+    double per_backend[4] = {};
+    for (Device &d : devices) {
+        close(d.fd);
+        std::sort(d.rates.begin(), d.rates.end());
+        double rate = d.rates[d.rates.size() / 2];
+        per_backend[int(d.backend)] = rate;
+        std::string label = "libfusd " + std::string(fusd::to_string(d.backend));
+        std::printf("%-28s %10.0f ns/op  (%.0fx /dev/zero, %.2fx pipe)\n", label.c_str(), 1e9 / rate, zero / rate,
+                    pipe / rate);
     }
     double kernel = per_backend[int(fusd::Backend::kernel)], cuse = per_backend[int(fusd::Backend::cuse)];
     if (kernel > 0 && cuse > 0)
