@@ -148,20 +148,14 @@ void LibfuseTransport::on_interrupt(fuse_req_t req, void *data)
 void LibfuseTransport::handle_open(fuse_req_t req, fuse_file_info *fi)
 {
     LibfuseTransport &t = self(req);
-    Incoming in;
-    in.op = Op::open;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
+    Incoming in = incoming(req, Op::open);
     in.flags = unsigned(fi->flags);
     t.loop_.deliver(t.loop_.new_file(t.dev_, in.caller, in.flags), in);
 }
 
 void LibfuseTransport::handle_read(fuse_req_t req, size_t size, off_t off, fuse_file_info *fi)
 {
-    Incoming in;
-    in.op = Op::read;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
+    Incoming in = incoming(req, Op::read);
     in.flags = unsigned(fi->flags);
     in.size = size;
     in.offset = std::uint64_t(off);
@@ -170,10 +164,7 @@ void LibfuseTransport::handle_read(fuse_req_t req, size_t size, off_t off, fuse_
 
 void LibfuseTransport::handle_write(fuse_req_t req, const char *buf, size_t size, off_t off, fuse_file_info *fi)
 {
-    Incoming in;
-    in.op = Op::write;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
+    Incoming in = incoming(req, Op::write);
     in.flags = unsigned(fi->flags);
     in.size = size;
     in.data = reinterpret_cast<const std::byte *>(buf);
@@ -192,10 +183,7 @@ void LibfuseTransport::handle_release(fuse_req_t req, fuse_file_info *fi)
         t.holders_.erase(h);
     }
     delete h;
-    Incoming in;
-    in.op = Op::release;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
+    Incoming in = incoming(req, Op::release);
     if (in.caller.pid == 0) // RELEASE comes from no process in particular: name the opener
         in.caller = file->opener;
     in.flags = unsigned(fi->flags);
@@ -211,10 +199,7 @@ void LibfuseTransport::handle_ioctl(fuse_req_t req, unsigned cmd, void *arg, fus
         fuse_reply_err(req, ENOSYS);
         return;
     }
-    Incoming in;
-    in.op = Op::ioctl;
-    in.handle = reinterpret_cast<std::uintptr_t>(req);
-    in.caller = caller_of(req);
+    Incoming in = incoming(req, Op::ioctl);
     in.flags = holder(fi)->flags; // FUSE_IOCTL carries no flags: the ones given at open
     in.size = out_bufsz;
     in.data = static_cast<const std::byte *>(in_buf);
