@@ -179,6 +179,16 @@ double median_rate(int rounds, long ops, const std::function<void(long)> &body)
     return rates[rates.size() / 2];
 }
 
+// n reads of exactly `size` bytes each from fd, into buf
+void read_n(int fd, char *buf, std::size_t size, long n)
+{
+    for (long i = 0; i < n; ++i)
+        if (read(fd, buf, size) != ssize_t(size)) {
+            std::perror("read");
+            std::exit(1);
+        }
+}
+
 // reads/s of `size`-byte reads from path
 double read_rate(const std::string &path, std::size_t size, long ops)
 {
@@ -188,13 +198,7 @@ double read_rate(const std::string &path, std::size_t size, long ops)
         std::exit(1);
     }
     std::vector<char> buf(size);
-    double rate = median_rate(5, ops, [&](long n) {
-        for (long i = 0; i < n; ++i)
-            if (read(fd, buf.data(), size) != ssize_t(size)) {
-                std::perror("read");
-                std::exit(1);
-            }
-    });
+    double rate = median_rate(5, ops, [&](long n) { read_n(fd, buf.data(), size, n); });
     close(fd);
     return rate;
 }
@@ -265,13 +269,7 @@ int compare_backends(const char *self, double scale, int daemon_cpu)
     char byte;
     for (int round = 0; round < kRounds; ++round)
         for (Device &d : devices)
-            d.rates.push_back(double(ops) / seconds([&] {
-                for (long i = 0; i < ops; ++i)
-                    if (read(d.fd, &byte, 1) != 1) {
-                        std::perror("read");
-                        std::exit(1);
-                    }
-            }));
+            d.rates.push_back(double(ops) / seconds([&] { read_n(d.fd, &byte, 1, ops); }));
     double per_backend[4] = {};
     for (Device &d : devices) {
         close(d.fd);
