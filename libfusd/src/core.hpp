@@ -73,23 +73,15 @@ private:
     std::atomic<int> state_{0}; // readers inside, plus kWriter
 };
 
-// One system call in flight. Pooled: the hot path allocates nothing.
-struct RequestSlot {
+// One system call in flight: what Request reads (RequestHead, in fusd.hpp) and the bookkeeping.
+// Pooled: the hot path allocates nothing.
+struct RequestSlot : RequestHead {
     std::atomic<int> refs{0};          // the Request handle, plus the loop while it dispatches
     std::atomic<bool> answered{false}; // the first answer wins: driver reply, EINTR, or teardown
     std::atomic<bool> interrupted{false};
     std::atomic<std::uintptr_t> handle{0}; // the transport's own request handle
 
-    std::uint64_t id = 0;
-    Op op = Op::open;
-    Caller caller;
-    unsigned flags = 0;
     std::shared_ptr<FileState> file;   // keeps the file, its device and the loop's pool alive
-    std::size_t size = 0;
-    const std::byte *data = nullptr;
-    std::size_t data_size = 0;
-    std::uint32_t ioctl_command = 0;
-    std::uint64_t ioctl_argument = 0;
     std::uint64_t offset = 0;
     std::int64_t start_ns = 0;         // CLOCK_MONOTONIC at arrival, set only while traced
     char comm[16] = {};                // the caller's command name, read at arrival while traced
@@ -102,9 +94,7 @@ class Transport {
 public:
     virtual ~Transport() = default;
     virtual Backend backend() const = 0;
-    virtual int fd() const = 0;
-    // How fd() is watched in the loop's epoll set (a transport may change it with LoopImpl::modify).
-    virtual std::uint32_t epoll_events() const { return EPOLLIN; }
+    virtual int fd() const = 0; // watched for EPOLLIN in the loop's epoll set
     // fd() is readable: read and deliver what is there; never block. Returns false when the
     // backend connection is gone for good (unmounted, aborted, forced unregister).
     virtual bool on_readable() = 0;
@@ -116,7 +106,9 @@ public:
     // A request is being kept past its callback: move its receive buffer into slot.owned_buffer
     // so its data() stays valid. Loop thread only.
     virtual void keep_buffer(RequestSlot &slot) = 0;
-    // Called before the driver sees `slot`: hook the backend's interrupt notice to it.
+    // Called before the driver sees `slot`, when arms_requests(): hook the backend's interrupt
+    // notice to it. (A flag rather than an empty virtual call on every request: see RequestHead.)
+    bool arms_requests() const { return arms_requests_; }
     virtual void arm(RequestSlot &) {}
     // A file was released (its FileState is going away): drop backend resources tied to it.
     virtual void forget_file(FileState &) {}
@@ -124,6 +116,9 @@ public:
     virtual void shutdown() = 0;
     // What identifies the node for stale-entry cleanup (e.g. the FUSE mount), stored in the registry.
     virtual std::string cleanup_hint() const { return {}; }
+
+protected:
+    bool arms_requests_ = false;
 };
 
 struct FileState : std::enable_shared_from_this<FileState> {

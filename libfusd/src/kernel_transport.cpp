@@ -18,8 +18,10 @@
 //    FUSD_IOC_EXCHANGE (protocol 1.1) writes it and reads the next request in one system call.
 //    Inside Loop::run() the exchange also waits, in the module, for the next request or for the
 //    loop's epoll set to become readable (any other fd of the loop), so a busy device costs one
-//    system call per request, where read()+write()+epoll_wait() cost three. At most kBatch
-//    requests are taken per wake-up, so the other fds of the loop get their turn.
+//    system call per request, where read()+write()+epoll_wait() cost three. Meanwhile the
+//    channel is out of the epoll set. At most kBatch requests are taken per wake-up, so the other
+//    fds of the loop get their turn. The path from the exchange to the driver's callback and
+//    back to deferred_ makes few function calls (see RequestHead in fusd.hpp for why).
 //  - readiness: poll/select/epoll on the node are answered by the module from a mask we keep up
 //    to date: a FUSD_MSG_READY write per change, and the open reply carries the initial mask
 //    (FUSD_REPLY_POLL). On FUSE and CUSE a poll is answered by the loop thread, so it sees what
@@ -42,6 +44,7 @@
 // LoopImpl::deliver() -> driver -> reply() -> deferred_ -> FUSD_IOC_EXCHANGE (the reply + data
 // out, the next request in).
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -117,6 +120,29 @@ bool can_register()
     return geteuid() == 0;
 }
 
+// Copies n bytes; up to 32 of them inline, without a call into libc (see RequestHead in
+// fusd.hpp for why the request path avoids calls): the common answer is a few bytes.
+inline void copy_payload(std::byte *to, const std::byte *from, std::size_t n)
+{
+    auto halves = [&](auto word) { // two copies of one word size that overlap in the middle
+        std::memcpy(to, from, sizeof word);
+        std::memcpy(to + n - sizeof word, from + n - sizeof word, sizeof word);
+    };
+    if (n > 32)
+        std::memcpy(to, from, n);
+    else if (n > 16)
+        halves(std::array<std::byte, 16>{});
+    else if (n >= 8)
+        halves(std::uint64_t{});
+    else if (n >= 4)
+        halves(std::uint32_t{});
+    else if (n) {
+        to[0] = from[0];
+        to[n / 2] = from[n / 2];
+        to[n - 1] = from[n - 1];
+    }
+}
+
 // A growable byte buffer that, unlike std::vector<std::byte>, does not zero what it appends.
 class ByteBuffer {
 public:
@@ -125,20 +151,24 @@ public:
     void clear() { size_ = 0; }
     std::byte *append(std::size_t n)
     {
-        if (size_ + n > capacity_) {
-            std::size_t capacity = std::max(size_ + n, 2 * capacity_);
-            auto bigger = std::make_unique_for_overwrite<std::byte[]>(capacity);
-            if (size_)
-                std::memcpy(bigger.get(), data_.get(), size_);
-            data_ = std::move(bigger);
-            capacity_ = capacity;
-        }
+        if (size_ + n > capacity_)
+            grow(size_ + n);
         std::byte *at = data_.get() + size_;
         size_ += n;
         return at;
     }
 
 private:
+    [[gnu::noinline]] void grow(std::size_t needed)
+    {
+        std::size_t capacity = std::max(needed, 2 * capacity_);
+        auto bigger = std::make_unique_for_overwrite<std::byte[]>(capacity);
+        if (size_)
+            std::memcpy(bigger.get(), data_.get(), size_);
+        data_ = std::move(bigger);
+        capacity_ = capacity;
+    }
+
     std::unique_ptr<std::byte[]> data_;
     std::size_t size_ = 0;
     std::size_t capacity_ = 0;
@@ -157,7 +187,6 @@ public:
     void start();
 
     Backend backend() const override { return Backend::kernel; }
-    std::uint32_t epoll_events() const override { return oneshot_ ? EPOLLIN | EPOLLONESHOT : EPOLLIN; }
     int fd() const override { return fd_; }
     bool on_readable() override;
     void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) override;
@@ -170,17 +199,22 @@ public:
 private:
     static constexpr int kBatch = 64; // messages handled per wake-up before the loop looks around
 
+    // The request path (serve() down to the driver's callback, and reply() back to deferred_)
+    // is inlined into as few functions as it can be: see RequestHead (fusd.hpp) for why.
     bool serve(int wait_fd);
-    void set_oneshot(bool on);
-    bool receive_buffer();
+    bool receive_buffer() { return buf_ || allocate_buffer(); }
+    bool allocate_buffer();
     ssize_t read_message();
     ssize_t exchange_message(int wait_fd);
-    bool handle(std::size_t got);
+    [[gnu::always_inline]] bool handle(std::size_t got);
     void on_interrupt(std::uint64_t id);
-    std::shared_ptr<FileState> file_of(std::uint64_t file_id);
-    void dispatch(std::shared_ptr<FileState> file, const Incoming &in);
-    void send(const fusd_reply &head, std::span<const std::byte> payload,
-              std::shared_ptr<FileState> open_file = nullptr);
+    [[gnu::always_inline]] std::shared_ptr<FileState> file_of(std::uint64_t file_id);
+    void forget_file_locked(std::unordered_map<std::uint64_t, std::shared_ptr<FileState>>::iterator it);
+    [[gnu::always_inline]] void dispatch(std::shared_ptr<FileState> file, const Incoming &in);
+    [[gnu::always_inline]] void send(const fusd_reply &head, std::span<const std::byte> payload,
+                                     std::shared_ptr<FileState> open_file = nullptr);
+    [[gnu::noinline]] void send_now(const fusd_reply &head, std::span<const std::byte> payload,
+                                    const std::shared_ptr<FileState> &open_file);
     void write_message(const std::byte *msg, std::size_t size);
     void report_refused(const std::byte *msg, int err);
     void flush_deferred();
@@ -197,7 +231,10 @@ private:
     std::byte *buf_ = nullptr;           // receive buffer (malloc'ed: a kept request frees it)
     SpinLock files_mutex_;
     std::unordered_map<std::uint64_t, std::shared_ptr<FileState>> files_;  // by file_id: open files
-    bool oneshot_ = false;               // the channel is in the epoll set as EPOLLONESHOT (see serve())
+    // The entry of files_ that file_of() found last (under files_mutex_): a busy file is found
+    // without a lookup, which is a call. Reset whenever an entry leaves files_.
+    std::uint64_t last_file_id_ = 0;
+    std::shared_ptr<FileState> *last_file_ = nullptr;
     // Replies made inside a callback on the loop thread, written when it returns (loop thread
     // only): whole messages back to back, each saying its size; the last one starts at
     // last_deferred_. An open reply (FUSD_REPLY_POLL) takes its file's readiness when written:
@@ -263,6 +300,7 @@ void KernelTransport::shutdown()
         fd_ = -1;
     }
     std::lock_guard lock(files_mutex_);
+    last_file_ = nullptr;
     files_.clear();
 }
 
@@ -271,21 +309,22 @@ bool KernelTransport::on_readable()
     // A callback may remove the device, and with it the last owner of this transport.
     std::shared_ptr<DeviceState> hold = dev_.shared_from_this();
     const int wait_fd = exchange_ ? loop_.wait_fd() : -1;
-    // While we may wait in the module, the channel is one-shot in the epoll set: requests that the
-    // exchange takes then never touch the epoll set, which the wait polls (re-armed below).
-    if (wait_fd >= 0 && !oneshot_)
-        set_oneshot(true);
-    if (!serve(wait_fd))
-        return false;
-    if (fd_ >= 0 && oneshot_)
-        set_oneshot(wait_fd >= 0); // re-armed, or back to level-triggered for an embedding loop
-    return true;
-}
-
-void KernelTransport::set_oneshot(bool on)
-{
-    oneshot_ = on;
-    loop_.modify(fd_, epoll_events());
+    if (wait_fd < 0)
+        return serve(-1); // an embedding program's loop: take what is queued, never wait
+    // While we wait in the module, the channel is out of the epoll set, which that wait watches: a
+    // request then wakes only the exchange, and costs no epoll callback. (Kept in the set, even
+    // disarmed by EPOLLONESHOT, it cost 1.7 us per request in the TCG guest: ep_poll_callback
+    // runs on every wake-up of the channel.) Back in the set, level-triggered, when we return.
+    struct Resume {
+        KernelTransport &t;
+        ~Resume()
+        {
+            if (t.fd_ >= 0) // not removed inside a callback
+                t.loop_.resume(t.fd_);
+        }
+    } resume{*this};
+    loop_.suspend(fd_);
+    return serve(wait_fd);
 }
 
 // Requests until none is left or kBatch are done. Returns false when the device is gone.
@@ -309,9 +348,9 @@ bool KernelTransport::serve(int wait_fd)
     }
 }
 
-bool KernelTransport::receive_buffer()
+bool KernelTransport::allocate_buffer()
 {
-    if (!buf_ && !(buf_ = static_cast<std::byte *>(std::malloc(kReceiveSize)))) {
+    if (!(buf_ = static_cast<std::byte *>(std::malloc(kReceiveSize)))) {
         LoopImpl::log_error(dev_.path + ": out of memory for the receive buffer");
         return false; // try again on the next wake-up
     }
@@ -355,7 +394,8 @@ ssize_t KernelTransport::exchange_message(int wait_fd)
         fusd_reply last;
         std::memcpy(&last, deferred_.data() + last_deferred_, sizeof last);
         const bool goes_along = !(last.flags & FUSD_REPLY_POLL);
-        write_deferred(goes_along ? last_deferred_ : end);
+        if (!goes_along || last_deferred_)
+            write_deferred(goes_along ? last_deferred_ : end);
         if (goes_along) {
             msg = deferred_.data() + last_deferred_;
             msg_size = last.size;
@@ -387,16 +427,30 @@ ssize_t KernelTransport::exchange_message(int wait_fd)
     return n > 0 ? n : 0;
 }
 
-std::shared_ptr<FileState> KernelTransport::file_of(std::uint64_t file_id)
+inline std::shared_ptr<FileState> KernelTransport::file_of(std::uint64_t file_id)
 {
     std::lock_guard lock(files_mutex_);
-    auto it = files_.find(file_id);
-    return it == files_.end() ? nullptr : it->second;
+    if (!last_file_ || last_file_id_ != file_id) {
+        auto it = files_.find(file_id);
+        if (it == files_.end())
+            return nullptr;
+        last_file_id_ = file_id;
+        last_file_ = &it->second; // unordered_map entries stay put until erased
+    }
+    return *last_file_;
+}
+
+// Erases a file's entry (under files_mutex_).
+void KernelTransport::forget_file_locked(std::unordered_map<std::uint64_t, std::shared_ptr<FileState>>::iterator it)
+{
+    if (last_file_ == &it->second)
+        last_file_ = nullptr;
+    files_.erase(it);
 }
 
 // One message of `got` bytes from the module, in buf_ (loop thread). Returns false when the
 // device is gone, or the channel failed.
-bool KernelTransport::handle(std::size_t got)
+inline bool KernelTransport::handle(std::size_t got)
 {
     fusd_req_header hdr{};
     if (got >= sizeof hdr)
@@ -432,7 +486,7 @@ bool KernelTransport::handle(std::size_t got)
             if (it == files_.end())
                 return true; // its open failed or was interrupted: the core released it already
             file = std::move(it->second);
-            files_.erase(it);
+            forget_file_locked(it);
         }
         in.op = Op::release;
         dispatch(std::move(file), in);
@@ -483,7 +537,7 @@ bool KernelTransport::handle(std::size_t got)
 
 // Runs the driver's callback. What it answered on this thread stays in deferred_ until it returns:
 // on_readable() writes it, the last answer together with the read of the next request.
-void KernelTransport::dispatch(std::shared_ptr<FileState> file, const Incoming &in)
+inline void KernelTransport::dispatch(std::shared_ptr<FileState> file, const Incoming &in)
 {
     t_dispatching = this;
     try {
@@ -553,20 +607,27 @@ void KernelTransport::keep_buffer(RequestSlot &slot)
 // One reply: written now, or (inside a callback on the loop thread) when the callback returns.
 // An open reply (open_file) carries the file's readiness, read under its poll_mutex so that a
 // notify() racing with it cannot be overtaken by an older mask (see notify_ready).
-void KernelTransport::send(const fusd_reply &head, std::span<const std::byte> payload,
-                           std::shared_ptr<FileState> open_file)
+inline void KernelTransport::send(const fusd_reply &head, std::span<const std::byte> payload,
+                                  std::shared_ptr<FileState> open_file)
 {
     const std::size_t size = sizeof head + payload.size();
     if (t_dispatching == this) {
         last_deferred_ = deferred_.size();
         std::byte *msg = deferred_.append(size);
         std::memcpy(msg, &head, sizeof head);
-        if (!payload.empty())
-            std::memcpy(msg + sizeof head, payload.data(), payload.size());
+        copy_payload(msg + sizeof head, payload.data(), payload.size());
         if (open_file)
             deferred_opens_.push_back(std::move(open_file));
         return;
     }
+    send_now(head, payload, open_file);
+}
+
+// send() outside a callback on the loop thread: written at once.
+void KernelTransport::send_now(const fusd_reply &head, std::span<const std::byte> payload,
+                               const std::shared_ptr<FileState> &open_file)
+{
+    const std::size_t size = sizeof head + payload.size();
     std::byte stack[sizeof head + kStackReply];
     thread_local std::unique_ptr<std::byte[]> big;
     std::byte *msg = stack;
@@ -674,7 +735,7 @@ void KernelTransport::forget_file(FileState &file)
     std::lock_guard lock(files_mutex_);
     auto it = files_.find(file.transport_data);
     if (it != files_.end() && it->second.get() == &file)
-        files_.erase(it);
+        forget_file_locked(it);
 }
 
 } // namespace

@@ -20,7 +20,7 @@ namespace fusd::detail {
 
 class LibfuseTransport : public Transport {
 public:
-    explicit LibfuseTransport(DeviceState &dev) : dev_(dev), loop_(*dev.loop) {}
+    explicit LibfuseTransport(DeviceState &dev) : dev_(dev), loop_(*dev.loop) { arms_requests_ = true; }
 
     int fd() const override { return fd_; }
     bool on_readable() override;

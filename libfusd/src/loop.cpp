@@ -61,21 +61,14 @@ std::int64_t realtime_ns()
 
 // ---- slot pool ---------------------------------------------------------------------------------
 
-RequestSlot *SlotPool::acquire()
+void SlotPool::add_chunk()
 {
-    std::lock_guard lock(mutex_);
-    if (!free_) {
-        chunks_.push_back(std::make_unique<RequestSlot[]>(kChunk));
-        RequestSlot *chunk = chunks_.back().get();
-        for (std::size_t i = 0; i < kChunk; ++i) {
-            chunk[i].next_free = free_;
-            free_ = &chunk[i];
-        }
+    chunks_.push_back(std::make_unique<RequestSlot[]>(kChunk));
+    RequestSlot *chunk = chunks_.back().get();
+    for (std::size_t i = 0; i < kChunk; ++i) {
+        chunk[i].next_free = free_;
+        free_ = &chunk[i];
     }
-    RequestSlot *slot = free_;
-    free_ = slot->next_free;
-    slot->next_free = nullptr;
-    return slot;
 }
 
 std::vector<RequestSlot *> SlotPool::take_pending()
@@ -93,21 +86,6 @@ std::vector<RequestSlot *> SlotPool::take_pending()
                 out.push_back(&slot);
         }
     return out;
-}
-
-void SlotPool::recycle(RequestSlot *slot)
-{
-    slot->file.reset();
-    if (slot->owned_buffer) {
-        std::free(slot->owned_buffer);
-        slot->owned_buffer = nullptr;
-    }
-    slot->data = nullptr;
-    slot->data_size = 0;
-    slot->handle.store(0, std::memory_order_relaxed);
-    std::lock_guard lock(mutex_);
-    slot->next_free = free_;
-    free_ = slot;
 }
 
 // ---- loop --------------------------------------------------------------------------------------
@@ -181,6 +159,22 @@ void LoopImpl::modify(int fd, std::uint32_t events)
     ev.events = events;
     ev.data.ptr = it->second.get();
     epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void LoopImpl::suspend(int fd)
+{
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void LoopImpl::resume(int fd)
+{
+    auto it = watches_.find(fd);
+    if (it == watches_.end())
+        return; // unwatched meanwhile
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = it->second.get();
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
 }
 
 void LoopImpl::unwatch(int fd)
@@ -285,7 +279,7 @@ Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
     dev->transport = make_transport(backend, *dev);
     dev->handle.reset(new Device(dev.get()));
     DeviceState *raw = dev.get();
-    watch(dev->transport->fd(), dev->transport->epoll_events(), [this, raw](std::uint32_t) {
+    watch(dev->transport->fd(), EPOLLIN, [this, raw](std::uint32_t) {
         if (!raw->transport->on_readable())
             transport_gone(*raw);
     });
@@ -448,7 +442,7 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     case Op::ioctl: fn = &cb.ioctl; break;
     default: break;
     }
-    if (!dev.gone) // loop thread: the only one that sets gone
+    if (!dev.gone && dev.transport->arms_requests()) // loop thread: the only one that sets gone
         dev.transport->arm(*slot);
     Request req(slot);
     try {
@@ -497,7 +491,9 @@ void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t handle)
 
 // ---- requests: out -----------------------------------------------------------------------------
 
-void LoopImpl::complete(RequestSlot &slot, int result, std::span<const std::byte> bytes)
+// Inlined into each Request::reply_*(): see RequestHead for why the request path avoids calls.
+[[gnu::always_inline]] inline void LoopImpl::complete(RequestSlot &slot, int result,
+                                                     std::span<const std::byte> bytes)
 {
     if (slot.answered.exchange(true, std::memory_order_acq_rel))
         return; // already answered (EINTR, or teardown): a late reply is harmless
@@ -513,12 +509,6 @@ void LoopImpl::complete(RequestSlot &slot, int result, std::span<const std::byte
         trace(slot, result);
     if (slot.op == Op::release || (slot.op == Op::open && result < 0))
         release_file(file);
-}
-
-void LoopImpl::unref(RequestSlot *slot)
-{
-    if (slot->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
-        pool_->recycle(slot);
 }
 
 void LoopImpl::trace(const RequestSlot &slot, int result)
@@ -586,57 +576,42 @@ void LoopImpl::log_error(const std::string &message)
 using detail::LoopImpl;
 using detail::RequestSlot;
 
-Request::Request(Request &&other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
-
-Request &Request::operator=(Request &&other) noexcept
+namespace detail {
+void throw_request_used()
 {
-    if (this != &other) {
-        if (slot_)
-            answer(-EIO, {});
-        slot_ = std::exchange(other.slot_, nullptr);
-    }
-    return *this;
+    throw std::logic_error("fusd::Request: used after it was answered or moved from");
+}
+} // namespace detail
+
+// The slot behind a Request's head; throws when the Request is empty.
+static RequestSlot &slot_of(detail::RequestHead *head)
+{
+    if (!head)
+        detail::throw_request_used();
+    return static_cast<RequestSlot &>(*head);
 }
 
-Request::~Request()
+void Request::abandon() noexcept
 {
-    if (slot_)
-        answer(-EIO, {});
+    RequestSlot *slot = static_cast<RequestSlot *>(std::exchange(head_, nullptr));
+    LoopImpl *loop = slot->file->device->loop;
+    loop->complete(*slot, -EIO, {});
+    loop->unref(slot);
 }
 
-void Request::answer(int result, std::span<const std::byte> bytes)
+// Inlined into each reply_*(): see RequestHead for why the request path avoids calls.
+[[gnu::always_inline]] inline void Request::answer(int result, std::span<const std::byte> bytes)
 {
-    if (!slot_)
-        throw std::logic_error("fusd::Request: answered twice, or answered after being moved from");
-    RequestSlot *slot = std::exchange(slot_, nullptr);
+    RequestSlot *slot = &slot_of(head_);
+    head_ = nullptr;
     LoopImpl *loop = slot->file->device->loop;
     loop->complete(*slot, result, bytes);
     loop->unref(slot);
 }
 
-static const RequestSlot &checked(const RequestSlot *slot)
-{
-    if (!slot)
-        throw std::logic_error("fusd::Request: used after it was answered or moved from");
-    return *slot;
-}
-
-std::uint64_t Request::id() const { return checked(slot_).id; }
-Op Request::op() const { return checked(slot_).op; }
-const Caller &Request::caller() const { return checked(slot_).caller; }
-unsigned Request::flags() const { return checked(slot_).flags; }
-bool Request::nonblocking() const { return checked(slot_).flags & O_NONBLOCK; }
-Device &Request::device() const { return *checked(slot_).file->device->handle; }
-File &Request::file() const { return *checked(slot_).file->handle; }
-std::size_t Request::size() const { return checked(slot_).size; }
-std::span<const std::byte> Request::data() const { return {checked(slot_).data, slot_->data_size}; }
-std::string_view Request::text() const
-{
-    return {reinterpret_cast<const char *>(checked(slot_).data), slot_->data_size};
-}
-std::uint32_t Request::ioctl_command() const { return checked(slot_).ioctl_command; }
-std::uint64_t Request::ioctl_argument() const { return checked(slot_).ioctl_argument; }
-bool Request::interrupted() const { return checked(slot_).interrupted.load(); }
+Device &Request::device() const { return *slot_of(head_).file->device->handle; }
+File &Request::file() const { return *slot_of(head_).file->handle; }
+bool Request::interrupted() const { return slot_of(head_).interrupted.load(); }
 
 void Request::reply_ok() { answer(0, {}); }
 
@@ -649,7 +624,7 @@ void Request::reply_error(int errnum)
 
 void Request::reply_data(std::span<const std::byte> bytes)
 {
-    const RequestSlot &s = checked(slot_);
+    const detail::RequestHead &s = head();
     if (s.op != Op::read && s.op != Op::ioctl)
         throw std::logic_error("fusd::Request::reply_data: not a read or ioctl request");
     if (bytes.size() > s.size)
@@ -665,7 +640,7 @@ void Request::reply_data(std::string_view text)
 
 void Request::reply_written(std::size_t count)
 {
-    const RequestSlot &s = checked(slot_);
+    const detail::RequestHead &s = head();
     if (s.op != Op::write)
         throw std::logic_error("fusd::Request::reply_written: not a write request");
     if (count > s.data_size)
@@ -675,7 +650,7 @@ void Request::reply_written(std::size_t count)
 
 void Request::reply_ioctl(int result, std::span<const std::byte> out)
 {
-    const RequestSlot &s = checked(slot_);
+    const detail::RequestHead &s = head();
     if (s.op != Op::ioctl)
         throw std::logic_error("fusd::Request::reply_ioctl: not an ioctl request");
     if (result < 0)

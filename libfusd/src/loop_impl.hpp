@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,13 +18,38 @@ namespace fusd::detail {
 using TraceRecord = admin::TraceEvent;
 
 // Pooled RequestSlots, recycled from any thread. Chunks are never freed before the pool.
+// acquire() and recycle() are inline, as is LoopImpl::unref(): they run on every request (see
+// RequestHead in fusd.hpp for why the request path avoids calls).
 struct SlotPool {
-    RequestSlot *acquire();
-    void recycle(RequestSlot *slot);
+    RequestSlot *acquire()
+    {
+        std::lock_guard lock(mutex_);
+        if (!free_)
+            add_chunk();
+        RequestSlot *slot = free_;
+        free_ = slot->next_free;
+        slot->next_free = nullptr;
+        return slot;
+    }
+    void recycle(RequestSlot *slot)
+    {
+        slot->file.reset();
+        if (slot->owned_buffer) {
+            std::free(slot->owned_buffer);
+            slot->owned_buffer = nullptr;
+        }
+        slot->data = nullptr;
+        slot->data_size = 0;
+        slot->handle.store(0, std::memory_order_relaxed);
+        std::lock_guard lock(mutex_);
+        slot->next_free = free_;
+        free_ = slot;
+    }
     // Every slot still out, each with a reference taken (drop it with LoopImpl::unref).
     std::vector<RequestSlot *> take_pending();
 
 private:
+    void add_chunk(); // under mutex_
     static constexpr std::size_t kChunk = 64;
     SpinLock mutex_;
     RequestSlot *free_ = nullptr;
@@ -51,6 +77,10 @@ public:
 
     void watch(int fd, std::uint32_t events, Loop::FdHandler handler);
     void modify(int fd, std::uint32_t events);
+    // Out of the epoll set, handler kept, until resume() adds it back for EPOLLIN: for a transport
+    // that waits on its fd itself meanwhile (KernelTransport::on_readable).
+    void suspend(int fd);
+    void resume(int fd);
     void unwatch(int fd);
     void post(std::function<void()> fn);
     void dispatch(int timeout_ms);
@@ -67,7 +97,11 @@ public:
     void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes);
     // Every request still out, each with a reference taken (drop it with unref).
     std::vector<RequestSlot *> pending_slots() { return pool_->take_pending(); }
-    void unref(RequestSlot *slot);
+    void unref(RequestSlot *slot)
+    {
+        if (slot->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            pool_->recycle(slot);
+    }
 
     // Tracing: counted by the control server; when zero, requests take no timestamps at all.
     bool tracing() const { return tracers_.load(std::memory_order_relaxed) > 0; }
