@@ -394,8 +394,9 @@ ssize_t KernelTransport::exchange_message(int wait_fd)
         fusd_reply last;
         std::memcpy(&last, deferred_.data() + last_deferred_, sizeof last);
         const bool goes_along = !(last.flags & FUSD_REPLY_POLL);
-        if (!goes_along || last_deferred_)
-            write_deferred(goes_along ? last_deferred_ : end);
+        const std::size_t written_first = goes_along ? last_deferred_ : end; // by write()
+        if (written_first)
+            write_deferred(written_first);
         if (goes_along) {
             msg = deferred_.data() + last_deferred_;
             msg_size = last.size;
@@ -610,10 +611,9 @@ void KernelTransport::keep_buffer(RequestSlot &slot)
 inline void KernelTransport::send(const fusd_reply &head, std::span<const std::byte> payload,
                                   std::shared_ptr<FileState> open_file)
 {
-    const std::size_t size = sizeof head + payload.size();
     if (t_dispatching == this) {
         last_deferred_ = deferred_.size();
-        std::byte *msg = deferred_.append(size);
+        std::byte *msg = deferred_.append(sizeof head + payload.size());
         std::memcpy(msg, &head, sizeof head);
         copy_payload(msg + sizeof head, payload.data(), payload.size());
         if (open_file)

@@ -591,14 +591,6 @@ static RequestSlot &slot_of(detail::RequestHead *head)
     return static_cast<RequestSlot &>(*head);
 }
 
-void Request::abandon() noexcept
-{
-    RequestSlot *slot = static_cast<RequestSlot *>(std::exchange(head_, nullptr));
-    LoopImpl *loop = slot->file->device->loop;
-    loop->complete(*slot, -EIO, {});
-    loop->unref(slot);
-}
-
 // Inlined into each reply_*(): see RequestHead for why the request path avoids calls.
 [[gnu::always_inline]] inline void Request::answer(int result, std::span<const std::byte> bytes)
 {
@@ -607,6 +599,11 @@ void Request::abandon() noexcept
     LoopImpl *loop = slot->file->device->loop;
     loop->complete(*slot, result, bytes);
     loop->unref(slot);
+}
+
+void Request::abandon() noexcept
+{
+    answer(-EIO, {}); // only called while head_ is set: never throws
 }
 
 Device &Request::device() const { return *slot_of(head_).file->device->handle; }
