@@ -150,6 +150,16 @@ static inline int ft_force_unregister(int fd, const char *name)
 	return ioctl(fd, FUSD_IOC_FORCE_UNREGISTER, &f) < 0 ? -errno : 0;
 }
 
+/* The header of a reply to @id carrying @len payload bytes after it. */
+static inline void ft_reply_head(struct fusd_reply *r, __u64 id, int result, size_t len)
+{
+	memset(r, 0, sizeof(*r));
+	r->size = sizeof(*r) + len;
+	r->type = FUSD_MSG_REPLY;
+	r->id = id;
+	r->result = result;
+}
+
 /* One reply: returns 0 or -errno of the write. */
 static inline int ft_reply(int fd, __u64 id, int result, const void *data, size_t len)
 {
@@ -157,11 +167,7 @@ static inline int ft_reply(int fd, __u64 id, int result, const void *data, size_
 	struct fusd_reply *r = (struct fusd_reply *)buf;
 	ssize_t n;
 
-	memset(r, 0, sizeof(*r));
-	r->size = sizeof(*r) + len;
-	r->type = FUSD_MSG_REPLY;
-	r->id = id;
-	r->result = result;
+	ft_reply_head(r, id, result, len);
 	if (len)
 		memcpy(buf + sizeof(*r), data, len);
 	n = write(fd, buf, r->size);
@@ -174,11 +180,7 @@ static inline int ft_reply_open(int fd, __u64 id, int result, int set_mask, __u3
 {
 	struct fusd_reply r;
 
-	memset(&r, 0, sizeof(r));
-	r.size = sizeof(r);
-	r.type = FUSD_MSG_REPLY;
-	r.id = id;
-	r.result = result;
+	ft_reply_head(&r, id, result, 0);
 	if (set_mask) {
 		r.flags = FUSD_REPLY_POLL;
 		r.poll_mask = mask;

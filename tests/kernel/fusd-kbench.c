@@ -71,14 +71,11 @@ static void exchange_loop(int fd, int wake_fd)
 		}
 		if (h->opcode == FUSD_OP_INTERRUPT || (h->id & FUSD_ID_NOREPLY))
 			continue;
-		memset(r, 0, sizeof(*r));
-		r->size = sizeof(*r);
-		r->type = FUSD_MSG_REPLY;
-		r->id = h->id;
 		if (h->opcode == FUSD_OP_READ) {
+			ft_reply_head(r, h->id, h->len, h->len);
 			memset(out + sizeof(*r), 0, h->len);
-			r->size += h->len;
-			r->result = h->len;
+		} else {
+			ft_reply_head(r, h->id, 0, 0);
 		}
 		ex.msg = (uintptr_t)out;
 		ex.msg_size = r->size;

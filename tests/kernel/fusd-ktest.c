@@ -1319,15 +1319,6 @@ static int exchange(int fd, const void *msg, size_t msg_size, void *buf, size_t 
 	return r < 0 ? -errno : r;
 }
 
-static void reply_msg(struct fusd_reply *r, __u64 id, int result)
-{
-	memset(r, 0, sizeof(*r));
-	r->size = sizeof(*r);
-	r->type = FUSD_MSG_REPLY;
-	r->id = id;
-	r->result = result;
-}
-
 struct exch_caller {
 	const char *dev;
 	int rounds, ok;
@@ -1375,7 +1366,7 @@ static void serve_by_exchanges(int fd, const char *dev, int rounds, int wake_fd)
 	for (i = 0; n > 0 && h->opcode != FUSD_OP_RELEASE; i++) {
 		size_t size = sizeof(*r);
 
-		reply_msg(r, h->id, 0);
+		ft_reply_head(r, h->id, 0, 0);
 		if (h->opcode == FUSD_OP_READ) {
 			r->result = 1;
 			rep[sizeof(*r)] = 'a' + (i - 1) % 26;
@@ -1427,7 +1418,7 @@ static void t_exchange(void)
 	CHECK(fd >= 0 && ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
 
 	/* bad arguments: refused before anything is written or read */
-	reply_msg(r, 1, 0);
+	ft_reply_head(r, 1, 0, 0);
 	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, 0, -1, NULL) == 0, "nothing queued");
 	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER - 1, 0, -1, NULL) == -EINVAL, "small buffer");
 	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, 0x80, -1, NULL) == -EINVAL, "flags");
@@ -1474,7 +1465,7 @@ static void t_exchange(void)
 		pfd[0] = pfd[1] = -1;
 	child = fork();
 	if (child == 0) {	/* blocked in the wait: signalled, then SIGKILLed */
-		reply_msg(r, 1, 0);
+		ft_reply_head(r, 1, 0, 0);
 		n = exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, W, ev, NULL);
 		if (write(pfd[1], &n, sizeof(n)) < 0) {}
 		exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
@@ -1498,10 +1489,10 @@ static void t_exchange(void)
 	CHECK(exchange(fd, NULL, 0, bad_ptr, FUSD_MIN_READ_BUFFER, W, -1, NULL) == -EFAULT, "bad buf");
 	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
 	CHECK(n > 0 && h->opcode == FUSD_OP_OPEN, "the open is still there: %d op %u", n, h->opcode);
-	reply_msg(r, h->id, 0);
+	ft_reply_head(r, h->id, 0, 0);
 	n = exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
 	CHECK(n > 0 && h->opcode == FUSD_OP_READ, "read: %d op %u", n, h->opcode);
-	reply_msg(r, h->id, -EIO);
+	ft_reply_head(r, h->id, -EIO, 0);
 	n = exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
 	CHECK(n > 0 && h->opcode == FUSD_OP_RELEASE, "release: %d op %u", n, h->opcode);
 	pthread_join(th, NULL);
@@ -1624,7 +1615,7 @@ static void t_exchange_epoll(void)
 		pfd[0] = pfd[1] = -1;
 	child = fork();
 	if (child == 0) {
-		reply_msg(r, 1, 0);
+		ft_reply_head(r, 1, 0, 0);
 		n = exchange(fd, r, sizeof(*r), buf, FUSD_MIN_READ_BUFFER, W, ep2, NULL);
 		if (write(pfd[1], &n, sizeof(n)) < 0) {}
 		_exit(0);
