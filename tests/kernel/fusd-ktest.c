@@ -1346,6 +1346,24 @@ static void *kick_later(void *p)
 }
 
 /*
+ * An exchange on channel @fd that waits with @wake_fd while a thread makes eventfd @kick
+ * ready 150 ms later: it must end with no message, and not before the kick.
+ */
+static void check_woken_later(int fd, void *buf, int wake_fd, int *kick, const char *what)
+{
+	pthread_t th;
+	double t, waited;
+	int n;
+
+	pthread_create(&th, NULL, kick_later, kick);
+	t = ft_now();
+	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, FUSD_EXCHANGE_WAIT, wake_fd, NULL);
+	waited = ft_now() - t;
+	CHECK(n == 0 && waited >= 0.1, "woken by %s: %d after %.3fs", what, n, waited);
+	pthread_join(th, NULL);
+}
+
+/*
  * A caller thread does @rounds 1-byte reads of @dev; this thread serves them by exchanges
  * alone (each reply and the next request in one call, waiting with @wake_fd), and checks
  * every byte and every reply's msg_result.  @fd is the channel that registered @dev.
@@ -1412,7 +1430,6 @@ static void t_exchange(void)
 	struct fusd_exchange ex;
 	struct fusd_trace_subscribe ts;
 	pthread_t th;
-	double t;
 	pid_t child;
 
 	CHECK(fd >= 0 && ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
@@ -1452,11 +1469,7 @@ static void t_exchange(void)
 	if (write(ev, &(uint64_t){ 1 }, 8) < 0) {}
 	CHECK(exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ev, NULL) == 0, "ready wake_fd");
 	if (read(ev, &(uint64_t){ 0 }, 8) < 0) {}
-	pthread_create(&th, NULL, kick_later, &ev);
-	t = ft_now();
-	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ev, NULL);
-	CHECK(n == 0 && ft_now() - t >= 0.1, "woken by wake_fd: %d after %.3fs", n, ft_now() - t);
-	pthread_join(th, NULL);
+	check_woken_later(fd, buf, ev, &ev, "wake_fd");
 	if (read(ev, &(uint64_t){ 0 }, 8) < 0) {}
 
 	sigemptyset(&sa.sa_mask);
@@ -1568,18 +1581,10 @@ static void t_exchange_epoll(void)
 	if (read(ev, &(uint64_t){ 0 }, 8) < 0) {}
 
 	/* not ready: the wait ends when it gets ready, not before */
-	pthread_create(&th, NULL, kick_later, &ev);
-	t = ft_now();
-	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep, NULL);
-	CHECK(n == 0 && ft_now() - t >= 0.1, "woken by the set: %d after %.3fs", n, ft_now() - t);
-	pthread_join(th, NULL);
+	check_woken_later(fd, buf, ep, &ev, "the set");
 
 	/* another set: the watch follows it, and the old one (still ready) no longer ends a wait */
-	pthread_create(&th, NULL, kick_later, &ev2);
-	t = ft_now();
-	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep2, NULL);
-	CHECK(n == 0 && ft_now() - t >= 0.1, "woken by the new set: %d after %.3fs", n, ft_now() - t);
-	pthread_join(th, NULL);
+	check_woken_later(fd, buf, ep2, &ev2, "the new set");
 	CHECK(live("wakers") == 1, "one watch: %ld", live("wakers"));
 	if (read(ev, &(uint64_t){ 0 }, 8) < 0) {}
 	if (read(ev2, &(uint64_t){ 0 }, 8) < 0) {}
@@ -1587,12 +1592,7 @@ static void t_exchange_epoll(void)
 	/* the watched set's fd closed, a new set at the same number: the new one counts */
 	close(ep2);
 	ep2 = epoll_with(ev2);
-	pthread_create(&th, NULL, kick_later, &ev2);
-	t = ft_now();
-	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, ep2, NULL);
-	CHECK(n == 0 && ft_now() - t >= 0.1, "woken by the reopened set: %d after %.3fs", n,
-	      ft_now() - t);
-	pthread_join(th, NULL);
+	check_woken_later(fd, buf, ep2, &ev2, "the reopened set");
 	if (read(ev2, &(uint64_t){ 0 }, 8) < 0) {}
 
 	/* two threads waiting on one channel and one set: both wake (one watches, one polls) */
