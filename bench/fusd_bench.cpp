@@ -1,13 +1,14 @@
 // fusd-bench: what libfusd costs, measured against baselines in the same run.
 //
 //   fusd-bench [--scale X]          (root; the FUSE backend on this host; FUSD_BACKEND honoured)
-//   fusd-bench --compare-backends [--scale X] [--daemon-cpu N]
+//   fusd-bench --compare-backends [--scale X] [--daemon-cpu N | --unpinned]
 //                                   1-byte reads through a libfusd device on every usable backend
 //                                   (kernel module, CUSE, FUSE) beside /dev/zero and a pipe
 //                                   ping-pong, in one run; run in the QEMU guest by
 //                                   `tests/vm/run --bench` (under TCG only the ratios mean anything).
 //                                   The caller runs on CPU 0, the daemons (and the pipe's peer) on
-//                                   CPU N (default 0)
+//                                   CPU N (default 0); --unpinned: nobody is pinned, the scheduler
+//                                   places them as it places any program
 //
 // Measures, each as the median of 5 rounds, caller and daemon pinned to one CPU (cross-CPU
 // wake-ups in a VM cost 50 us and drown everything else, unless the guest polls when idle):
@@ -42,8 +43,11 @@ namespace {
 
 const std::vector<char> kZeros(1 << 20, 0);
 
+// cpu < 0: anywhere (the scheduler places it, as it does for an ordinary program)
 void pin_to_cpu(int cpu)
 {
+    if (cpu < 0)
+        return;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
@@ -240,8 +244,12 @@ int compare_backends(const char *self, double scale, int daemon_cpu)
     const long ops = long(20000 * scale);
     constexpr int kRounds = 5;
     std::string base = "/dev/fusd-bench-" + std::to_string(getpid());
-    std::printf("fusd-bench: 1-byte reads, caller on CPU 0, daemons on CPU %d; median of %d rounds, "
-                "the backends in turns\n", daemon_cpu, kRounds);
+    if (daemon_cpu < 0)
+        std::printf("fusd-bench: 1-byte reads, caller and daemons unpinned; median of %d rounds, "
+                    "the backends in turns\n", kRounds);
+    else
+        std::printf("fusd-bench: 1-byte reads, caller on CPU 0, daemons on CPU %d; median of %d rounds, "
+                    "the backends in turns\n", daemon_cpu, kRounds);
     double zero = read_rate("/dev/zero", 1, ops * 5);
     double pipe = pipe_pingpong_rate(ops, daemon_cpu);
     std::printf("%-28s %10.0f ns/op\n", "/dev/zero", 1e9 / zero);
@@ -301,6 +309,7 @@ int main(int argc, char **argv)
     double scale = 1.0;
     bool compare = false;
     int daemon_cpu = 0;
+    bool unpinned = false;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--scale") == 0 && i + 1 < argc)
             scale = std::atof(argv[++i]);
@@ -308,11 +317,19 @@ int main(int argc, char **argv)
             daemon_cpu = std::atoi(argv[++i]);
         else if (std::strcmp(argv[i], "--compare-backends") == 0)
             compare = true;
+        else if (std::strcmp(argv[i], "--unpinned") == 0)
+            unpinned = true;
         else {
-            std::fprintf(stderr, "usage: fusd-bench [--compare-backends [--daemon-cpu N]] [--scale X]\n");
+            std::fprintf(stderr, "usage: fusd-bench [--compare-backends [--daemon-cpu N | --unpinned]] [--scale X]\n");
             return 2;
         }
     }
+    if (unpinned && !compare) {
+        std::fprintf(stderr, "fusd-bench: --unpinned goes with --compare-backends\n");
+        return 2;
+    }
+    if (compare && unpinned)
+        return compare_backends(argv[0], scale, -1);
     pin_to_cpu(0);
     if (compare)
         return compare_backends(argv[0], scale, daemon_cpu);

@@ -134,6 +134,11 @@ static void fusd_chan_wake(struct fusd_channel *chan)
 	wake_up_interruptible_sync_poll(&chan->waitq, EPOLLIN | EPOLLRDNORM);
 }
 
+static bool fusd_req_done(const void *req)
+{
+	return smp_load_acquire(&((const struct fusd_req *)req)->state) == FUSD_REQ_DONE;
+}
+
 /*
  * The caller gave up on @req (a signal): returns -ERESTARTSYS, or the result if it came
  * first.  User space sees EINTR unless the call is restarted (SA_RESTART, a stop signal,
@@ -194,11 +199,11 @@ int fusd_call(struct fusd_req *req)
 
 	if (!ret) {
 		fusd_chan_wake(chan);
-		if (wait_event_interruptible(req->wq,
-					     smp_load_acquire(&req->state) == FUSD_REQ_DONE))
-			ret = fusd_req_interrupt(chan, req);
-		else
+		if (fusd_poll(fusd_req_done, req) ||
+		    !wait_event_interruptible(req->wq, fusd_req_done(req)))
 			ret = req->result;
+		else
+			ret = fusd_req_interrupt(chan, req);
 	}
 	fusd_trace(fdev, &req->hdr, ret == -ERESTARTSYS ? -EINTR : ret, req->start_ns);
 	return ret;
@@ -400,6 +405,11 @@ bool fusd_chan_readable(const struct fusd_channel *chan)
 	return !list_empty(&chan->interrupts) || !list_empty(&chan->pending);
 }
 
+static bool fusd_chan_has_msg(const void *chan)
+{
+	return fusd_chan_readable(chan);
+}
+
 /* Take the next message off @chan's queues, with a reference for the reader. Lock held. */
 static struct fusd_req *fusd_take_msg(struct fusd_channel *chan, enum fusd_msg_kind *kind)
 {
@@ -538,6 +548,8 @@ static ssize_t fusd_chan_read_msg(struct fusd_channel *chan, struct file *file,
 			ret = fusd_waker_wait(chan, wake);
 			if (ret == -EOPNOTSUPP || ret == -EBUSY)
 				ret = fusd_chan_wait_either(chan, file, wake);
+		} else if (fusd_poll(fusd_chan_has_msg, chan)) {
+			ret = 0;
 		} else {
 			ret = wait_event_interruptible(chan->waitq, fusd_chan_readable(chan));
 		}

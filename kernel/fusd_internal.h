@@ -29,6 +29,10 @@
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
+#include <linux/sched.h>
+#include <linux/sched/clock.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/stat.h>
 #include <linux/spinlock.h>
 #include <linux/timekeeping.h>
 #include <linux/types.h>
@@ -128,7 +132,11 @@ struct fusd_tracer;
 struct fusd_waker;
 
 /* main.c */
+#define FUSD_POLL_NS_DEFAULT	50000		/* 50 us */
+#define FUSD_POLL_NS_MAX	NSEC_PER_SEC
 extern struct mutex fusd_mutex;
+extern unsigned int fusd_poll_ns;
+extern atomic_long_t fusd_polls_attempted, fusd_polls_successful;
 extern atomic_long_t fusd_live_channels, fusd_live_devices, fusd_live_files, fusd_live_requests,
 	fusd_live_wakers;
 long fusd_ioc_register(struct fusd_channel *chan, void __user *arg);
@@ -156,6 +164,37 @@ void fusd_device_waiting(struct fusd_device *fdev, unsigned int *count, u64 *old
 
 /* node.c */
 extern const struct file_operations fusd_node_fops;
+
+/*
+ * Adaptive polling.  A caller waiting for its reply and a daemon waiting for its next
+ * request spin for up to poll_ns before they sleep, the way KVM's halt polling does, and only
+ * while nothing else wants this CPU: the other side is then running on another CPU, and its
+ * answer usually comes sooner than a sleep, a wake-up across CPUs and a switch back would
+ * take.  Sharing one CPU, the other side must run first: single_task_running() is false, and
+ * the waiter sleeps at once, as without polling.  Returns done(arg) as last seen.
+ */
+static __always_inline bool fusd_may_poll(void)
+{
+	return !need_resched() && single_task_running() && !signal_pending(current);
+}
+
+static __always_inline bool fusd_poll(bool (*done)(const void *arg), const void *arg)
+{
+	u64 budget = READ_ONCE(fusd_poll_ns), start;
+
+	if (!budget || !fusd_may_poll())
+		return done(arg);
+	atomic_long_inc(&fusd_polls_attempted);
+	start = local_clock();
+	do {
+		if (done(arg)) {
+			atomic_long_inc(&fusd_polls_successful);
+			return true;
+		}
+		cpu_relax();
+	} while (fusd_may_poll() && local_clock() - start < budget);
+	return done(arg);
+}
 
 /* waker.c */
 int fusd_waker_wait(struct fusd_channel *chan, struct file *wake);

@@ -19,7 +19,8 @@
  * The flow of one call, read(2) on /dev/foo:
  *   fusd_node_read() builds a READ request for at most FUSD_CHUNK_MAX bytes;
  *   fusd_call() gives it a fresh id, queues it on the channel, wakes the daemon and
- *   sleeps interruptibly; the daemon's read(2) of /dev/fusd (fusd_chan_read) moves it to
+ *   waits interruptibly (spinning first while its CPU has nothing else to run, see
+ *   fusd_poll(), then asleep); the daemon's read(2) of /dev/fusd (fusd_chan_read) moves it to
  *   the in-flight table and copies out its header (and payload); the daemon's write(2)
  *   of a struct fusd_reply (fusd_chan_write) finds it by id, checks the reply against
  *   it, copies the payload into its bounce buffer, marks it done and wakes the caller;
@@ -79,6 +80,38 @@ module_param_cb(live_requests, &fusd_counter_ops, &fusd_live_requests, 0444);
 MODULE_PARM_DESC(live_requests, "request objects allocated");
 module_param_cb(live_wakers, &fusd_counter_ops, &fusd_live_wakers, 0444);
 MODULE_PARM_DESC(live_wakers, "wake_fds watched across FUSD_IOC_EXCHANGE waits");
+
+/* ---- adaptive polling: /sys/module/fusd/parameters/poll_ns (see fusd_poll()) ---- */
+
+unsigned int fusd_poll_ns = FUSD_POLL_NS_DEFAULT;
+
+static int fusd_poll_ns_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int ns;
+	int err = kstrtouint(val, 0, &ns);
+
+	if (err)
+		return err;
+	if (ns > FUSD_POLL_NS_MAX)
+		return -EINVAL;
+	WRITE_ONCE(fusd_poll_ns, ns);
+	return 0;
+}
+
+static const struct kernel_param_ops fusd_poll_ns_ops = {
+	.set = fusd_poll_ns_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(poll_ns, &fusd_poll_ns_ops, &fusd_poll_ns, 0644);
+MODULE_PARM_DESC(poll_ns, "how long a waiting caller or daemon spins before it sleeps, while its CPU "
+		 "has nothing else to run (ns, 0 to 1000000000; 0: never)");
+
+atomic_long_t fusd_polls_attempted, fusd_polls_successful;
+module_param_cb(polls_attempted, &fusd_counter_ops, &fusd_polls_attempted, 0444);
+MODULE_PARM_DESC(polls_attempted, "waits that spun before sleeping (since the module was loaded)");
+module_param_cb(polls_successful, &fusd_counter_ops, &fusd_polls_successful, 0444);
+MODULE_PARM_DESC(polls_successful, "waits that ended while spinning, without sleeping");
 
 /* ---- sysfs: /sys/class/fusd/<name>/ ---- */
 

@@ -151,6 +151,14 @@ static bool fusd_waker_ready(struct fusd_waker *w)
 	return true;
 }
 
+/* A message, or a wake-up of the set: either ends a wait.  chan->waker_lock held. */
+static bool fusd_waker_done(const void *chan)
+{
+	const struct fusd_channel *c = chan;
+
+	return fusd_chan_readable(c) || test_bit(FUSD_WAKER_WOKEN, &c->waker->flags);
+}
+
 /*
  * Sleep until @chan has a message (0), @wake is ready (-EAGAIN) or a signal comes
  * (-ERESTARTSYS).  -EOPNOTSUPP or -EBUSY when this wait cannot watch @wake (not an epoll
@@ -173,6 +181,7 @@ int fusd_waker_wait(struct fusd_channel *chan, struct file *wake)
 		}
 	}
 	w = chan->waker;
+	fusd_poll(fusd_waker_done, chan);	/* the loop below sees what ended it */
 	rcu_assign_pointer(w->sleeper, current);
 	for (;;) {
 		if (fusd_waker_ready(w)) {

@@ -767,6 +767,13 @@ BackendStatus probe_kernel()
         else
             s.usable = true;
     }
+    // Spinning waits show as CPU use: say so, with the module's setting (fusd(4), "Polling").
+    std::ifstream poll_ns("/sys/module/fusd/parameters/poll_ns");
+    unsigned long ns = 0;
+    if (poll_ns >> ns && ns > 0)
+        s.differences += "; a waiting caller or daemon spins up to " + std::to_string(ns) +
+                         " ns before it sleeps while its CPU has nothing else to run "
+                         "(/sys/module/fusd/parameters/poll_ns)";
     return s;
 }
 

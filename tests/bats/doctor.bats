@@ -43,3 +43,12 @@ import json, sys
 d = [x for x in json.load(sys.stdin) if x["device"] == sys.argv[1]][0]
 sys.exit(0 if sys.argv[2] in (d["backend"], "auto") or sys.argv[3] != "auto" else 1)' "$DEV" "$auto" "$FUSD_BACKEND"
 }
+
+@test "doctor: the kernel backend states how long its waits spin (poll_ns)" {
+	[ -r /sys/module/fusd/parameters/poll_ns ] || skip "no fusd module here"
+	ns=$(cat /sys/module/fusd/parameters/poll_ns)
+	[ "$ns" -gt 0 ] || skip "polling is off"
+	run "$FUSDCTL" doctor
+	assert_success
+	assert_line --regexp "^kernel +(yes|no) +.*spins up to $ns ns before it sleeps"
+}

@@ -98,12 +98,13 @@ static long sysfs_num(const char *name, const char *attr)
 	return sysfs_read(name, attr, buf, sizeof(buf)) ? -1 : atol(buf);
 }
 
-static long live(const char *what)
+/* /sys/module/fusd/parameters/@name as a number, or -1. */
+static long param(const char *name)
 {
 	char p[128], buf[32] = "";
 	FILE *f;
 
-	snprintf(p, sizeof(p), "/sys/module/fusd/parameters/live_%s", what);
+	snprintf(p, sizeof(p), "/sys/module/fusd/parameters/%s", name);
 	f = fopen(p, "r");
 	if (!f)
 		return -1;
@@ -111,6 +112,40 @@ static long live(const char *what)
 		buf[0] = 0;
 	fclose(f);
 	return atol(buf);
+}
+
+/* Writes @value to the module parameter @name: 0 or -errno. */
+static int param_write(const char *name, const char *value)
+{
+	char p[128];
+	int fd, r;
+
+	snprintf(p, sizeof(p), "/sys/module/fusd/parameters/%s", name);
+	fd = open(p, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = write(fd, value, strlen(value)) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static long live(const char *what)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "live_%s", what);
+	return param(name);
+}
+
+/* This thread on @cpu only. */
+static void pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		ft_die("sched_setaffinity(%d)", cpu);
 }
 
 /* Number of entries in /sys/class/fusd. */
@@ -1322,13 +1357,18 @@ static int exchange(int fd, const void *msg, size_t msg_size, void *buf, size_t 
 struct exch_caller {
 	const char *dev;
 	int rounds, ok;
+	int cpu;			/* the caller's CPU, or -1: wherever it runs */
 };
 
 static void *exch_caller_main(void *p)
 {
 	struct exch_caller *c = p;
-	int fd = open_node(c->dev, O_RDWR);
+	int fd;
 	char b[8];
+
+	if (c->cpu >= 0)
+		pin_to_cpu(c->cpu);
+	fd = open_node(c->dev, O_RDWR);
 
 	for (int i = 0; fd >= 0 && i < c->rounds; i++)
 		if (read(fd, b, 1) == 1 && b[0] == (char)('a' + i % 26))
@@ -1364,17 +1404,18 @@ static void check_woken_later(int fd, void *buf, int wake_fd, int *kick, const c
 }
 
 /*
- * A caller thread does @rounds 1-byte reads of @dev; this thread serves them by exchanges
- * alone (each reply and the next request in one call, waiting with @wake_fd), and checks
- * every byte and every reply's msg_result.  @fd is the channel that registered @dev.
+ * A caller thread (on @caller_cpu, unless -1) does @rounds 1-byte reads of @dev; this thread
+ * serves them by exchanges alone (each reply and the next request in one call, waiting with
+ * @wake_fd), and checks every byte and every reply's msg_result.  @fd is the channel that
+ * registered @dev.
  */
-static void serve_by_exchanges(int fd, const char *dev, int rounds, int wake_fd)
+static void serve_by_exchanges(int fd, const char *dev, int rounds, int wake_fd, int caller_cpu)
 {
 	static unsigned char buf[FUSD_MIN_READ_BUFFER];
 	struct fusd_req_header *h = (struct fusd_req_header *)buf;
 	unsigned char rep[sizeof(struct fusd_reply) + 8];
 	struct fusd_reply *r = (struct fusd_reply *)rep;
-	struct exch_caller caller = { dev, rounds, 0 };
+	struct exch_caller caller = { dev, rounds, 0, caller_cpu };
 	const int W = FUSD_EXCHANGE_WAIT;
 	pthread_t th;
 	int n, i, res;
@@ -1495,10 +1536,10 @@ static void t_exchange(void)
 	close(pfd[1]);
 
 	/* a caller served by exchanges only: each reply and the next request in one call */
-	serve_by_exchanges(fd, dev, 500, ev);
+	serve_by_exchanges(fd, dev, 500, ev, -1);
 
 	/* a message that cannot be delivered (bad buffer) stays queued */
-	pthread_create(&th, NULL, exch_caller_main, &(struct exch_caller){ dev, 1, 0 });
+	pthread_create(&th, NULL, exch_caller_main, &(struct exch_caller){ dev, 1, 0, -1 });
 	CHECK(exchange(fd, NULL, 0, bad_ptr, FUSD_MIN_READ_BUFFER, W, -1, NULL) == -EFAULT, "bad buf");
 	n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, W, -1, NULL);
 	CHECK(n > 0 && h->opcode == FUSD_OP_OPEN, "the open is still there: %d op %u", n, h->opcode);
@@ -1627,7 +1668,7 @@ static void t_exchange_epoll(void)
 	close(pfd[1]);
 
 	/* a caller served by exchanges that watch the set */
-	serve_by_exchanges(fd, dev, 300, ep2);
+	serve_by_exchanges(fd, dev, 300, ep2, -1);
 
 	/* the watch goes with the channel, whatever happened to the set's fd */
 	close(ep2);
@@ -1640,6 +1681,207 @@ static void t_exchange_epoll(void)
 	close(ev);
 	close(ev2);
 	free(buf);
+}
+
+/* ---- adaptive polling (poll_ns) ---- */
+
+/* The scheduler state of thread @tid of this process ('R', 'S', ...), or '?'. */
+static char task_state(pid_t pid, pid_t tid)
+{
+	char p[96], buf[512];
+	char *close_paren;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", pid, tid);
+	f = fopen(p, "r");
+	if (!f)
+		return '?';
+	buf[0] = 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	close_paren = strrchr(buf, ')');
+	return close_paren && close_paren[1] == ' ' ? close_paren[2] : '?';
+}
+
+/* The next message on channel @fd, taken without waiting in the module: its size, 0 after @secs. */
+static int next_msg(int fd, void *buf, double secs)
+{
+	double end = ft_now() + secs;
+	int n;
+
+	while ((n = exchange(fd, NULL, 0, buf, FUSD_MIN_READ_BUFFER, 0, -1, NULL)) == 0 && ft_now() < end)
+		ft_msleep(1);
+	return n;
+}
+
+/* Waits until thread @tid of @pid sleeps ('S'), for at most @secs; whether it does. */
+static int becomes_asleep(pid_t pid, pid_t tid, double secs)
+{
+	double end = ft_now() + secs;
+
+	while (task_state(pid, tid) != 'S' && ft_now() < end)
+		ft_msleep(2);
+	return task_state(pid, tid) == 'S';
+}
+
+struct poll_waiter {
+	int fd;			/* the channel */
+	int cpu;
+	pid_t tid;
+	int n;			/* what the exchange returned */
+};
+
+static void *poll_waiter_main(void *p)
+{
+	static unsigned char buf[FUSD_MIN_READ_BUFFER];
+	struct poll_waiter *w = p;
+
+	pin_to_cpu(w->cpu);
+	__atomic_store_n(&w->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	w->n = exchange(w->fd, NULL, 0, buf, sizeof(buf), FUSD_EXCHANGE_WAIT, -1, NULL);
+	return NULL;
+}
+
+/*
+ * A daemon thread alone on CPU 1 waiting for a request that does not come: it spins first
+ * (a spin can also end early, when RCU or another task wants the CPU: tried a few times),
+ * then sleeps, and a signal ends its wait.
+ */
+static void check_daemon_poll(int fd)
+{
+	int spun = 0;
+
+	for (int try = 0; try < 5 && !spun; try++) {
+		struct poll_waiter w = { fd, 1, 0, 0 };
+		long attempted = param("polls_attempted");
+		pthread_t th;
+		pid_t tid;
+
+		pthread_create(&th, NULL, poll_waiter_main, &w);
+		while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
+			ft_msleep(1);
+		CHECK(becomes_asleep(getpid(), tid, 10), "the daemon sleeps after poll_ns: state %c",
+		      task_state(getpid(), tid));
+		spun = param("polls_attempted") > attempted;
+		pthread_kill(th, SIGUSR1);
+		pthread_join(th, NULL);
+		CHECK(w.n == -EINTR, "a signal ends the daemon's wait: %d", w.n);
+	}
+	CHECK(spun, "a daemon alone on its CPU spins before it sleeps");
+}
+
+/*
+ * A caller (a child on CPU 0) whose daemon, this process on CPU 1 taking messages without
+ * waiting in the module (so that every spin counted is the caller's), read its request and
+ * does not answer: it spins while alone on its CPU, and a signal ends the call with EINTR at
+ * once.
+ */
+static void check_caller_poll(int fd, const char *dev)
+{
+	static unsigned char buf[FUSD_MIN_READ_BUFFER];
+	struct fusd_req_header *h = (struct fusd_req_header *)buf;
+	long attempted = param("polls_attempted");
+	int pfd[2], n, got = 0;
+	double sent;
+	pid_t child;
+
+	CHECK(pipe(pfd) == 0, "pipe");
+	child = fork();
+	if (child == 0) {
+		int dfd, r;
+		char b;
+
+		pin_to_cpu(0);
+		dfd = open_node(dev, O_RDWR);
+		r = dfd >= 0 && read(dfd, &b, 1) < 0 ? -errno : 1;
+		if (write(pfd[1], &r, sizeof(r)) < 0) {}
+		_exit(0);
+	}
+	n = next_msg(fd, buf, 10);
+	CHECK(n > 0 && h->opcode == FUSD_OP_OPEN, "the open: %d", n);
+	if (n > 0)
+		ft_reply_open(fd, h->id, 0, 0, 0);
+	n = next_msg(fd, buf, 10);
+	CHECK(n > 0 && h->opcode == FUSD_OP_READ, "the read: %d", n);	/* and no answer */
+	ft_msleep(20);
+	sent = ft_now();
+	kill(child, SIGUSR1);
+	{
+		struct pollfd pp = { pfd[0], POLLIN, 0 };
+
+		if (poll(&pp, 1, 10000) == 1 && read(pfd[0], &n, sizeof(n)) == sizeof(n))
+			got = 1;
+	}
+	/* 0.8 s: well before a 1 s spin ignoring the signal would have ended */
+	CHECK(got && n == -EINTR && ft_now() - sent < 0.8,
+	      "signalled while waiting: %d after %.3fs", got ? n : 0, ft_now() - sent);
+	CHECK(param("polls_attempted") > attempted, "a caller alone on its CPU spins");
+	ft_reap(child);
+	n = next_msg(fd, buf, 10);
+	CHECK(n > 0 && h->opcode == FUSD_OP_INTERRUPT, "the daemon is told: %d, op %u", n, h->opcode);
+	n = next_msg(fd, buf, 10);
+	CHECK(n > 0 && h->opcode == FUSD_OP_RELEASE, "then the release: %d, op %u", n, h->opcode);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+/*
+ * poll_ns: who spins, when, and for how long (see fusd_poll() in kernel/fusd_internal.h).
+ * Sharing one CPU, nobody spins (the other side must run first); on two CPUs waits end
+ * while spinning; a spin ends at poll_ns, on a signal, and whenever its CPU is wanted.
+ */
+static void t_adaptive_poll(void)
+{
+	const char *dev = "fusd-t-apoll";
+	long saved = param("poll_ns"), attempted, successful;
+	int fd = ft_channel(), ep, ev = eventfd(0, EFD_CLOEXEC);
+	struct sigaction sa = { .sa_handler = on_signal };	/* no SA_RESTART */
+	char saved_text[32];
+	struct stat st;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	CHECK(saved >= 0, "poll_ns readable: %ld", saved);
+	CHECK(stat("/sys/module/fusd/parameters/poll_ns", &st) == 0 && (st.st_mode & 0777) == 0644,
+	      "poll_ns is root's to change: mode %o", st.st_mode & 0777);
+	snprintf(saved_text, sizeof(saved_text), "%ld", saved);
+	CHECK(param_write("poll_ns", "1000000001") == -EINVAL, "more than 1 s refused");
+	CHECK(param_write("poll_ns", "-1") == -EINVAL, "negative refused");
+	CHECK(param_write("poll_ns", "50us") == -EINVAL, "not a number refused");
+	CHECK(param("poll_ns") == saved, "a refused write changes nothing: %ld", param("poll_ns"));
+	CHECK(fd >= 0 && ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	ep = epoll_with(ev);
+
+	/* one CPU for daemon and caller, polls of up to 1 s: nobody ever spins */
+	CHECK(param_write("poll_ns", "1000000000") == 0, "poll_ns = 1 s");
+	pin_to_cpu(0);
+	attempted = param("polls_attempted");
+	serve_by_exchanges(fd, dev, 200, -1, 0);
+	serve_by_exchanges(fd, dev, 200, ep, 0);
+	CHECK(param("polls_attempted") == attempted, "sharing a CPU, %ld waits spun",
+	      param("polls_attempted") - attempted);
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+		printf("  (one CPU: the two-CPU checks are skipped)\n");
+		goto out;
+	}
+
+	/* alone on a CPU: a daemon and a caller spin, then sleep; a signal ends either wait */
+	check_daemon_poll(fd);
+	pin_to_cpu(1);
+	check_caller_poll(fd, dev);
+
+	/* daemon on CPU 1, caller on CPU 0: waits end while spinning */
+	CHECK(param_write("poll_ns", "1000000") == 0, "poll_ns = 1 ms");
+	successful = param("polls_successful");
+	serve_by_exchanges(fd, dev, 200, -1, 0);
+	serve_by_exchanges(fd, dev, 200, ep, 0);
+	CHECK(param("polls_successful") > successful, "on two CPUs, no wait ended while spinning");
+out:
+	CHECK(param_write("poll_ns", saved_text) == 0, "poll_ns restored");
+	close(fd);
+	close(ep);
+	close(ev);
 }
 
 /* ---- the malformed-message loop ---- */
@@ -2074,6 +2316,7 @@ static const struct {
 	{ "threads", t_threads },
 	{ "exchange", t_exchange },
 	{ "exchange-epoll", t_exchange_epoll },
+	{ "adaptive-poll", t_adaptive_poll },
 	{ "fuzz", t_fuzz },
 	{ "roundtrip-after-fuzz", t_roundtrip },
 	{ "leaks", t_leaks },
