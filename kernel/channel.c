@@ -472,16 +472,33 @@ static int fusd_copy_msg(char __user *buf, struct fusd_req *req, enum fusd_msg_k
 	return hdr.size;
 }
 
+struct fusd_either {
+	struct fusd_channel *chan;
+	struct file *wake;
+};
+
+/* A message, or @wake ready: either ends a wait. */
+static bool fusd_either_ready(const void *arg)
+{
+	const struct fusd_either *e = arg;
+
+	return fusd_chan_readable(e->chan) ||
+	       (vfs_poll(e->wake, NULL) & (EPOLLIN | EPOLLERR | EPOLLHUP));
+}
+
 /*
  * Sleep until @chan has a message (0), @wake is ready (-EAGAIN) or a signal comes
- * (-ERESTARTSYS); -ENOMEM if a wait entry cannot be had.  This is select() on the two files, built from the same parts: one poll
- * table registers us on both wait queues, and whichever wakes first ends the wait.
+ * (-ERESTARTSYS); -ENOMEM if a wait entry cannot be had.  This is select() on the two
+ * files, built from the same parts: one poll table registers us on both wait queues, and
+ * whichever wakes first ends the wait.
  */
 static int fusd_chan_wait_either(struct fusd_channel *chan, struct file *self, struct file *wake)
 {
+	struct fusd_either either = { chan, wake };
 	struct poll_wqueues pwq;
 	int ret;
 
+	fusd_poll(fusd_either_ready, &either);	/* the loop below sees what ended it */
 	poll_initwait(&pwq);
 	for (;;) {
 		__poll_t wake_mask;

@@ -1727,6 +1727,7 @@ static int becomes_asleep(pid_t pid, pid_t tid, double secs)
 
 struct poll_waiter {
 	int fd;			/* the channel */
+	int wake_fd;
 	int cpu;
 	pid_t tid;
 	int n;			/* what the exchange returned */
@@ -1739,21 +1740,21 @@ static void *poll_waiter_main(void *p)
 
 	pin_to_cpu(w->cpu);
 	__atomic_store_n(&w->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
-	w->n = exchange(w->fd, NULL, 0, buf, sizeof(buf), FUSD_EXCHANGE_WAIT, -1, NULL);
+	w->n = exchange(w->fd, NULL, 0, buf, sizeof(buf), FUSD_EXCHANGE_WAIT, w->wake_fd, NULL);
 	return NULL;
 }
 
 /*
- * A daemon thread alone on CPU 1 waiting for a request that does not come: it spins first
- * (a spin can also end early, when RCU or another task wants the CPU: tried a few times),
- * then sleeps, and a signal ends its wait.
+ * A daemon thread alone on CPU 1 waiting (with @wake_fd) for a request that does not come:
+ * it spins first (a spin can also end early, when RCU or another task wants the CPU: tried
+ * a few times), then sleeps, and a signal ends its wait.
  */
-static void check_daemon_poll(int fd)
+static void check_daemon_poll(int fd, int wake_fd, const char *what)
 {
 	int spun = 0;
 
 	for (int try = 0; try < 5 && !spun; try++) {
-		struct poll_waiter w = { fd, 1, 0, 0 };
+		struct poll_waiter w = { fd, wake_fd, 1, 0, 0 };
 		long attempted = param("polls_attempted");
 		pthread_t th;
 		pid_t tid;
@@ -1761,14 +1762,14 @@ static void check_daemon_poll(int fd)
 		pthread_create(&th, NULL, poll_waiter_main, &w);
 		while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)))
 			ft_msleep(1);
-		CHECK(becomes_asleep(getpid(), tid, 10), "the daemon sleeps after poll_ns: state %c",
-		      task_state(getpid(), tid));
+		CHECK(becomes_asleep(getpid(), tid, 10), "%s: the daemon sleeps after poll_ns: state %c",
+		      what, task_state(getpid(), tid));
 		spun = param("polls_attempted") > attempted;
 		pthread_kill(th, SIGUSR1);
 		pthread_join(th, NULL);
-		CHECK(w.n == -EINTR, "a signal ends the daemon's wait: %d", w.n);
+		CHECK(w.n == -EINTR, "%s: a signal ends the daemon's wait: %d", what, w.n);
 	}
-	CHECK(spun, "a daemon alone on its CPU spins before it sleeps");
+	CHECK(spun, "%s: a daemon alone on its CPU spins before it sleeps", what);
 }
 
 /*
@@ -1867,7 +1868,9 @@ static void t_adaptive_poll(void)
 	}
 
 	/* alone on a CPU: a daemon and a caller spin, then sleep; a signal ends either wait */
-	check_daemon_poll(fd);
+	check_daemon_poll(fd, -1, "read");
+	check_daemon_poll(fd, ep, "epoll wake_fd");
+	check_daemon_poll(fd, ev, "eventfd wake_fd");
 	pin_to_cpu(1);
 	check_caller_poll(fd, dev);
 
