@@ -94,6 +94,17 @@ static inline void ft_die(const char *fmt, ...)
 	exit(99);
 }
 
+/* The calling thread on @cpu only. */
+static inline void ft_pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		ft_die("sched_setaffinity(%d)", cpu);
+}
+
 /* ---- the daemon's side of the UAPI ---- */
 
 /* Open a channel and say HELLO; returns the fd or -errno. */

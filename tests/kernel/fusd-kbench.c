@@ -99,16 +99,6 @@ static void bench_daemon_exchange_epoll(int fd)
 	exchange_loop(fd, ep);
 }
 
-static void pin(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set))
-		ft_die("sched_setaffinity %d", cpu);
-}
-
 static double ns_per_read(const char *path, long iters)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -143,13 +133,13 @@ static double ns_per_pingpong(int caller_cpu, int peer_cpu, long iters)
 	if (p == 0) {
 		close(ab[1]);
 		close(ba[0]);
-		pin(peer_cpu);
+		ft_pin_to_cpu(peer_cpu);
 		while (read(ab[0], &c, 1) == 1)
 			if (write(ba[1], &c, 1) != 1)
 				break;
 		_exit(0);
 	}
-	pin(caller_cpu);
+	ft_pin_to_cpu(caller_cpu);
 	for (long i = 0; i < iters / 10 + iters; i++) {
 		if (i == iters / 10)
 			t = ft_now();
@@ -173,7 +163,7 @@ static double ns_per_fusd_read(void (*daemon)(int), int caller_cpu, int daemon_c
 	int fd, st;
 	pid_t d;
 
-	pin(daemon_cpu);
+	ft_pin_to_cpu(daemon_cpu);
 	fd = ft_channel();
 	if (fd < 0 || ft_register(fd, name, 0666, 0, 0, NULL))
 		ft_die("register %s", name);
@@ -181,7 +171,7 @@ static double ns_per_fusd_read(void (*daemon)(int), int caller_cpu, int daemon_c
 	if (d == 0)
 		daemon(fd);
 	close(fd);
-	pin(caller_cpu);
+	ft_pin_to_cpu(caller_cpu);
 	ns = ns_per_read("/dev/fusd-bench", iters);
 	kill(d, SIGKILL);
 	waitpid(d, &st, 0);
@@ -194,7 +184,7 @@ static void run(const char *label, int caller_cpu, int daemon_cpu, long iters)
 {
 	double zero, fusd, exch, exep, pipe;
 
-	pin(caller_cpu);
+	ft_pin_to_cpu(caller_cpu);
 	zero = ns_per_read("/dev/zero", iters);
 	fusd = ns_per_fusd_read(bench_daemon, caller_cpu, daemon_cpu, iters);
 	exch = ns_per_fusd_read(bench_daemon_exchange, caller_cpu, daemon_cpu, iters);

@@ -137,17 +137,6 @@ static long live(const char *what)
 	return param(name);
 }
 
-/* This thread on @cpu only. */
-static void pin_to_cpu(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set))
-		ft_die("sched_setaffinity(%d)", cpu);
-}
-
 /* Number of entries in /sys/class/fusd. */
 static int class_count(void)
 {
@@ -1367,7 +1356,7 @@ static void *exch_caller_main(void *p)
 	char b[8];
 
 	if (c->cpu >= 0)
-		pin_to_cpu(c->cpu);
+		ft_pin_to_cpu(c->cpu);
 	fd = open_node(c->dev, O_RDWR);
 
 	for (int i = 0; fd >= 0 && i < c->rounds; i++)
@@ -1738,7 +1727,7 @@ static void *poll_waiter_main(void *p)
 	static unsigned char buf[FUSD_MIN_READ_BUFFER];
 	struct poll_waiter *w = p;
 
-	pin_to_cpu(w->cpu);
+	ft_pin_to_cpu(w->cpu);
 	__atomic_store_n(&w->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	w->n = exchange(w->fd, NULL, 0, buf, sizeof(buf), FUSD_EXCHANGE_WAIT, w->wake_fd, NULL);
 	return NULL;
@@ -1793,7 +1782,7 @@ static void check_caller_poll(int fd, const char *dev)
 		int dfd, r;
 		char b;
 
-		pin_to_cpu(0);
+		ft_pin_to_cpu(0);
 		dfd = open_node(dev, O_RDWR);
 		r = dfd >= 0 && read(dfd, &b, 1) < 0 ? -errno : 1;
 		if (write(pfd[1], &r, sizeof(r)) < 0) {}
@@ -1855,7 +1844,7 @@ static void t_adaptive_poll(void)
 
 	/* one CPU for daemon and caller, polls of up to 1 s: nobody ever spins */
 	CHECK(param_write("poll_ns", "1000000000") == 0, "poll_ns = 1 s");
-	pin_to_cpu(0);
+	ft_pin_to_cpu(0);
 	attempted = param("polls_attempted");
 	serve_by_exchanges(fd, dev, 200, -1, 0);
 	serve_by_exchanges(fd, dev, 200, ep, 0);
@@ -1871,7 +1860,7 @@ static void t_adaptive_poll(void)
 	check_daemon_poll(fd, -1, "read");
 	check_daemon_poll(fd, ep, "epoll wake_fd");
 	check_daemon_poll(fd, ev, "eventfd wake_fd");
-	pin_to_cpu(1);
+	ft_pin_to_cpu(1);
 	check_caller_poll(fd, dev);
 
 	/* daemon on CPU 1, caller on CPU 0: waits end while spinning */
