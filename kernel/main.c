@@ -88,12 +88,9 @@ unsigned int fusd_poll_ns = FUSD_POLL_NS_DEFAULT;
 static int fusd_poll_ns_set(const char *val, const struct kernel_param *kp)
 {
 	unsigned int ns;
-	int err = kstrtouint(val, 0, &ns);
 
-	if (err)
-		return err;
-	if (ns > FUSD_POLL_NS_MAX)
-		return -EINVAL;
+	if (kstrtouint(val, 0, &ns) || ns > FUSD_POLL_NS_MAX)
+		return -EINVAL;		/* also for a number too large for kstrtouint (ERANGE) */
 	WRITE_ONCE(fusd_poll_ns, ns);
 	return 0;
 }

@@ -17,9 +17,11 @@
  * The flow
  *   a wake-up on the set's queue (something in the set got ready; any context) ->
  *     fusd_waker_wake(): set woken, wake the sleeper if there is one;
- *   an exchange that must wait -> fusd_waker_wait(): while woken, clear it and look at the
- *     set (vfs_poll without a table): ready ends the wait and leaves woken set.  Else sleep
- *     on chan->waitq, like a blocking read(), until a request, woken, or a signal.
+ *   an exchange that must wait -> fusd_waker_wait(): spin while its CPU is otherwise idle
+ *     until a request or woken (fusd_poll(), at most poll_ns); then, while woken, clear it
+ *     and look at the set (vfs_poll without a table): ready ends the wait and leaves woken
+ *     set.  Else sleep on chan->waitq, like a blocking read(), until a request, woken, or a
+ *     signal.
  *
  * "Woken" is cleared only by a look that found the set not ready, and the set's queue is
  * woken whenever it gets ready again, so a set that stays ready (level-triggered fds the

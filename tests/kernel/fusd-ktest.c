@@ -1838,6 +1838,7 @@ static void t_adaptive_poll(void)
 	CHECK(param_write("poll_ns", "1000000001") == -EINVAL, "more than 1 s refused");
 	CHECK(param_write("poll_ns", "-1") == -EINVAL, "negative refused");
 	CHECK(param_write("poll_ns", "50us") == -EINVAL, "not a number refused");
+	CHECK(param_write("poll_ns", "99999999999") == -EINVAL, "far too large refused");
 	CHECK(param("poll_ns") == saved, "a refused write changes nothing: %ld", param("poll_ns"));
 	CHECK(fd >= 0 && ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
 	ep = epoll_with(ev);
