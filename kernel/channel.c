@@ -483,7 +483,7 @@ static bool fusd_either_ready(const void *arg)
 	const struct fusd_either *e = arg;
 
 	return fusd_chan_readable(e->chan) ||
-	       (vfs_poll(e->wake, NULL) & (EPOLLIN | EPOLLERR | EPOLLHUP));
+	       (vfs_poll(e->wake, NULL) & FUSD_WAKE_EVENTS);
 }
 
 /*
@@ -517,7 +517,7 @@ static int fusd_chan_wait_either(struct fusd_channel *chan, struct file *self, s
 			ret = 0;
 			break;
 		}
-		if (wake_mask & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+		if (wake_mask & FUSD_WAKE_EVENTS) {
 			ret = -EAGAIN;
 			break;
 		}

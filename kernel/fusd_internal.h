@@ -197,6 +197,7 @@ static __always_inline bool fusd_poll(bool (*done)(const void *arg), const void 
 }
 
 /* waker.c */
+#define FUSD_WAKE_EVENTS	(EPOLLIN | EPOLLERR | EPOLLHUP)	/* what of a wake_fd ends a wait */
 int fusd_waker_wait(struct fusd_channel *chan, struct file *wake);
 void fusd_waker_release(struct fusd_channel *chan);
 

@@ -46,7 +46,6 @@
 #include "fusd_internal.h"
 
 #define FUSD_WAKER_WOKEN	0	/* bit in waker->flags */
-#define FUSD_WAKE_EVENTS	(EPOLLIN | EPOLLERR | EPOLLHUP)
 
 struct fusd_waker {
 	struct file *file;			/* the epoll set; counted */
