@@ -328,7 +328,7 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "fusd-bench: --unpinned goes with --compare-backends\n");
         return 2;
     }
-    if (compare && unpinned)
+    if (unpinned)
         return compare_backends(argv[0], scale, -1);
     pin_to_cpu(0);
     if (compare)

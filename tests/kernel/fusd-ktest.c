@@ -1674,7 +1674,7 @@ static void t_exchange_epoll(void)
 
 /* ---- adaptive polling (poll_ns) ---- */
 
-/* The scheduler state of thread @tid of this process ('R', 'S', ...), or '?'. */
+/* The scheduler state of thread @tid of process @pid ('R', 'S', ...), or '?'. */
 static char task_state(pid_t pid, pid_t tid)
 {
 	char p[96], buf[512];
