@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "child.hpp"
+#include "fd.hpp"
 
 #include <cerrno>
 #include <climits>
@@ -116,19 +117,6 @@ void set_nonblocking(int fd) {
     ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-struct Fd {
-    int fd = -1;
-    ~Fd() {
-        if (fd >= 0)
-            ::close(fd);
-    }
-    int release() {
-        int f = fd;
-        fd = -1;
-        return f;
-    }
-};
-
 } // namespace
 
 CommandSpec resolve_command(const std::vector<std::string> &words) {
@@ -174,10 +162,10 @@ Child spawn_command(const CommandSpec &command, const std::vector<std::string> &
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) != 0)
         throw CommandError(errno, fmt::format("cannot start '{}': pipe2: {}", command.argv.at(0), std::strerror(errno)));
-    Fd in_r{in[0]}, in_w{in[1]};
+    fusd::Fd in_r{in[0]}, in_w{in[1]};
     if (::pipe2(out, O_CLOEXEC) != 0)
         throw CommandError(errno, fmt::format("cannot start '{}': pipe2: {}", command.argv.at(0), std::strerror(errno)));
-    Fd out_r{out[0]}, out_w{out[1]};
+    fusd::Fd out_r{out[0]}, out_w{out[1]};
 
     std::vector<char *> argv;
     argv.reserve(command.argv.size() + 1);
@@ -205,8 +193,8 @@ Child spawn_command(const CommandSpec &command, const std::vector<std::string> &
     setup.exe = command.path.c_str();
     setup.argv = argv.data();
     setup.envp = envp.data();
-    setup.in = in_r.fd;
-    setup.out = out_w.fd;
+    setup.in = in_r.get();
+    setup.out = out_w.get();
     setup.err = stderr_fd;
     setup.parent = ::getpid();
 
@@ -230,8 +218,8 @@ Child spawn_command(const CommandSpec &command, const std::vector<std::string> &
         reap(pid);
         throw CommandError(err, fmt::format("cannot watch '{}': pidfd_open: {}", command.argv.at(0), std::strerror(err)));
     }
-    set_nonblocking(in_w.fd);
-    set_nonblocking(out_r.fd);
+    set_nonblocking(in_w.get());
+    set_nonblocking(out_r.get());
     child.stdin_fd = in_w.release();
     child.stdout_fd = out_r.release();
     return child;
