@@ -2,6 +2,7 @@
 # fusdctl conventions: --help everywhere, --version, exit statuses, man pages.
 
 load helpers
+bats_scope host-only
 
 @test "--version" {
 	run "$FUSDCTL" --version
@@ -65,4 +66,60 @@ load helpers
 	for c in serve ls trace rm doctor; do
 		[ -f "$REPO/man/fusdctl-$c.1" ]
 	done
+}
+
+# ---- usage errors of each subcommand ------------------------------------------------------
+
+@test "serve --restart without --shared is a usage error" {
+	run "$FUSDCTL" serve --restart "$NAME" -- true
+	assert_failure 2
+	assert_output --partial "--restart needs --shared"
+	[ ! -e "$DEV" ]
+}
+
+@test "serve: missing command: exit 2 with a usage message" {
+	run "$FUSDCTL" serve "$NAME"
+	assert_failure 2
+	assert_output --partial "COMMAND"
+	[ ! -e "$DEV" ]
+}
+
+@test "serve: bad --mode, --owner, --backend, unknown option: exit 2" {
+	run "$FUSDCTL" serve --mode 999 "$NAME" -- true
+	assert_failure 2
+	assert_output --partial "--mode"
+	run "$FUSDCTL" serve --owner no-such-user-fusd "$NAME" -- true
+	assert_failure 2
+	assert_output --partial "no-such-user-fusd"
+	run "$FUSDCTL" serve --backend floppy "$NAME" -- true
+	assert_failure 2
+	assert_output --partial "backend"
+	run "$FUSDCTL" serve --no-such-option "$NAME" -- true
+	assert_failure 2
+	[ ! -e "$DEV" ]
+}
+
+@test "ls --help and an unknown option" {
+	run "$FUSDCTL" ls --help
+	assert_success
+	assert_output --partial "--json"
+	run "$FUSDCTL" ls --bogus
+	assert_failure 2
+}
+
+@test "rm of a bad name: exit 1; no argument: exit 2" {
+	run "$FUSDCTL" rm "../etc/passwd"
+	assert_failure 1
+	assert_output --partial "../etc/passwd"
+	run "$FUSDCTL" rm
+	assert_failure 2
+}
+
+@test "trace: bad device name exit 1, bad count exit 2" {
+	run "$FUSDCTL" trace "../x"
+	assert_failure 1
+	run "$FUSDCTL" trace -n -4 "$DEV"
+	assert_failure 2
+	run "$FUSDCTL" trace -n lots "$DEV"
+	assert_failure 2
 }

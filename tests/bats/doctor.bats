@@ -2,6 +2,7 @@
 # fusdctl doctor: usable backends, the reasons for the others, and what auto picks.
 
 load helpers
+bats_scope every-backend
 
 @test "doctor: every backend, usable or why not, and the pick of auto" {
 	run "$FUSDCTL" doctor

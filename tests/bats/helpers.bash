@@ -17,11 +17,26 @@ FUSD_BACKEND=${FUSD_BACKEND:-auto}
 PY=$(command -v /usr/bin/python3 || command -v python3 || true)
 export FUSDCTL FUSD_BACKEND PY
 
+# bats_scope SCOPE: each .bats file says, right after `load helpers`, where its tests mean
+# something (tests/vm/on-backend.sh reads that line):
+#   bats_scope every-backend  its tests serve devices: they run on the host (FUSE) and again, in
+#                             the QEMU guest, on CUSE and on the kernel backend
+#   bats_scope host-only      its tests touch no device (argument parsing, usage errors, --help,
+#                             completions, man pages): they run once, on the host. Kept honest:
+#                             such a test gets an unknown backend and an empty registry of its
+#                             own, so serving or finding a device fails it.
+bats_scope() { BATS_SCOPE=$1; }
+
 common_setup() {
 	[ -x "$FUSDCTL" ] || fail "no fusdctl at $FUSDCTL: build it (cmake --build build) or set FUSDCTL"
 	NAME=fusd-bats-$$-$BATS_TEST_NUMBER
 	DEV=/dev/$NAME
 	T=$BATS_TEST_TMPDIR
+	case ${BATS_SCOPE:-} in
+	every-backend) ;;
+	host-only) export FUSD_BACKEND=none-in-a-host-only-test FUSD_RUNTIME_DIR=$T/runtime ;;
+	*) fail "${BATS_TEST_FILENAME##*/}: no 'bats_scope every-backend' or 'bats_scope host-only' after 'load helpers'" ;;
+	esac
 	: >"$T/pids"
 	: >"$T/devs"
 	: >"$T/cmdpids"
@@ -29,6 +44,9 @@ common_setup() {
 
 common_teardown() {
 	local dev pid leftovers=""
+	if [ "$BATS_SCOPE" = host-only ] && compgen -G "$T/runtime/devices/*" >/dev/null; then
+		leftovers+=" a device served by a host-only test (make its file 'bats_scope every-backend');"
+	fi
 	# Stopped servers are continued; then asked nicely to unregister, then forced.
 	while read -r pid; do
 		[ -z "$pid" ] || kill -CONT "$pid" 2>/dev/null || true
@@ -153,3 +171,19 @@ py() {
 
 # The tests run as root; a caller that is not root:
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+
+# complete_bash WORD...: the candidates bash offers for the last word.
+complete_bash() {
+	bash -c '
+source "$1"; shift
+PATH=$(dirname "$FUSDCTL"):$PATH
+COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+_fusdctl
+printf "%s\n" "${COMPREPLY[@]}"' _ "$REPO/completions/fusdctl.bash" "$@"
+}
+
+# complete_fish LINE: the candidates fish offers for the command line LINE.
+complete_fish() {
+	PATH=$(dirname "$FUSDCTL"):$PATH fish -c 'source $argv[1]; complete -C $argv[2]' \
+		"$REPO/completions/fusdctl.fish" "$1" | cut -f1
+}

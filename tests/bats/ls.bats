@@ -2,6 +2,7 @@
 # fusdctl ls: every live device, as a table or JSON; dead daemons never shown as live.
 
 load helpers
+bats_scope every-backend
 
 json_field() { # json_field DEVICE FIELD: from `fusdctl ls --json`
 	"$FUSDCTL" ls --json | "$PY" -c '
@@ -79,10 +80,19 @@ print([d["state"] for d in json.load(open(sys.argv[1])) if d["device"] == sys.ar
 	[ ! -e "$DEV" ]
 }
 
-@test "ls --help and an unknown option" {
-	run "$FUSDCTL" ls --help
-	assert_success
-	assert_output --partial "--json"
-	run "$FUSDCTL" ls --bogus
-	assert_failure 2
+@test "completion: bash offers live device names for rm and trace" {
+	serve_d "$NAME" -- true
+	run complete_bash fusdctl rm ""
+	assert_line "$DEV"
+	run complete_bash fusdctl trace "/dev/fusd-bats-$$-$BATS_TEST_NUMBER"
+	assert_output "$DEV"
+	run complete_bash fusdctl rm --force "/dev/fusd-bats-$$-$BATS_TEST_NUMBER"
+	assert_output "$DEV"
+}
+
+@test "completion: fish offers live device names" {
+	command -v fish >/dev/null || skip "fish not installed"
+	serve_d "$NAME" -- true
+	run complete_fish "fusdctl rm "
+	assert_line "$DEV"
 }

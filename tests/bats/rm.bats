@@ -2,6 +2,7 @@
 # fusdctl rm: unregister; --force releases blocked callers of a stopped server.
 
 load helpers
+bats_scope every-backend
 
 @test "rm: the server unregisters, ends its commands and exits" {
 	serve_d "$NAME" -- sh -c 'echo $$; exec sleep 60'
@@ -76,14 +77,6 @@ load helpers
 	assert_failure 1
 	assert_output --partial "$DEV-nonexistent"
 	assert_output --partial "no such"
-}
-
-@test "rm of a bad name: exit 1; no argument: exit 2" {
-	run "$FUSDCTL" rm "../etc/passwd"
-	assert_failure 1
-	assert_output --partial "../etc/passwd"
-	run "$FUSDCTL" rm
-	assert_failure 2
 }
 
 @test "rm of a regular /dev node that fusd does not serve: exit 1, node untouched" {

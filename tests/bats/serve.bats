@@ -3,6 +3,7 @@
 # detach readiness, clean exit, permissions, and every bad input.
 
 load helpers
+bats_scope every-backend
 
 @test "serve -- echo: cat prints the command's output, then end of file" {
 	serve_d "$NAME" -- echo "hello from fusd"
@@ -177,13 +178,6 @@ while len(pids) < 3:
 print(len(pids))' "$DEV"
 	assert_success
 	assert_output "3"
-}
-
-@test "--restart without --shared is a usage error" {
-	run "$FUSDCTL" serve --restart "$NAME" -- true
-	assert_failure 2
-	assert_output --partial "--restart needs --shared"
-	[ ! -e "$DEV" ]
 }
 
 @test "O_NONBLOCK: read gives EAGAIN while there is no output" {
@@ -442,13 +436,6 @@ os.close(fd)' "$DEV"
 	[ "$(timeout 10 cat "$DEV")" = first ]
 }
 
-@test "missing command: exit 2 with a usage message" {
-	run "$FUSDCTL" serve "$NAME"
-	assert_failure 2
-	assert_output --partial "COMMAND"
-	[ ! -e "$DEV" ]
-}
-
 @test "a command that cannot be executed is reported before any node is made" {
 	run "$FUSDCTL" serve -d --backend "$FUSD_BACKEND" "$NAME" -- no-such-command-fusd-bats 3>&-
 	assert_failure 1
@@ -459,20 +446,5 @@ os.close(fd)' "$DEV"
 	run "$FUSDCTL" serve --backend "$FUSD_BACKEND" "$NAME" -- /etc/passwd
 	assert_failure 1
 	assert_output --partial "Permission denied"
-	[ ! -e "$DEV" ]
-}
-
-@test "bad --mode, --owner, --backend, unknown option: exit 2" {
-	run "$FUSDCTL" serve --mode 999 "$NAME" -- true
-	assert_failure 2
-	assert_output --partial "--mode"
-	run "$FUSDCTL" serve --owner no-such-user-fusd "$NAME" -- true
-	assert_failure 2
-	assert_output --partial "no-such-user-fusd"
-	run "$FUSDCTL" serve --backend floppy "$NAME" -- true
-	assert_failure 2
-	assert_output --partial "backend"
-	run "$FUSDCTL" serve --no-such-option "$NAME" -- true
-	assert_failure 2
 	[ ! -e "$DEV" ]
 }

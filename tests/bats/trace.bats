@@ -2,6 +2,7 @@
 # fusdctl trace: the calls made on devices, as text or JSON lines.
 
 load helpers
+bats_scope every-backend
 
 # start_trace OUTFILE ARGS...: a background tracer; waits until it sees traffic (proof that the
 # subscription is live) by opening and closing the device until a line appears.
@@ -124,13 +125,4 @@ os.close(fd)' "$DEV"
 	kill -INT "$tracer"
 	wait_gone "$tracer" 5
 	wait "$tracer" # exit status 0
-}
-
-@test "trace: bad device name exit 1, bad count exit 2" {
-	run "$FUSDCTL" trace "../x"
-	assert_failure 1
-	run "$FUSDCTL" trace -n -4 "$DEV"
-	assert_failure 2
-	run "$FUSDCTL" trace -n lots "$DEV"
-	assert_failure 2
 }

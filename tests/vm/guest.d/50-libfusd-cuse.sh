@@ -1,5 +1,5 @@
 #!/bin/bash
-# libfusd on the CUSE backend: the unit tests, then the integration tests of tests/integration,
+# libfusd on the CUSE backend: the integration tests of tests/integration,
 # unchanged (they read FUSD_BACKEND and FUSD_BUILD). Needs cuse.ko (loaded by tests/vm/init).
 set -u
 B=$FUSD_BUILD/tests

@@ -1,8 +1,8 @@
 #!/bin/bash
-# fusdctl's whole bats suite, the same tests as on the host, on the CUSE and on the kernel
-# backend. The two runs go side by side, one per guest CPU: each takes about 4 minutes under
-# TCG, and one after the other they would use most of the guest stage's 10 minutes. Their
-# device names cannot collide (they carry the test process's pid).
+# fusdctl's bats files that depend on the backend (`bats_scope every-backend`), the same tests
+# as on the host, on the CUSE and on the kernel backend. The two runs go side by side, one per
+# guest CPU: each is the dearest part of the guest stage under TCG. Their device names cannot
+# collide (they carry the test process's pid).
 set -u
 run_on() {  # run_on BACKEND CONTROL_NODE: the suite's TAP output goes to $FUSD_VM_OUT
 	"$FUSD_REPO/tests/vm/on-backend.sh" bats "$1" "$2" >"$FUSD_VM_OUT/bats-$1.tap" 2>&1
