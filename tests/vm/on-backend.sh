@@ -25,7 +25,7 @@ bats)
 	command -v bats >/dev/null || { echo "FAIL: no bats in the guest"; exit 1; }
 	mapfile -t files < <(grep -lx 'bats_scope every-backend' "$FUSD_REPO"/tests/bats/*.bats)
 	[ ${#files[@]} -gt 0 ] || { echo "FAIL: no bats file says 'bats_scope every-backend'"; exit 1; }
-	exec bats --tap "${files[@]}"
+	exec bats --tap --timing "${files[@]}"
 	;;
 *)
 	echo "FAIL: unknown suite '$suite'"

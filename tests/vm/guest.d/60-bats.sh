@@ -15,5 +15,8 @@ for backend in cuse kernel; do
 	if wait "$pid"; then verdict=PASS; else verdict=FAIL; fail=1; fi
 	sed "s/^/$backend: /" "$FUSD_VM_OUT/bats-$backend.tap"
 	echo "$verdict bats suite on $backend"
+	echo "$backend: the dearest tests (bats --timing):"
+	sed -n -E 's/^(not )?ok [0-9]+ (.*) in ([0-9]+)ms$/\3 \2/p' "$FUSD_VM_OUT/bats-$backend.tap" |
+		sort -rn | head -5 | awk '{ ms = $1; $1 = ""; printf "  %6.1f s %s\n", ms / 1000, $0 }'
 done
 exit $fail
