@@ -12,6 +12,10 @@ load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 
 REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+# Seconds that any wait in these tests may last: a hang guard, never a speed target. It only
+# ends a test that would otherwise wait forever, so it is far above the slowest whole test seen
+# (about 20 s, in the TCG guest on a loaded 2-core host).
+GUARD=60
 FUSDCTL=${FUSDCTL:-$REPO/build/cmd/fusdctl}
 FUSD_BACKEND=${FUSD_BACKEND:-auto}
 PY=$(command -v /usr/bin/python3 || command -v python3 || true)
@@ -53,7 +57,7 @@ common_teardown() {
 	done <"$T/pids"
 	while read -r dev; do
 		[ -n "$dev" ] || continue
-		timeout 10 "$FUSDCTL" rm "$dev" >/dev/null 2>&1 || timeout 10 "$FUSDCTL" rm --force "$dev" >/dev/null 2>&1 || true
+		timeout "$GUARD" "$FUSDCTL" rm "$dev" >/dev/null 2>&1 || timeout "$GUARD" "$FUSDCTL" rm --force "$dev" >/dev/null 2>&1 || true
 	done <"$T/devs"
 	while read -r pid; do
 		[ -n "$pid" ] || continue
@@ -61,11 +65,11 @@ common_teardown() {
 	done <"$T/pids"
 	while read -r pid; do
 		[ -n "$pid" ] || continue
-		wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null; leftovers+=" server $pid still running;"; }
+		wait_gone "$pid" "$GUARD" || { kill -KILL "$pid" 2>/dev/null; leftovers+=" server $pid still running;"; }
 	done <"$T/pids"
 	while read -r pid; do
 		[ -n "$pid" ] || continue
-		wait_gone "$pid" 5 || { kill -KILL "$pid" 2>/dev/null; leftovers+=" command $pid still running;"; }
+		wait_gone "$pid" "$GUARD" || { kill -KILL "$pid" 2>/dev/null; leftovers+=" command $pid still running;"; }
 	done <"$T/cmdpids"
 	while read -r dev; do
 		[ -n "$dev" ] || continue
@@ -74,7 +78,7 @@ common_teardown() {
 			leftovers+=" mount $dev;"
 		fi
 		if [ -e "$dev" ] || [ -L "$dev" ]; then
-			timeout 10 "$FUSDCTL" rm --force "$dev" >/dev/null 2>&1 || rm -f "$dev"
+			timeout "$GUARD" "$FUSDCTL" rm --force "$dev" >/dev/null 2>&1 || rm -f "$dev"
 			leftovers+=" node $dev;"
 		fi
 	done <"$T/devs"
@@ -151,7 +155,7 @@ serve_fg() {
 	"$FUSDCTL" serve --backend "$FUSD_BACKEND" --pidfile "$T/fg.pid" "$dev" "$@" 2>"$T/fg.err" 3>&- &
 	SERVER_PID=$!
 	track_pid "$SERVER_PID"
-	wait_for 10 test -s "$T/fg.pid" || fail "foreground server not ready: $(cat "$T/fg.err")"
+	wait_for "$GUARD" test -s "$T/fg.pid" || fail "foreground server not ready: $(cat "$T/fg.err")"
 }
 
 devpath() {
@@ -166,7 +170,7 @@ devpath() {
 py() {
 	local script=$1
 	shift
-	timeout 20 "$PY" -c "$script" "$@"
+	timeout "$GUARD" "$PY" -c "$script" "$@"
 }
 
 # The tests run as root; a caller that is not root:

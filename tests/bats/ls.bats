@@ -53,12 +53,12 @@ print(d["state"], d["pid"], d["backend"] in ("kernel", "cuse", "fuse"), "serve" 
 @test "ls counts open files and calls served" {
 	serve_d "$NAME" -- sleep 30
 	calls0=$(json_field "$DEV" calls)
-	timeout 20 cat "$DEV" &
+	timeout "$GUARD" cat "$DEV" &
 	reader=$!
-	wait_for 5 opens_are -ge 1
+	wait_for "$GUARD" opens_are -ge 1
 	kill "$reader"
 	wait "$reader" || true
-	wait_for 5 opens_are -eq 0
+	wait_for "$GUARD" opens_are -eq 0
 	calls1=$(json_field "$DEV" calls)
 	[ "$calls1" -gt "$calls0" ]
 }
@@ -74,9 +74,9 @@ import json, sys
 print([d["state"] for d in json.load(open(sys.argv[1])) if d["device"] == sys.argv[2]])' "$T/ls.json" "$DEV"
 	refute_output --partial "live"
 	# sooner or later (once the process is reaped) it is reported dead and its node cleaned
-	wait_for 10 bash -c "! '$FUSDCTL' ls --json | grep -q '\"$DEV\"'"
+	wait_for "$GUARD" bash -c "! '$FUSDCTL' ls --json | grep -q '\"$DEV\"'"
 	not listed "$DEV"
-	wait_for 5 bash -c "! grep -q ' $DEV ' /proc/mounts"
+	wait_for "$GUARD" bash -c "! grep -q ' $DEV ' /proc/mounts"
 	[ ! -e "$DEV" ]
 }
 

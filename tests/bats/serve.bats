@@ -7,22 +7,22 @@ bats_scope every-backend
 
 @test "serve -- echo: cat prints the command's output, then end of file" {
 	serve_d "$NAME" -- echo "hello from fusd"
-	run timeout 10 cat "$DEV"
+	run timeout "$GUARD" cat "$DEV"
 	assert_success
 	assert_output "hello from fusd"
 }
 
 @test "serve -- date: the README example, with a /dev path" {
 	serve_d "$DEV" -- date +%Y
-	run timeout 10 cat "$DEV"
+	run timeout "$GUARD" cat "$DEV"
 	assert_success
 	assert_output "$(date +%Y)"
 }
 
 @test "every open runs the command again" {
 	serve_d "$NAME" -- sh -c 'echo $$'
-	a=$(timeout 10 cat "$DEV")
-	b=$(timeout 10 cat "$DEV")
+	a=$(timeout "$GUARD" cat "$DEV")
+	b=$(timeout "$GUARD" cat "$DEV")
 	[[ $a =~ ^[0-9]+$ ]]
 	[[ $b =~ ^[0-9]+$ ]]
 	[ "$a" != "$b" ]
@@ -44,7 +44,7 @@ os.close(fd)' "$DEV"
 
 @test "large output arrives complete and in order" {
 	serve_d "$NAME" -- seq 1 200000
-	run bash -c "timeout 20 cat '$DEV' | md5sum"
+	run bash -c "timeout "$GUARD" cat '$DEV' | md5sum"
 	assert_success
 	assert_output "$(seq 1 200000 | md5sum)"
 }
@@ -75,13 +75,13 @@ print(len(got), bytes(got) == data)' "$DEV"
 
 @test "a write-only open never blocks on the command's unread output" {
 	serve_d "$NAME" -- cat
-	run timeout 20 bash -c "head -c 3000000 /dev/zero > '$DEV'"
+	run timeout "$GUARD" bash -c "head -c 3000000 /dev/zero > '$DEV'"
 	assert_success
 }
 
 @test "a read-only open: the command's input ends at once" {
 	serve_d "$NAME" -- sh -c 'cat; echo input-ended'
-	run timeout 10 cat "$DEV"
+	run timeout "$GUARD" cat "$DEV"
 	assert_success
 	assert_output "input-ended"
 }
@@ -157,7 +157,7 @@ except OSError as e:
 	assert_success
 	assert_output "bye EPIPE"
 	# the device stays until stopped, still answering end of file
-	run timeout 10 cat "$DEV"
+	run timeout "$GUARD" cat "$DEV"
 	assert_success
 	assert_output ""
 }
@@ -175,9 +175,9 @@ while len(pids) < 3:
     buf += b
     *lines, buf = buf.split(b"\n")
     pids.update(lines)
-print(len(pids))' "$DEV"
+print("restarted twice")' "$DEV"
 	assert_success
-	assert_output "3"
+	assert_output "restarted twice"
 }
 
 @test "O_NONBLOCK: read gives EAGAIN while there is no output" {
@@ -258,18 +258,18 @@ print(dev.decode() == sys.argv[1], int(pid) == os.getpid(), uid.decode(), gid.de
 os.close(fd)' "$DEV"
 	assert_success
 	assert_output "True True 0 0 True"
-	run as_nobody timeout 10 cat "$DEV"
+	run as_nobody timeout "$GUARD" cat "$DEV"
 	assert_success
 	assert_output --regexp "^$DEV [0-9]+ 65534 65534 [0-9]+$"
 }
 
 @test "a caller that is not root: allowed with --mode 0666, refused with 0600" {
 	serve_d "$NAME" --mode 0666 -- echo open
-	run as_nobody timeout 10 cat "$DEV"
+	run as_nobody timeout "$GUARD" cat "$DEV"
 	assert_success
 	assert_output "open"
 	serve_d "$NAME-closed" --mode 0600 -- echo secret
-	run as_nobody timeout 10 cat "$DEV-closed"
+	run as_nobody timeout "$GUARD" cat "$DEV-closed"
 	assert_failure
 	assert_output --partial "Permission denied"
 	refute_output --partial "secret"
@@ -280,23 +280,23 @@ os.close(fd)' "$DEV"
 	run stat -c '%u:%g %a' "$DEV"
 	assert_success
 	assert_output "65534:65534 640"
-	run as_nobody timeout 10 cat "$DEV"
+	run as_nobody timeout "$GUARD" cat "$DEV"
 	assert_success
 	assert_output "mine"
 }
 
 @test "the command's stderr goes to --log FILE" {
 	serve_d "$NAME" --log "$T/log" -- sh -c 'echo to-stdout; echo to-stderr >&2'
-	run timeout 10 cat "$DEV"
+	run timeout "$GUARD" cat "$DEV"
 	assert_success
 	assert_output "to-stdout"
-	wait_for 5 grep -q to-stderr "$T/log"
+	wait_for "$GUARD" grep -q to-stderr "$T/log"
 }
 
 @test "the command's stderr goes to fusdctl's stderr in the foreground" {
 	serve_fg "$NAME" -- sh -c 'echo visible >&2'
-	timeout 10 cat "$DEV"
-	wait_for 5 grep -q visible "$T/fg.err"
+	timeout "$GUARD" cat "$DEV"
+	wait_for "$GUARD" grep -q visible "$T/fg.err"
 }
 
 @test "-d returns once the node is ready and prints the daemon's pid" {
@@ -306,7 +306,7 @@ os.close(fd)' "$DEV"
 	assert_output --regexp '^[0-9]+$'
 	track_pid "$output"
 	# no sleep, no retry: the very next line can use the device
-	[ "$(timeout 10 cat "$DEV")" = ready ]
+	[ "$(timeout "$GUARD" cat "$DEV")" = ready ]
 	alive "$output"
 }
 
@@ -315,21 +315,21 @@ os.close(fd)' "$DEV"
 	[ "$(cat "$T/serve.pid")" = "$SERVER_PID" ]
 	run "$FUSDCTL" rm "$DEV"
 	assert_success
-	wait_gone "$SERVER_PID" 10
+	wait_gone "$SERVER_PID" "$GUARD"
 	[ ! -e "$T/serve.pid" ]
 }
 
 @test "SIGTERM: unregisters, ends the commands and exits 0, leaving nothing behind" {
 	serve_fg "$NAME" -- sh -c 'echo $$; exec sleep 60'
 	# a blocked reader whose command is still running
-	timeout 20 cat "$DEV" >"$T/reader.out" 2>&1 &
+	timeout "$GUARD" cat "$DEV" >"$T/reader.out" 2>&1 &
 	reader=$!
-	wait_for 5 test -s "$T/reader.out"
+	wait_for "$GUARD" test -s "$T/reader.out"
 	read -r cmdpid <"$T/reader.out"
 	track_cmd "$cmdpid"
 	alive "$cmdpid"
 	kill -TERM "$SERVER_PID"
-	wait_gone "$SERVER_PID" 15
+	wait_gone "$SERVER_PID" "$GUARD"
 	wait "$SERVER_PID" # exit status 0
 	wait "$reader" || true
 	[ ! -e "$DEV" ]
@@ -338,14 +338,14 @@ os.close(fd)' "$DEV"
 	# no registry entry either, not even a dead one
 	run "$FUSDCTL" ls --json
 	refute_output --partial "\"$DEV\""
-	wait_gone "$cmdpid" 5
+	wait_gone "$cmdpid" "$GUARD"
 	[ ! -e "$T/fg.pid" ]
 }
 
 @test "SIGINT: the same clean exit" {
 	serve_fg "$NAME" -- echo x
 	kill -INT "$SERVER_PID"
-	wait_gone "$SERVER_PID" 15
+	wait_gone "$SERVER_PID" "$GUARD"
 	wait "$SERVER_PID" # exit status 0
 	[ ! -e "$DEV" ]
 	not grep -q " $DEV " /proc/mounts
@@ -361,7 +361,7 @@ os.close(fd)' "$DEV"
 	assert_success
 	track_cmd "$output"
 	# SIGTERM is ignored: SIGKILL after twice the grace period
-	wait_gone "$output" 5
+	wait_gone "$output" "$GUARD"
 }
 
 @test "a command that exits on end of input is not killed early" {
@@ -372,28 +372,28 @@ fd = os.open(sys.argv[1], os.O_WRONLY)
 os.write(fd, b"line\n")
 os.close(fd)' "$DEV"
 	assert_success
-	wait_for 5 grep -q done "$T/written"
+	wait_for "$GUARD" grep -q done "$T/written"
 	assert_equal "$(cat "$T/written")" $'line\ndone'
 }
 
 @test "a reader killed while blocked frees nothing else: the device keeps working" {
 	serve_d "$NAME" -- sh -c 'sleep 30'
-	timeout 20 cat "$DEV" &
+	timeout "$GUARD" cat "$DEV" &
 	reader=$!
 	sleep 0.3
 	kill -KILL "$reader"
 	wait "$reader" || true
-	run timeout 10 "$FUSDCTL" ls --json
+	run timeout "$GUARD" "$FUSDCTL" ls --json
 	assert_success
 	serve_d "$NAME-2" -- echo still-fine
-	run timeout 10 cat "$DEV-2"
+	run timeout "$GUARD" cat "$DEV-2"
 	assert_output "still-fine"
 }
 
 @test "no zombies and no leaked descriptors in the server" {
 	serve_d "$NAME" -- echo x
 	before=$(ls "/proc/$SERVER_PID/fd" | wc -l)
-	for i in 1 2 3 4 5 6 7 8; do timeout 10 cat "$DEV" >/dev/null; done
+	for i in 1 2 3 4 5 6 7 8; do timeout "$GUARD" cat "$DEV" >/dev/null; done
 	sleep 0.3
 	after=$(ls "/proc/$SERVER_PID/fd" | wc -l)
 	[ "$before" -eq "$after" ]
@@ -403,7 +403,7 @@ os.close(fd)' "$DEV"
 
 @test "the command gets no descriptor of the server" {
 	serve_d "$NAME" -- sh -c 'ls /proc/$$/fd | sort -n | tr "\n" " "'
-	run timeout 10 cat "$DEV"
+	run timeout "$GUARD" cat "$DEV"
 	assert_success
 	# 0, 1, 2 and the one ls opens for /proc/self/fd
 	assert_output --regexp '^0 1 2 ([0-9]+ )?$'
@@ -433,7 +433,7 @@ os.close(fd)' "$DEV"
 	run "$FUSDCTL" serve -d --backend "$FUSD_BACKEND" "$NAME" -- echo second 3>&-
 	assert_failure 1
 	assert_output --partial "$DEV"
-	[ "$(timeout 10 cat "$DEV")" = first ]
+	[ "$(timeout "$GUARD" cat "$DEV")" = first ]
 }
 
 @test "a command that cannot be executed is reported before any node is made" {

@@ -40,7 +40,7 @@ print(os.getpid())' "$DEV"
 	assert_success
 	me=$output
 	# wait for the last close, then check every line is JSON and our calls come in order
-	wait_for 10 bash -c "[ \$(grep -c '\"pid\": *$me\|\"close\"' '$T/trace.json') -ge 7 ]"
+	wait_for "$GUARD" bash -c "[ \$(grep -c '\"pid\": *$me\|\"close\"' '$T/trace.json') -ge 7 ]"
 	sleep 0.3
 	run "$PY" -c '
 import json, sys
@@ -77,7 +77,7 @@ os.close(fd)' "$DEV"
 	assert_success
 	[[ $output =~ ^hi\ True\ ([0-9]+)$ ]]
 	me=${BASH_REMATCH[1]}
-	wait_for 10 grep -qE " $DEV [0-9]+ [^ ]+ close = 0 " "$T/trace.txt" || fail "no close traced: $(cat "$T/trace.txt")"
+	wait_for "$GUARD" grep -qE " $DEV [0-9]+ [^ ]+ close = 0 " "$T/trace.txt" || fail "no close traced: $(cat "$T/trace.txt")"
 	run grep -E "^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} $DEV $me python3[^ ]* open = 0 [0-9]+us$" "$T/trace.txt"
 	assert_success
 	run grep -E "^[0-9:.]+ $DEV $me python3[^ ]* read size=100 offset=[0-9]+ = 3 [0-9]+us$" "$T/trace.txt"
@@ -88,9 +88,9 @@ os.close(fd)' "$DEV"
 
 @test "trace -n COUNT: exits 0 after COUNT calls" {
 	serve_d "$NAME" -- echo hi
-	( for i in $(seq 50); do timeout 5 cat "$DEV" >/dev/null 2>&1; sleep 0.1; done ) 3>&- &
+	( for i in $(seq 50); do timeout "$GUARD" cat "$DEV" >/dev/null 2>&1; sleep 0.1; done ) 3>&- &
 	traffic=$!
-	run timeout 20 "$FUSDCTL" trace -n 3 "$DEV"
+	run timeout "$GUARD" "$FUSDCTL" trace -n 3 "$DEV"
 	kill "$traffic" 2>/dev/null || true
 	wait "$traffic" 2>/dev/null || true
 	assert_success
@@ -110,11 +110,11 @@ os.close(fd)' "$DEV"
 	"$hello" "$NAME" --backend "$FUSD_BACKEND" >/dev/null 2>&1 3>&- &
 	track_pid $!
 	track_dev "$DEV"
-	wait_for 10 bash -c "'$FUSDCTL' ls -q | grep -qx '$DEV'" || skip "examples/hello takes no device name"
+	wait_for "$GUARD" bash -c "'$FUSDCTL' ls -q | grep -qx '$DEV'" || skip "examples/hello takes no device name"
 	start_trace "$T/hello.txt" "$DEV"
-	run timeout 10 cat "$DEV"
+	run timeout "$GUARD" cat "$DEV"
 	assert_output "Hello, world!"
-	wait_for 10 grep -qE " $DEV [0-9]+ cat read .* = 14 " "$T/hello.txt"
+	wait_for "$GUARD" grep -qE " $DEV [0-9]+ cat read .* = 14 " "$T/hello.txt"
 }
 
 @test "trace: SIGINT ends it with status 0" {
@@ -123,6 +123,6 @@ os.close(fd)' "$DEV"
 	track_pid "$tracer"
 	sleep 0.5
 	kill -INT "$tracer"
-	wait_gone "$tracer" 5
+	wait_gone "$tracer" "$GUARD"
 	wait "$tracer" # exit status 0
 }

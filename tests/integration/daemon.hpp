@@ -1,6 +1,7 @@
 // Test helper: run a device daemon (fusd-testd, an example, ...) as a child process.
 #pragma once
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
@@ -28,10 +29,15 @@ inline std::string unique_name(const std::string &tag)
     return "fusd-it-" + std::to_string(getpid()) + "-" + tag + "-" + std::to_string(++n);
 }
 
+// How long any wait in the integration tests may last: a hang guard, never a speed target. It
+// only ends a test that would otherwise wait forever, so it is far above the slowest run seen
+// (the TCG guest on a loaded 2-core host).
+inline constexpr std::chrono::milliseconds kHangGuard{60000};
+
 // Starts `argv`, waits for its first line ("ready ..." or "serving ..."). SIGTERM + reap on exit.
 class Daemon {
 public:
-    explicit Daemon(std::vector<std::string> argv, int timeout_ms = 20000)
+    explicit Daemon(std::vector<std::string> argv, int timeout_ms = kHangGuard.count())
     {
         int out[2];
         if (pipe2(out, O_CLOEXEC) < 0)
@@ -78,7 +84,7 @@ public:
             return status_;
         kill(pid_, SIGCONT);
         kill(pid_, sig);
-        for (int i = 0; i < 1000; ++i) { // up to 10 s, then SIGKILL
+        for (int i = 0; i < kHangGuard.count() / 10; ++i) { // up to kHangGuard, then SIGKILL
             if (waitpid(pid_, &status_, WNOHANG) == pid_) {
                 pid_ = -1;
                 break;
