@@ -241,4 +241,14 @@ int reap(pid_t pid) {
     return status;
 }
 
+std::string describe_status(int status) {
+    if (WIFEXITED(status))
+        return fmt::format("exited with status {}", WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) {
+        const char *name = ::sigabbrev_np(WTERMSIG(status));
+        return fmt::format("was killed by SIG{}", name ? name : std::to_string(WTERMSIG(status)));
+    }
+    return "ended";
+}
+
 } // namespace fusdctl

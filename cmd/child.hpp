@@ -53,4 +53,7 @@ void signal_group(pid_t pid, int sig);
 // Reaps an exited (or about to exit) command; returns its wait status.
 int reap(pid_t pid);
 
+// "exited with status 3", "was killed by SIGTERM": a wait status as the end of a sentence.
+std::string describe_status(int status);
+
 } // namespace fusdctl

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+//
+// fusdctl serve: checking the options (mode, owner, group, backend, times, pidfile, log).
+#include "serve/options.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+#include <string_view>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include "common.hpp"
+
+namespace fusdctl::serve {
+
+namespace {
+
+mode_t parse_mode(const std::string &text) {
+    std::string_view s = text;
+    if (s.starts_with("0o"))
+        s.remove_prefix(2);
+    if (s.empty() || s.size() > 5 || s.find_first_not_of("01234567") != std::string_view::npos)
+        throw UsageError{fmt::format("--mode: '{}' is not an octal mode such as 0660", text)};
+    unsigned long m = std::stoul(std::string(s), nullptr, 8);
+    if (m > 07777)
+        throw UsageError{fmt::format("--mode: '{}' is not an octal mode such as 0660", text)};
+    return static_cast<mode_t>(m);
+}
+
+bool all_digits(const std::string &s) {
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+uid_t parse_owner(const std::string &name) {
+    if (all_digits(name))
+        return static_cast<uid_t>(std::stoul(name));
+    if (const passwd *pw = ::getpwnam(name.c_str()))
+        return pw->pw_uid;
+    throw UsageError{fmt::format("--owner: no such user '{}'", name)};
+}
+
+gid_t parse_group(const std::string &name) {
+    if (all_digits(name))
+        return static_cast<gid_t>(std::stoul(name));
+    if (const group *gr = ::getgrnam(name.c_str()))
+        return gr->gr_gid;
+    throw UsageError{fmt::format("--group: no such group '{}'", name)};
+}
+
+} // namespace
+
+ServeConfig check_options(const ServeOptions &opts) {
+    ServeConfig config;
+    config.path = fusd::device_path(opts.device);
+    if (opts.command.empty())
+        throw UsageError{fmt::format("serve {}: no COMMAND: write 'fusdctl serve {} -- COMMAND [ARG...]'",
+                                     opts.device, opts.device)};
+    if (opts.restart && !opts.shared)
+        throw UsageError{"--restart needs --shared"};
+    if (!(opts.grace >= 0) || opts.grace > 3600)
+        throw UsageError{"--grace: expected seconds between 0 and 3600"};
+    if (!(opts.restart_delay >= 0) || opts.restart_delay > 3600)
+        throw UsageError{"--restart-delay: expected seconds between 0 and 3600"};
+
+    config.device.name = config.path;
+    config.device.mode = parse_mode(opts.mode);
+    if (!opts.owner.empty())
+        config.device.owner = parse_owner(opts.owner);
+    if (!opts.group.empty())
+        config.device.group = parse_group(opts.group);
+    auto backend = fusd::parse_backend(opts.backend);
+    if (!backend)
+        throw UsageError{fmt::format("--backend: '{}' is not one of auto, kernel, cuse, fuse", opts.backend)};
+    config.device.backend = *backend;
+    config.shared = opts.shared;
+    config.restart = opts.restart;
+    config.restart_delay = opts.restart_delay;
+    config.grace = opts.grace;
+    if (!opts.pidfile.empty()) {
+        config.pidfile = opts.pidfile;
+        if (config.pidfile[0] != '/') {
+            char cwd[PATH_MAX];
+            if (::getcwd(cwd, sizeof cwd))
+                config.pidfile = std::string(cwd) + "/" + config.pidfile;
+        }
+    }
+
+    try {
+        config.command = resolve_command(opts.command);
+    } catch (const std::system_error &e) {
+        throw std::runtime_error(fmt::format("{}: {}", config.path, e.what()));
+    }
+
+    if (!opts.log.empty()) {
+        config.log_fd = ::open(opts.log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (config.log_fd < 0)
+            throw std::runtime_error(fmt::format("{}: --log {}: {}", config.path, opts.log, std::strerror(errno)));
+    }
+    return config;
+}
+
+} // namespace fusdctl::serve

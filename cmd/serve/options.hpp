@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+//
+// fusdctl serve: its options as typed (ServeOptions) and as checked before any node is made or
+// any process started (ServeConfig).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "child.hpp"
+#include "fusd/fusd.hpp"
+
+namespace fusdctl::serve {
+
+struct ServeOptions {
+    std::string device;
+    std::vector<std::string> command;
+    bool shared = false;
+    bool restart = false;
+    double restart_delay = 1.0;
+    double grace = 1.0;
+    std::string mode = "0660";
+    std::string owner;
+    std::string group;
+    std::string backend = "auto";
+    bool detach = false;
+    std::string pidfile;
+    std::string log;
+};
+
+// Everything checked before any node is made or any process forked.
+struct ServeConfig {
+    std::string path;
+    CommandSpec command;
+    fusd::DeviceOptions device;
+    bool shared = false;
+    bool restart = false;
+    double restart_delay = 1.0;
+    double grace = 1.0;
+    std::string pidfile;
+    int log_fd = -1;
+};
+
+// Checks the options and resolves the command. Throws UsageError (a bad command line),
+// fusd::Error (a bad device name) or std::runtime_error (the command or the log cannot be used).
+ServeConfig check_options(const ServeOptions &opts);
+
+} // namespace fusdctl::serve

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: MIT
+//
+// fusdctl serve [OPTIONS] DEVICE -- COMMAND [ARG...]
+//
+// A libfusd driver whose reads and writes are piped to a command. Everything runs on the one
+// thread of the fusd::Loop: the commands' pipes, their pidfds (exit without SIGCHLD) and their
+// grace-period timers (timerfd) are watched in the same epoll set as the device.
+//
+// Per open (default): open() starts a command; read() takes its stdout (kept Request until data
+// or end of file), write() feeds its stdin (kept Request until the pipe has room); close()
+// closes its stdin and stdout, waits the grace period, then SIGTERM, the grace period again, then
+// SIGKILL. A read-only open gives the command end of input at once; a write-only open drains and
+// drops its output.
+// Shared (--shared): one command for the device's lifetime, every open file reading from and
+// writing to it; --restart starts it again when it exits.
+//
+// The parts, in cmd/serve/:
+//   options  ServeOptions as typed, ServeConfig as checked (before anything is made or started)
+//   detach   --detach (fork, setsid, the ready pipe), the start Reporter, --pidfile
+//   server   Server: the device's callbacks, the Sessions, drain on a stop signal, shutdown
+//   session  Session: one command, its pipes, pidfd and timer, and the calls waiting on it
+//
+// The flow of one call (per open): the caller's open(2) reaches Server::on_open, which starts
+// the command (spawn_command, child.cpp) and gives the open file a Session; read(2) reaches
+// Session::read, answered from the command's stdout at once or when Session::on_stdout fills
+// the buffer; write(2) reaches Session::write, queued and drained into the command's stdin;
+// close(2) reaches Server::on_release, and the Session ends its command (grace, SIGTERM,
+// SIGKILL) and is buried once the command is reaped.
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include "common.hpp"
+#include "fusd/fusd.hpp"
+#include "serve/detach.hpp"
+#include "serve/options.hpp"
+#include "serve/server.hpp"
+
+namespace fusdctl {
+
+namespace serve {
+
+namespace {
+
+// The serving process: register, report readiness, serve until stopped, clean up.
+int serve_device(ServeConfig &config, Reporter reporter) {
+    ignore_sigpipe();
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGCHLD, &dfl, nullptr); // an inherited SIG_IGN would reap our commands for us
+
+    // Blocked before any thread exists, so that only our signalfd sees them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    Server server(config);
+    int status = exit_ok;
+    {
+        std::optional<fusd::Loop> loop;
+        fusd::Device *device = nullptr;
+        try {
+            loop.emplace(false); // our own signalfd below: SIGINT, SIGTERM and SIGHUP drain first
+            device = &loop->add(config.device, server.callbacks());
+        } catch (const std::exception &e) {
+            std::string what = e.what();
+            if (what.find(config.path) == std::string::npos)
+                what = fmt::format("{}: {}", config.path, what);
+            return reporter.fail(what);
+        }
+        server.set_device(*loop, *device);
+        if (config.shared) {
+            try {
+                server.start_shared();
+            } catch (const std::system_error &e) {
+                server.shutdown();
+                return reporter.fail(fmt::format("{}: {}", config.path, e.what()));
+            }
+        }
+        // SIGINT/SIGTERM/SIGHUP (blocked above, so one sent early waits here) through our own
+        // signalfd: waiting callers are answered (end of file) before the node goes.
+        int sig_fd = ::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (sig_fd < 0) {
+            int err = errno;
+            server.shutdown();
+            return reporter.fail(fmt::format("{}: signalfd: {}", config.path, std::strerror(err)));
+        }
+        Server *sv = &server;
+        loop->watch(sig_fd, EPOLLIN, [sig_fd, sv](std::uint32_t) {
+            signalfd_siginfo info{};
+            if (::read(sig_fd, &info, sizeof info) == sizeof info)
+                sv->drain(); // stops the loop once the files are closed, or after --grace
+        });
+        if (!config.pidfile.empty()) {
+            std::string why;
+            if (!write_pidfile(config.pidfile, why)) {
+                loop->unwatch(sig_fd);
+                ::close(sig_fd);
+                server.shutdown();
+                return reporter.fail(fmt::format("{}: --pidfile {}: {}", config.path, config.pidfile, why));
+            }
+        }
+        if (config.log_fd >= 0) {
+            ::dup2(config.log_fd, STDERR_FILENO); // our own messages go to the log too
+            ::close(config.log_fd);
+            config.log_fd = -1;
+        }
+        reporter.ready();
+        try {
+            loop->run();
+        } catch (const std::exception &e) {
+            error("{}: {}", config.path, e.what());
+            status = exit_failure;
+        }
+        loop->unwatch(sig_fd);
+        ::close(sig_fd);
+        server.shutdown();
+    }
+    if (!config.pidfile.empty())
+        ::unlink(config.pidfile.c_str());
+    return status;
+}
+} // namespace
+
+// Checks the options, then serves in this process or in a detached one.
+int run(const ServeOptions &opts) {
+    ServeConfig config = check_options(opts);
+    if (opts.detach)
+        return serve_detached(config, serve_device);
+    return serve_device(config, Reporter{});
+}
+
+} // namespace serve
+
+Command add_serve(CLI::App &app) {
+    auto opts = std::make_shared<serve::ServeOptions>();
+    CLI::App *sub = app.add_subcommand("serve", "Make DEVICE a device whose reads and writes are piped to COMMAND");
+    sub->add_option("DEVICE", opts->device, "Device to create: /dev/NAME or NAME")->required();
+    sub->add_option("COMMAND", opts->command, "Command to run, after '--' (argv, no shell)");
+    sub->add_flag("--shared", opts->shared, "One command for the device's lifetime, shared by every open file");
+    sub->add_flag("--restart", opts->restart, "With --shared: start the command again when it exits");
+    sub->add_option("--restart-delay", opts->restart_delay, "Seconds before a restart (default 1)");
+    sub->add_option("--grace", opts->grace,
+                    "Seconds between close and SIGTERM, and between SIGTERM and SIGKILL (default 1)");
+    sub->add_option("-m,--mode", opts->mode, "Permissions of the node, octal (default 0660)");
+    sub->add_option("-o,--owner", opts->owner, "Owner of the node: user name or uid");
+    sub->add_option("-g,--group", opts->group, "Group of the node: group name or gid");
+    sub->add_option("-b,--backend", opts->backend, "auto, kernel, cuse or fuse (default auto)")
+        ->check(CLI::IsMember({"auto", "kernel", "cuse", "fuse"}));
+    sub->add_flag("-d,--detach", opts->detach, "Run in the background; print its PID once the device is ready");
+    sub->add_option("-p,--pidfile", opts->pidfile, "Write the serving process's PID to FILE once ready");
+    sub->add_option("-l,--log", opts->log, "Append the command's stderr (and fusdctl's messages) to FILE");
+    return Command{sub, [opts] { return serve::run(*opts); }};
+}
+
+} // namespace fusdctl

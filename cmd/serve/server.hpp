@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+//
+// fusdctl serve: Server, the device's callbacks over the Sessions (one per open file, or one
+// shared), the drain on a stop signal, and the shutdown that ends and reaps every command.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "fusd/fusd.hpp"
+#include "serve/options.hpp"
+#include "serve/session.hpp"
+
+namespace fusdctl::serve {
+
+class Server {
+public:
+    explicit Server(const ServeConfig &config) : config_(config) {}
+
+    fusd::Callbacks callbacks();
+    void set_device(fusd::Loop &loop, fusd::Device &device) {
+        loop_ = &loop;
+        device_ = &device;
+    }
+    void start_shared(); // throws std::system_error
+    void shutdown();     // after Loop::run: device gone, commands ended and reaped
+    // Callers still waiting get a clean answer before the node goes: end of file for readers,
+    // EIO for writers.
+    void end_pending() {
+        for (auto &[p, s] : sessions_)
+            s->end_pending();
+    }
+    // A stop signal: answer every waiting and later call (end of file, EIO, ENXIO for opens),
+    // give the open files up to the grace period to close (so that their close(2) succeeds),
+    // then stop the loop.
+    void drain();
+    bool draining() const { return draining_; }
+
+    fusd::Loop &loop() { return *loop_; }
+    fusd::Device *device() { return device_; }
+    const ServeConfig &config() const { return config_; }
+    void bury(Session *session); // destroy it at the next dispatch
+    bool restart_shared(Session &session);
+
+private:
+    Session *session_of(fusd::File &file) {
+        auto &state = file.state();
+        return state ? static_cast<Session *>(state.get()) : nullptr;
+    }
+    void on_open(fusd::Request req);
+    void on_release(fusd::Request req);
+
+    const ServeConfig &config_;
+    fusd::Loop *loop_ = nullptr;
+    fusd::Device *device_ = nullptr;
+    std::unordered_map<Session *, std::shared_ptr<Session>> sessions_;
+    std::shared_ptr<Session> shared_;
+    std::vector<std::shared_ptr<Session>> graveyard_;
+    bool burying_ = false;
+    bool draining_ = false;
+    int drain_timer_ = -1;
+    std::chrono::steady_clock::time_point drain_deadline_;
+};
+
+} // namespace fusdctl::serve
