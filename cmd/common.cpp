@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+//
+// fusdctl: helpers shared by the subcommands (see common.hpp).
 #include "common.hpp"
 
 #include <cerrno>

@@ -18,10 +18,9 @@
 namespace fusdctl::serve {
 
 int Reporter::fail(const std::string &message) {
-    if (ready_fd >= 0) {
-        write_all(ready_fd, "ERR " + message);
-        ::close(ready_fd);
-        ready_fd = -1;
+    if (ready_pipe_) {
+        write_all(ready_pipe_.get(), "ERR " + message);
+        ready_pipe_.reset();
     } else {
         print_error(message);
     }
@@ -29,23 +28,22 @@ int Reporter::fail(const std::string &message) {
 }
 
 void Reporter::ready() {
-    if (ready_fd >= 0) {
-        write_all(ready_fd, "OK");
-        ::close(ready_fd);
-        ready_fd = -1;
+    if (ready_pipe_) {
+        write_all(ready_pipe_.get(), "OK");
+        ready_pipe_.reset();
     }
 }
 
 bool write_pidfile(const std::string &path, std::string &why) {
     std::string tmp = fmt::format("{}.{}.tmp", path, ::getpid());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    fusd::Fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+    if (!fd) {
         why = std::strerror(errno);
         return false;
     }
-    bool ok = write_all(fd, fmt::format("{}\n", ::getpid()));
+    bool ok = write_all(fd.get(), fmt::format("{}\n", ::getpid()));
     int err = errno;
-    ::close(fd);
+    fd.reset();
     if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
         why = std::strerror(ok ? errno : err);
         ::unlink(tmp.c_str());
@@ -54,12 +52,53 @@ bool write_pidfile(const std::string &path, std::string &why) {
     return true;
 }
 
+namespace {
+
+// The detached child, before it serves: a session of its own, stdio on /dev/null (stderr on the
+// log), none of its starter's descriptors but the ready pipe.
+void become_daemon(ServeConfig &config, int ready_pipe) {
+    ::setsid();
+    fusd::Fd null{::open("/dev/null", O_RDWR | O_CLOEXEC)};
+    if (null) {
+        ::dup2(null.get(), STDIN_FILENO);
+        ::dup2(null.get(), STDOUT_FILENO);
+        ::dup2(config.log ? config.log.get() : null.get(), STDERR_FILENO);
+        if (null.get() <= STDERR_FILENO)
+            (void)null.release(); // it is one of our stdio now
+    }
+    config.log.reset();
+    null.reset();
+    // A daemon keeps none of its starter's descriptors (a shell's or a test runner's pipes
+    // would otherwise stay open as long as it runs).
+    ::syscall(SYS_close_range, 3U, static_cast<unsigned>(ready_pipe - 1), 0U);
+    ::syscall(SYS_close_range, static_cast<unsigned>(ready_pipe + 1), ~0U, 0U);
+}
+
+// Everything the child writes to the ready pipe until it closes it (or dies).
+std::string read_report(int ready_pipe) {
+    std::string answer;
+    char buf[512];
+    while (true) {
+        ssize_t n = ::read(ready_pipe, buf, sizeof buf);
+        if (n > 0) {
+            answer.append(buf, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return answer;
+    }
+}
+
+} // namespace
+
 int serve_detached(ServeConfig &config, const std::function<int(ServeConfig &, Reporter)> &serve) {
     int pipefd[2];
     if (::pipe2(pipefd, O_CLOEXEC) != 0) {
         error("{}: pipe: {}", config.path, std::strerror(errno));
         return exit_failure;
     }
+    fusd::Fd report_in{pipefd[0]}, report_out{pipefd[1]};
     std::fflush(stdout);
     std::fflush(stderr);
     pid_t pid = ::fork();
@@ -68,43 +107,15 @@ int serve_detached(ServeConfig &config, const std::function<int(ServeConfig &, R
         return exit_failure;
     }
     if (pid == 0) {
-        ::close(pipefd[0]);
-        ::setsid();
-        int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (null >= 0) {
-            ::dup2(null, STDIN_FILENO);
-            ::dup2(null, STDOUT_FILENO);
-            ::dup2(config.log_fd >= 0 ? config.log_fd : null, STDERR_FILENO);
-            if (null > STDERR_FILENO)
-                ::close(null);
-        }
-        if (config.log_fd >= 0) {
-            ::close(config.log_fd);
-            config.log_fd = -1;
-        }
-        // A daemon keeps none of its starter's descriptors (a shell's or a test runner's pipes
-        // would otherwise stay open as long as it runs).
-        int keep = pipefd[1];
-        ::syscall(SYS_close_range, 3U, static_cast<unsigned>(keep - 1), 0U);
-        ::syscall(SYS_close_range, static_cast<unsigned>(keep + 1), ~0U, 0U);
-        int status = serve(config, Reporter{keep});
+        report_in.reset();
+        become_daemon(config, report_out.get());
+        int status = serve(config, Reporter{std::move(report_out)});
         std::fflush(nullptr);
         ::_exit(status);
     }
-    ::close(pipefd[1]);
-    std::string answer;
-    char buf[512];
-    while (true) {
-        ssize_t n = ::read(pipefd[0], buf, sizeof buf);
-        if (n > 0) {
-            answer.append(buf, static_cast<std::size_t>(n));
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        break;
-    }
-    ::close(pipefd[0]);
+    report_out.reset();
+    std::string answer = read_report(report_in.get());
+    report_in.reset();
     if (answer == "OK") {
         fmt::print("{}\n", pid);
         std::fflush(stdout);

@@ -6,16 +6,25 @@
 
 #include <functional>
 #include <string>
+#include <utility>
+
+#include "fd.hpp"
 
 #include "serve/options.hpp"
 
 namespace fusdctl::serve {
 
 // Where the serving process says how its start went: the detaching parent's pipe, or stderr.
-struct Reporter {
-    int ready_fd = -1;
+class Reporter {
+public:
+    Reporter() = default; // stderr
+    explicit Reporter(fusd::Fd ready_pipe) : ready_pipe_(std::move(ready_pipe)) {}
+
     int fail(const std::string &message); // returns exit_failure
     void ready();
+
+private:
+    fusd::Fd ready_pipe_; // write end; closed once the report is written
 };
 
 // Writes our pid to path (through a temporary file and rename). False with why on failure.

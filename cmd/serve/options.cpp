@@ -97,8 +97,8 @@ ServeConfig check_options(const ServeOptions &opts) {
     }
 
     if (!opts.log.empty()) {
-        config.log_fd = ::open(opts.log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-        if (config.log_fd < 0)
+        config.log.reset(::open(opts.log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+        if (!config.log)
             throw std::runtime_error(fmt::format("{}: --log {}: {}", config.path, opts.log, std::strerror(errno)));
     }
     return config;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "child.hpp"
+#include "fd.hpp"
 #include "fusd/fusd.hpp"
 
 namespace fusdctl::serve {
@@ -38,7 +39,7 @@ struct ServeConfig {
     double restart_delay = 1.0;
     double grace = 1.0;
     std::string pidfile;
-    int log_fd = -1;
+    fusd::Fd log; // --log: the commands' stderr, and ours once the device is ready
 };
 
 // Checks the options and resolves the command. Throws UsageError (a bad command line),

@@ -43,6 +43,7 @@
 #include "serve/detach.hpp"
 #include "serve/options.hpp"
 #include "serve/server.hpp"
+#include "serve/watched_fd.hpp"
 
 namespace fusdctl {
 
@@ -90,14 +91,16 @@ int serve_device(ServeConfig &config, Reporter reporter) {
         }
         // SIGINT/SIGTERM/SIGHUP (blocked above, so one sent early waits here) through our own
         // signalfd: waiting callers are answered (end of file) before the node goes.
-        int sig_fd = ::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
-        if (sig_fd < 0) {
+        WatchedFd stop_signal;
+        stop_signal.reset(fusd::Fd{::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC)});
+        if (!stop_signal) {
             int err = errno;
             server.shutdown();
             return reporter.fail(fmt::format("{}: signalfd: {}", config.path, std::strerror(err)));
         }
+        int sig_fd = stop_signal.get();
         Server *sv = &server;
-        loop->watch(sig_fd, EPOLLIN, [sig_fd, sv](std::uint32_t) {
+        stop_signal.watch(*loop, EPOLLIN, [sig_fd, sv](std::uint32_t) {
             signalfd_siginfo info{};
             if (::read(sig_fd, &info, sizeof info) == sizeof info)
                 sv->drain(); // stops the loop once the files are closed, or after --grace
@@ -105,16 +108,14 @@ int serve_device(ServeConfig &config, Reporter reporter) {
         if (!config.pidfile.empty()) {
             std::string why;
             if (!write_pidfile(config.pidfile, why)) {
-                loop->unwatch(sig_fd);
-                ::close(sig_fd);
+                stop_signal.reset();
                 server.shutdown();
                 return reporter.fail(fmt::format("{}: --pidfile {}: {}", config.path, config.pidfile, why));
             }
         }
-        if (config.log_fd >= 0) {
-            ::dup2(config.log_fd, STDERR_FILENO); // our own messages go to the log too
-            ::close(config.log_fd);
-            config.log_fd = -1;
+        if (config.log) {
+            ::dup2(config.log.get(), STDERR_FILENO); // our own messages go to the log too
+            config.log.reset();
         }
         reporter.ready();
         try {
@@ -123,14 +124,14 @@ int serve_device(ServeConfig &config, Reporter reporter) {
             error("{}: {}", config.path, e.what());
             status = exit_failure;
         }
-        loop->unwatch(sig_fd);
-        ::close(sig_fd);
+        stop_signal.reset();
         server.shutdown();
     }
     if (!config.pidfile.empty())
         ::unlink(config.pidfile.c_str());
     return status;
 }
+
 } // namespace
 
 // Checks the options, then serves in this process or in a detached one.

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <csignal>
 #include <string>
+#include <utility>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -63,7 +64,7 @@ void Server::on_open(fusd::Request req) {
     };
     Child child;
     try {
-        child = spawn_command(config_.command, env, config_.log_fd);
+        child = spawn_command(config_.command, env, config_.log.get());
     } catch (const std::system_error &e) {
         error("{}: open by pid {}: {}", config_.path, caller.pid, e.what());
         int err = e.code().value();
@@ -76,7 +77,7 @@ void Server::on_open(fusd::Request req) {
     // it never blocks writing it.
     unsigned access = req.flags() & O_ACCMODE;
     session->set_access(access != O_WRONLY, access != O_RDONLY);
-    session->attach(child);
+    session->attach(std::move(child));
     sessions_.emplace(session.get(), session);
     file.state() = session;
     file.notify(session->readiness());
@@ -112,17 +113,17 @@ void Server::bury(Session *session) {
 
 void Server::start_shared() {
     std::vector<std::string> env = {"FUSD_DEVICE=" + config_.path};
-    Child child = spawn_command(config_.command, env, config_.log_fd);
+    Child child = spawn_command(config_.command, env, config_.log.get());
     shared_ = std::make_shared<Session>(*this, true);
     sessions_.emplace(shared_.get(), shared_);
-    shared_->attach(child);
+    shared_->attach(std::move(child));
 }
 
 bool Server::restart_shared(Session &session) {
     std::vector<std::string> env = {"FUSD_DEVICE=" + config_.path};
     try {
-        Child child = spawn_command(config_.command, env, config_.log_fd);
-        session.attach(child);
+        Child child = spawn_command(config_.command, env, config_.log.get());
+        session.attach(std::move(child));
         session.publish();
         return true;
     } catch (const std::system_error &e) {
@@ -148,17 +149,17 @@ void Server::drain() {
     };
     if (check())
         return;
-    drain_timer_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (drain_timer_ < 0) {
+    drain_timer_.reset(fusd::Fd{::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)});
+    if (!drain_timer_) {
         loop_->stop();
         return;
     }
     itimerspec t{};
     t.it_value.tv_nsec = 10 * 1000 * 1000;
     t.it_interval.tv_nsec = 10 * 1000 * 1000;
-    ::timerfd_settime(drain_timer_, 0, &t, nullptr);
-    int fd = drain_timer_;
-    loop_->watch(fd, EPOLLIN, [fd, check](std::uint32_t) {
+    ::timerfd_settime(drain_timer_.get(), 0, &t, nullptr);
+    int fd = drain_timer_.get();
+    drain_timer_.watch(*loop_, EPOLLIN, [fd, check](std::uint32_t) {
         std::uint64_t ticks;
         (void)!::read(fd, &ticks, sizeof ticks);
         check();
@@ -166,11 +167,7 @@ void Server::drain() {
 }
 
 void Server::shutdown() {
-    if (drain_timer_ >= 0) {
-        loop_->unwatch(drain_timer_);
-        ::close(drain_timer_);
-        drain_timer_ = -1;
-    }
+    drain_timer_.reset();
     end_pending();
     if (loop_ && device_) {
         for (fusd::Device *d : loop_->devices()) {

@@ -12,6 +12,7 @@
 #include "fusd/fusd.hpp"
 #include "serve/options.hpp"
 #include "serve/session.hpp"
+#include "serve/watched_fd.hpp"
 
 namespace fusdctl::serve {
 
@@ -60,7 +61,7 @@ private:
     std::vector<std::shared_ptr<Session>> graveyard_;
     bool burying_ = false;
     bool draining_ = false;
-    int drain_timer_ = -1;
+    WatchedFd drain_timer_; // while draining: checks every 10 ms whether the files are closed
     std::chrono::steady_clock::time_point drain_deadline_;
 };
 
