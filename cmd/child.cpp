@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
+//
+// fusdctl: finding, starting, signalling and reaping the commands of `fusdctl serve` (see child.hpp).
 #include "child.hpp"
-#include "fd.hpp"
 
 #include <cerrno>
 #include <climits>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -210,8 +212,8 @@ Child spawn_command(const CommandSpec &command, const std::vector<std::string> &
 
     Child child;
     child.pid = pid;
-    child.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-    if (child.pidfd < 0) {
+    child.pidfd = fusd::Fd{static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))};
+    if (!child.pidfd) {
         int err = errno;
         ::kill(-pid, SIGKILL);
         ::kill(pid, SIGKILL);
@@ -220,8 +222,8 @@ Child spawn_command(const CommandSpec &command, const std::vector<std::string> &
     }
     set_nonblocking(in_w.get());
     set_nonblocking(out_r.get());
-    child.stdin_fd = in_w.release();
-    child.stdout_fd = out_r.release();
+    child.stdin_pipe = std::move(in_w);
+    child.stdout_pipe = std::move(out_r);
     return child;
 }
 

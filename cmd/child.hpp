@@ -9,6 +9,8 @@
 
 #include <sys/types.h>
 
+#include "fd.hpp"
+
 namespace fusdctl {
 
 // A command that cannot be started: code() is the errno, what() the whole sentence.
@@ -35,9 +37,9 @@ CommandSpec resolve_command(const std::vector<std::string> &words);
 // One started command. The descriptors are the parent's ends: non-blocking, close-on-exec.
 struct Child {
     pid_t pid = -1;
-    int pidfd = -1;     // readable once the process has exited (not yet reaped)
-    int stdin_fd = -1;  // write end of the command's stdin
-    int stdout_fd = -1; // read end of the command's stdout
+    fusd::Fd pidfd;       // readable once the process has exited (not yet reaped)
+    fusd::Fd stdin_pipe;  // write end of the command's stdin
+    fusd::Fd stdout_pipe; // read end of the command's stdout
 };
 
 // Starts the command in its own process group with the given extra environment entries

@@ -223,7 +223,7 @@ void Server::shutdown() {
     wait_all(10.0);
     for (auto &s : all) {
         s->reap_now();
-        s->close_fds(false);
+        s->close_fds();
     }
     graveyard_.clear();
     sessions_.clear();

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: MIT
 //
 // fusdctl serve: Session (see session.hpp).
+//
+// Phases: running -> exited (per open, until release; shared without --restart) or
+// restarting -> running (shared --restart). Per open, release: running -> grace -> terminating
+// -> killed, and finished once the command is reaped (at once if it had already exited). Any
+// phase -> shut_down when the Server shuts down.
 #include "serve/session.hpp"
 
 #include <algorithm>
@@ -8,6 +13,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <utility>
 
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
@@ -20,8 +26,6 @@
 namespace fusdctl::serve {
 
 namespace {
-
-constexpr std::size_t buffer_capacity = 64 * 1024; // command output kept per session
 
 itimerspec timer_after(double seconds) {
     itimerspec t{};
@@ -36,77 +40,52 @@ itimerspec timer_after(double seconds) {
 
 } // namespace
 
-void Session::attach(const Child &child) {
-    if (child_.stdout_fd >= 0) { // a restart: keep what the previous command left, then let go
-        fill();
-        if (out_watched_)
-            server_.loop().unwatch(child_.stdout_fd);
-        out_watched_ = false;
-        ::close(child_.stdout_fd);
-    }
-    if (child_.stdin_fd >= 0) {
-        if (in_watched_)
-            server_.loop().unwatch(child_.stdin_fd);
-        in_watched_ = false;
-        ::close(child_.stdin_fd);
-    }
-    child_ = child;
-    exited_ = false;
-    out_eof_ = false;
-    in_full_ = false;
-    kill_phase_ = 0;
-    if (!buf_)
-        buf_ = std::make_unique<std::byte[]>(buffer_capacity);
-    Session *self = this;
-    server_.loop().watch(child_.pidfd, EPOLLIN, [self](std::uint32_t) { self->on_exit(); });
-    pid_watched_ = true;
+void Session::attach(Child child) {
+    if (stdout_)
+        fill(); // a restart: keep what the previous command left, then let go of its pipes
+    stdout_.reset(std::move(child.stdout_pipe));
+    stdin_.reset(std::move(child.stdin_pipe));
+    pidfd_.reset(std::move(child.pidfd));
+    pid_ = child.pid;
+    phase_ = Phase::running;
+    stdin_full_ = false;
+    pidfd_.watch(server_.loop(), EPOLLIN, [this](std::uint32_t) { on_exit(); });
     if (no_input_)
         stdin_broken();
-    update_watches();
     flush_writes();
 }
 
 bool Session::awaiting_restart() const {
-    return shared_ && server_.config().restart && !shutting_down_;
+    return shared_ && server_.config().restart && phase_ != Phase::shut_down;
 }
 
 void Session::update_watches() {
     fusd::Loop &loop = server_.loop();
-    bool want_out = child_.stdout_fd >= 0 && !out_eof_ && buffered() < buffer_capacity;
-    if (want_out != out_watched_) {
-        Session *self = this;
+    bool want_out = stdout_ && !output_.full();
+    if (want_out != stdout_.watched()) {
         if (want_out)
-            loop.watch(child_.stdout_fd, EPOLLIN, [self](std::uint32_t ev) { self->on_stdout(ev); });
+            stdout_.watch(loop, EPOLLIN, [this](std::uint32_t ev) { on_stdout(ev); });
         else
-            loop.unwatch(child_.stdout_fd);
-        out_watched_ = want_out;
+            stdout_.unwatch();
     }
-    bool want_in = child_.stdin_fd >= 0 && (in_full_ || !writes_.empty());
-    if (want_in != in_watched_) {
-        Session *self = this;
+    bool want_in = stdin_ && (stdin_full_ || !writes_.empty());
+    if (want_in != stdin_.watched()) {
         if (want_in)
-            loop.watch(child_.stdin_fd, EPOLLOUT, [self](std::uint32_t ev) { self->on_stdin(ev); });
+            stdin_.watch(loop, EPOLLOUT, [this](std::uint32_t ev) { on_stdin(ev); });
         else
-            loop.unwatch(child_.stdin_fd);
-        in_watched_ = want_in;
+            stdin_.unwatch();
     }
 }
 
 void Session::fill() {
-    while (child_.stdout_fd >= 0 && !out_eof_) {
-        if (rpos_ == wpos_)
-            rpos_ = wpos_ = 0;
-        if (wpos_ == buffer_capacity) {
-            if (rpos_ == 0)
-                break; // full: the command waits in write() until a reader takes some
-            std::memmove(buf_.get(), buf_.get() + rpos_, wpos_ - rpos_);
-            wpos_ -= rpos_;
-            rpos_ = 0;
-        }
-        ssize_t n = ::read(child_.stdout_fd, buf_.get() + wpos_, buffer_capacity - wpos_);
+    while (stdout_) {
+        std::span<std::byte> room = output_.space();
+        if (room.empty())
+            break; // full: the command waits in write() until a reader takes some
+        ssize_t n = ::read(stdout_.get(), room.data(), room.size());
         if (n > 0) {
             if (!discard_output_)
-                wpos_ += static_cast<std::size_t>(n);
+                output_.commit(static_cast<std::size_t>(n));
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -114,26 +93,18 @@ void Session::fill() {
         if (n < 0 && errno == EAGAIN)
             break;
         // End of file (or a read error, the same for the reader): the command closed its stdout.
-        if (out_watched_) {
-            server_.loop().unwatch(child_.stdout_fd);
-            out_watched_ = false;
-        }
-        ::close(child_.stdout_fd);
-        child_.stdout_fd = -1;
-        out_eof_ = true;
+        stdout_.reset();
     }
 }
 
 void Session::answer_read(fusd::Request &req) {
-    std::size_t n = std::min(req.size(), buffered());
-    req.reply_data(std::span<const std::byte>(buf_.get() + rpos_, n));
-    rpos_ += n;
-    if (rpos_ == wpos_)
-        rpos_ = wpos_ = 0;
+    std::span<const std::byte> data = output_.front(req.size());
+    req.reply_data(data);
+    output_.consume(data.size());
 }
 
 void Session::serve_reads() {
-    while (!reads_.empty() && (buffered() > 0 || eof_visible())) {
+    while (!reads_.empty() && (output_.size() > 0 || eof_visible())) {
         Pending p = std::move(reads_.front());
         reads_.pop_front();
         answer_read(p.req);
@@ -142,11 +113,11 @@ void Session::serve_reads() {
 
 void Session::read(fusd::Request req) {
     if (reads_.empty()) {
-        if (buffered() == 0 && !out_eof_)
+        if (output_.size() == 0)
             fill();
-        if (buffered() > 0 || eof_visible()) {
+        if (output_.size() > 0 || eof_visible()) {
             answer_read(req);
-            if (buffered() == 0 && !out_eof_)
+            if (output_.size() == 0)
                 fill();
             update_watches();
             publish();
@@ -163,14 +134,8 @@ void Session::read(fusd::Request req) {
 }
 
 void Session::stdin_broken() {
-    if (child_.stdin_fd >= 0) {
-        if (in_watched_)
-            server_.loop().unwatch(child_.stdin_fd);
-        in_watched_ = false;
-        ::close(child_.stdin_fd);
-        child_.stdin_fd = -1;
-    }
-    in_full_ = false;
+    stdin_.reset();
+    stdin_full_ = false;
     if (awaiting_restart())
         return; // queued writes go to the next command
     while (!writes_.empty()) {
@@ -184,17 +149,17 @@ void Session::stdin_broken() {
 }
 
 void Session::flush_writes() {
-    while (!writes_.empty() && child_.stdin_fd >= 0) {
+    while (!writes_.empty() && stdin_) {
         Pending &p = writes_.front();
         auto data = p.req.data();
-        std::size_t total = p.req.size() < data.size() ? p.req.size() : data.size();
+        std::size_t total = std::min(p.req.size(), data.size());
         if (p.done < total) {
-            ssize_t n = ::write(child_.stdin_fd, data.data() + p.done, total - p.done);
+            ssize_t n = ::write(stdin_.get(), data.data() + p.done, total - p.done);
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
                 if (errno == EAGAIN) {
-                    in_full_ = true;
+                    stdin_full_ = true;
                     break;
                 }
                 if (errno == EPIPE) {
@@ -209,7 +174,7 @@ void Session::flush_writes() {
             }
             p.done += static_cast<std::size_t>(n);
             if (p.done < total) {
-                in_full_ = true;
+                stdin_full_ = true;
                 break;
             }
         }
@@ -221,20 +186,20 @@ void Session::flush_writes() {
 }
 
 void Session::write(fusd::Request req) {
-    if (child_.stdin_fd < 0 && !awaiting_restart()) {
+    if (!stdin_ && !awaiting_restart()) {
         req.reply_error(EPIPE);
         return;
     }
-    if (writes_.empty() && child_.stdin_fd >= 0 && !in_full_) {
+    if (writes_.empty() && stdin_ && !stdin_full_) {
         auto data = req.data();
         std::size_t total = std::min(req.size(), data.size());
         std::size_t done = 0;
         while (done < total) {
-            ssize_t n = ::write(child_.stdin_fd, data.data() + done, total - done);
+            ssize_t n = ::write(stdin_.get(), data.data() + done, total - done);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0 && errno == EAGAIN) {
-                in_full_ = true;
+                stdin_full_ = true;
                 break;
             }
             if (n < 0 && errno == EPIPE) {
@@ -305,10 +270,10 @@ void Session::drop_file(fusd::File *f) {
 
 unsigned Session::readiness() const {
     unsigned ev = 0;
-    if (buffered() > 0 || eof_visible())
+    if (output_.size() > 0 || eof_visible())
         ev |= fusd::ready::readable;
-    if (child_.stdin_fd >= 0) {
-        if (!in_full_ && writes_.empty())
+    if (stdin_) {
+        if (!stdin_full_ && writes_.empty())
             ev |= fusd::ready::writable;
     } else if (!awaiting_restart()) {
         ev |= fusd::ready::writable; // a write fails at once (EPIPE): it must not wait
@@ -317,7 +282,7 @@ unsigned Session::readiness() const {
 }
 
 void Session::publish() {
-    if (shutting_down_)
+    if (phase_ == Phase::shut_down)
         return;
     unsigned ev = readiness();
     if (ev == last_ready_)
@@ -334,14 +299,14 @@ void Session::publish() {
 void Session::on_stdout(std::uint32_t) {
     fill();
     serve_reads();
-    if (buffered() == 0 && !out_eof_)
+    if (output_.size() == 0)
         fill();
     update_watches();
     publish();
 }
 
 void Session::on_stdin(std::uint32_t events) {
-    in_full_ = false;
+    stdin_full_ = false;
     if (writes_.empty() && (events & (EPOLLERR | EPOLLHUP))) {
         stdin_broken();
     } else {
@@ -352,126 +317,99 @@ void Session::on_stdin(std::uint32_t events) {
 }
 
 void Session::on_exit() {
-    if (pid_watched_) {
-        server_.loop().unwatch(child_.pidfd);
-        pid_watched_ = false;
-    }
     // Whatever the command left in its process group goes with it; the zombie still holds the
     // group id, so this cannot hit a stranger.
-    signal_group(child_.pid, SIGKILL);
-    status_ = reap(child_.pid);
-    exited_ = true;
-    ::close(child_.pidfd);
-    child_.pidfd = -1;
-    if (timer_fd_ >= 0 && !restart_pending_) {
-        itimerspec off{};
-        ::timerfd_settime(timer_fd_, 0, &off, nullptr);
-    }
+    signal_group(pid_, SIGKILL);
+    status_ = reap(pid_);
+    pidfd_.reset();
+    bool released = phase_ == Phase::grace || phase_ == Phase::terminating || phase_ == Phase::killed;
+    phase_ = Phase::exited;
     // Output already in the pipe stays readable; nobody reads its stdin any more.
     fill();
     stdin_broken();
-    if (shared_ && !shutting_down_) {
+    if (shared_) {
         bool clean = WIFEXITED(status_) && WEXITSTATUS(status_) == 0;
         if (!clean || !server_.config().restart)
-            error("{}: command {} {}", server_.config().path, child_.pid, describe_status(status_));
+            error("{}: command {} {}", server_.config().path, pid_, describe_status(status_));
         if (server_.config().restart) {
-            restart_pending_ = true;
+            phase_ = Phase::restarting;
             arm_timer(server_.config().restart_delay);
         }
     }
     serve_reads();
     update_watches();
     publish();
-    if (closed_)
+    if (released)
         finish();
 }
 
 void Session::arm_timer(double seconds) {
-    if (timer_fd_ < 0) {
-        timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (timer_fd_ < 0) {
+    if (!timer_) {
+        fusd::Fd fd{::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)};
+        if (!fd) {
             error("{}: timerfd_create: {}", server_.config().path, std::strerror(errno));
             return;
         }
-        Session *self = this;
-        server_.loop().watch(timer_fd_, EPOLLIN, [self](std::uint32_t) { self->on_timer(); });
+        timer_.reset(std::move(fd));
+        timer_.watch(server_.loop(), EPOLLIN, [this](std::uint32_t) { on_timer(); });
     }
     itimerspec t = timer_after(seconds);
-    ::timerfd_settime(timer_fd_, 0, &t, nullptr);
+    ::timerfd_settime(timer_.get(), 0, &t, nullptr);
 }
 
 void Session::on_timer() {
     std::uint64_t ticks;
-    while (::read(timer_fd_, &ticks, sizeof ticks) < 0 && errno == EINTR) {
+    while (::read(timer_.get(), &ticks, sizeof ticks) < 0 && errno == EINTR) {
     }
-    if (restart_pending_) {
-        restart_pending_ = false;
-        if (!server_.restart_shared(*this)) {
-            restart_pending_ = true;
+    switch (phase_) {
+    case Phase::restarting:
+        if (!server_.restart_shared(*this))
             arm_timer(server_.config().restart_delay);
-        }
-        return;
-    }
-    if (!running())
-        return;
-    if (kill_phase_ == 0) {
-        kill_phase_ = 1;
-        signal_group(child_.pid, SIGTERM);
+        break;
+    case Phase::grace:
+        phase_ = Phase::terminating;
+        signal_group(pid_, SIGTERM);
         arm_timer(server_.config().grace);
-    } else if (kill_phase_ == 1) {
-        kill_phase_ = 2;
-        signal_group(child_.pid, SIGKILL);
+        break;
+    case Phase::terminating:
+        phase_ = Phase::killed;
+        signal_group(pid_, SIGKILL);
+        break;
+    default:
+        break;
     }
 }
 
 void Session::close_file() {
-    closed_ = true;
     file = nullptr;
     reads_.clear();
     writes_.clear();
-    rpos_ = wpos_ = 0;
+    output_.clear();
     // Like the reader of a pipe going away: the command gets end of file on its stdin, and
     // EPIPE/SIGPIPE if it writes more output.
-    if (child_.stdout_fd >= 0) {
-        if (out_watched_)
-            server_.loop().unwatch(child_.stdout_fd);
-        out_watched_ = false;
-        ::close(child_.stdout_fd);
-        child_.stdout_fd = -1;
-    }
-    out_eof_ = true;
+    stdout_.reset();
     stdin_broken();
-    if (exited_) {
+    if (!running()) {
         finish();
         return;
     }
+    phase_ = Phase::grace;
     arm_timer(server_.config().grace);
 }
 
 void Session::finish() {
-    if (finished_)
+    if (phase_ == Phase::finished)
         return;
-    finished_ = true;
+    phase_ = Phase::finished;
     close_fds();
     server_.bury(this);
 }
 
-void Session::close_fds(bool unwatch) {
-    fusd::Loop *loop = unwatch ? &server_.loop() : nullptr;
-    auto drop = [loop](int &fd, bool &watched) {
-        if (fd < 0)
-            return;
-        if (watched && loop)
-            loop->unwatch(fd);
-        watched = false;
-        ::close(fd);
-        fd = -1;
-    };
-    drop(child_.stdout_fd, out_watched_);
-    drop(child_.stdin_fd, in_watched_);
-    drop(child_.pidfd, pid_watched_);
-    bool timer_watched = timer_fd_ >= 0;
-    drop(timer_fd_, timer_watched);
+void Session::close_fds() {
+    stdout_.reset();
+    stdin_.reset();
+    pidfd_.reset();
+    timer_.reset();
 }
 
 void Session::end_pending() {
@@ -492,41 +430,21 @@ void Session::end_pending() {
 }
 
 void Session::begin_shutdown() {
-    shutting_down_ = true;
+    phase_ = Phase::shut_down;
     reads_.clear();
     writes_.clear();
-    fusd::Loop &loop = server_.loop();
-    if (out_watched_)
-        loop.unwatch(child_.stdout_fd);
-    out_watched_ = false;
-    if (in_watched_)
-        loop.unwatch(child_.stdin_fd);
-    in_watched_ = false;
-    if (pid_watched_)
-        loop.unwatch(child_.pidfd);
-    pid_watched_ = false;
-    if (timer_fd_ >= 0) {
-        loop.unwatch(timer_fd_);
-        ::close(timer_fd_);
-        timer_fd_ = -1;
-    }
-    for (int *fd : {&child_.stdin_fd, &child_.stdout_fd}) {
-        if (*fd >= 0)
-            ::close(*fd);
-        *fd = -1;
-    }
-    restart_pending_ = false;
+    stdout_.reset();
+    stdin_.reset();
+    pidfd_.unwatch(); // kept: the Server waits on it
+    timer_.reset();
 }
 
 void Session::reap_now() {
     if (!running())
         return;
-    signal_group(child_.pid, SIGKILL);
-    status_ = reap(child_.pid);
-    exited_ = true;
-    if (child_.pidfd >= 0)
-        ::close(child_.pidfd);
-    child_.pidfd = -1;
+    signal_group(pid_, SIGKILL);
+    status_ = reap(pid_);
+    pidfd_.reset();
 }
 
 } // namespace fusdctl::serve

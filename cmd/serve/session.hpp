@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: MIT
 //
-// fusdctl serve: Session, one running command and the calls waiting on it (Pending), with the
-// command's pipes, its pidfd and its timer watched in the Loop.
+// fusdctl serve: Session, one running command and the calls waiting on it (Pending). It owns
+// the command's pipes, its pidfd and its timer (each a WatchedFd in the Loop) and the output
+// not yet read (OutputBuffer); its Phase says where the command is in its life.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <memory>
 
 #include "child.hpp"
 #include "fusd/fusd.hpp"
+#include "serve/output_buffer.hpp"
+#include "serve/watched_fd.hpp"
 
 namespace fusdctl::serve {
 
@@ -27,11 +29,11 @@ struct Pending {
 class Session {
 public:
     Session(Server &server, bool shared) : server_(server), shared_(shared) {}
-    ~Session() { close_fds(false); }
     Session(const Session &) = delete;
     Session &operator=(const Session &) = delete;
 
-    void attach(const Child &child);
+    // Takes over a started command (the first, or a restart of the shared one).
+    void attach(Child child);
     void set_access(bool readable, bool writable) {
         discard_output_ = !readable;
         no_input_ = !writable;
@@ -43,27 +45,38 @@ public:
     void close_file();                // per open: the file is released
     unsigned readiness() const;
     void publish();
-    bool finished() const { return finished_; }
-    pid_t pid() const { return child_.pid; }
-    bool running() const { return child_.pid > 0 && !exited_; }
+    bool finished() const { return phase_ == Phase::finished; }
+    bool shutting_down() const { return phase_ == Phase::shut_down; }
+    // The command has not been reaped yet (its pidfd is held until then).
+    bool running() const { return static_cast<bool>(pidfd_); }
 
     // Shutdown, outside the loop: stop watching, answer nothing more, end the command.
     void begin_shutdown();
     void end_pending();
-    int pidfd() const { return child_.pidfd; }
+    int pidfd() const { return pidfd_.get(); }
     void kill_group(int sig) {
         if (running())
-            signal_group(child_.pid, sig);
+            signal_group(pid_, sig);
     }
     void reap_now();
-    void close_fds(bool unwatch = true);
-    bool shutting_down() const { return shutting_down_; }
+    void close_fds();
 
     fusd::File *file = nullptr; // per open: the file while it is open
 
 private:
-    std::size_t buffered() const { return wpos_ - rpos_; }
-    bool eof_visible() const { return out_eof_ && !awaiting_restart(); }
+    enum class Phase {
+        running,     // the command runs
+        exited,      // it ended; what it wrote stays readable
+        restarting,  // shared --restart: it ended; the next starts after --restart-delay
+        grace,       // per open, released: it has --grace to end on end of input
+        terminating, // per open, released: SIGTERM sent, --grace again
+        killed,      // per open, released: SIGKILL sent
+        finished,    // per open: released and reaped; buried, destroyed at the next dispatch
+        shut_down,   // the Server is shutting down: nothing more is watched or answered
+    };
+
+    bool output_ended() const { return !stdout_; }
+    bool eof_visible() const { return output_ended() && !awaiting_restart(); }
     bool awaiting_restart() const;
     void fill();
     void serve_reads();
@@ -79,28 +92,19 @@ private:
     void finish();
 
     Server &server_;
-    bool shared_;
-    Child child_;
-    bool exited_ = false;
-    bool closed_ = false;   // per open: released
-    bool finished_ = false; // nothing left to do: can be destroyed
-    bool shutting_down_ = false;
-    int status_ = 0;
-
-    std::unique_ptr<std::byte[]> buf_;
-    std::size_t rpos_ = 0, wpos_ = 0;
-    bool out_eof_ = false;
-    bool out_watched_ = false;
+    const bool shared_;
     bool discard_output_ = false; // per open, write-only
     bool no_input_ = false;       // per open, read-only
 
-    bool in_full_ = false;
-    bool in_watched_ = false;
-
-    bool pid_watched_ = false;
-    int timer_fd_ = -1;
-    int kill_phase_ = 0; // after close: 0 grace, 1 SIGTERM sent, 2 SIGKILL sent
-    bool restart_pending_ = false;
+    Phase phase_ = Phase::running;
+    pid_t pid_ = -1;
+    int status_ = 0; // wait status, once reaped
+    WatchedFd pidfd_;
+    WatchedFd stdout_; // closed at end of file: the output has ended
+    WatchedFd stdin_;
+    bool stdin_full_ = false; // the last write filled the pipe: wait for room (EPOLLOUT)
+    WatchedFd timer_;         // --grace and --restart-delay
+    OutputBuffer output_;
 
     std::deque<Pending> reads_, writes_;
     unsigned last_ready_ = ~0U;
