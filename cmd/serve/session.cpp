@@ -148,8 +148,10 @@ void Session::stdin_broken() {
     }
 }
 
+// The one place that writes to the command's stdin: queued writes, oldest first, until the
+// pipe is full or broken.
 void Session::flush_writes() {
-    while (!writes_.empty() && stdin_) {
+    while (!writes_.empty() && stdin_ && !stdin_full_) {
         Pending &p = writes_.front();
         auto data = p.req.data();
         std::size_t total = std::min(p.req.size(), data.size());
@@ -190,65 +192,20 @@ void Session::write(fusd::Request req) {
         req.reply_error(EPIPE);
         return;
     }
-    if (writes_.empty() && stdin_ && !stdin_full_) {
-        auto data = req.data();
-        std::size_t total = std::min(req.size(), data.size());
-        std::size_t done = 0;
-        while (done < total) {
-            ssize_t n = ::write(stdin_.get(), data.data() + done, total - done);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0 && errno == EAGAIN) {
-                stdin_full_ = true;
-                break;
-            }
-            if (n < 0 && errno == EPIPE) {
-                stdin_broken();
-                if (done > 0)
-                    req.reply_written(done);
-                else if (awaiting_restart())
-                    break; // queue it below
-                else
-                    req.reply_error(EPIPE);
-                if (!req) {
-                    publish();
-                    return;
-                }
-                break;
-            }
-            if (n < 0) {
-                req.reply_error(errno);
-                return;
-            }
-            done += static_cast<std::size_t>(n);
-        }
-        if (req && done == total) {
-            req.reply_written(total);
-            publish();
-            return;
-        }
-        if (req.nonblocking()) {
-            if (done > 0)
-                req.reply_written(done);
-            else
-                req.reply_again();
-            update_watches();
-            publish();
-            return;
-        }
-        fusd::File *f = &req.file();
-        writes_.push_back(Pending{std::move(req), f, done});
-        update_watches();
-        publish();
-        return;
-    }
-    if (req.nonblocking()) {
-        req.reply_again();
-        return;
-    }
+    bool nonblocking = req.nonblocking();
     fusd::File *f = &req.file();
     writes_.push_back(Pending{std::move(req), f, 0});
-    update_watches();
+    flush_writes();
+    // Still queued, it is the last: flush_writes() answers from the front only.
+    if (nonblocking && !writes_.empty()) {
+        Pending p = std::move(writes_.back());
+        writes_.pop_back();
+        if (p.done > 0)
+            p.req.reply_written(p.done);
+        else
+            p.req.reply_again();
+        update_watches();
+    }
     publish();
 }
 
