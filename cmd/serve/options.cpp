@@ -32,24 +32,15 @@ mode_t parse_mode(const std::string &text) {
     return static_cast<mode_t>(m);
 }
 
-bool all_digits(const std::string &s) {
-    return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
-}
-
-uid_t parse_owner(const std::string &name) {
-    if (all_digits(name))
-        return static_cast<uid_t>(std::stoul(name));
-    if (const passwd *pw = ::getpwnam(name.c_str()))
-        return pw->pw_uid;
-    throw UsageError{fmt::format("--owner: no such user '{}'", name)};
-}
-
-gid_t parse_group(const std::string &name) {
-    if (all_digits(name))
-        return static_cast<gid_t>(std::stoul(name));
-    if (const group *gr = ::getgrnam(name.c_str()))
-        return gr->gr_gid;
-    throw UsageError{fmt::format("--group: no such group '{}'", name)};
+// A user or group given by name or number: its id (a number is taken as it is), or UsageError.
+template <typename Entry, typename Id>
+Id parse_id(const std::string &name, Entry *(*lookup)(const char *), Id Entry::*id, std::string_view option,
+            std::string_view kind) {
+    if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
+        return static_cast<Id>(std::stoul(name));
+    if (const Entry *entry = lookup(name.c_str()))
+        return entry->*id;
+    throw UsageError{fmt::format("{}: no such {} '{}'", option, kind, name)};
 }
 
 } // namespace
@@ -70,9 +61,9 @@ ServeConfig check_options(const ServeOptions &opts) {
     config.device.name = config.path;
     config.device.mode = parse_mode(opts.mode);
     if (!opts.owner.empty())
-        config.device.owner = parse_owner(opts.owner);
+        config.device.owner = parse_id(opts.owner, ::getpwnam, &passwd::pw_uid, "--owner", "user");
     if (!opts.group.empty())
-        config.device.group = parse_group(opts.group);
+        config.device.group = parse_id(opts.group, ::getgrnam, &group::gr_gid, "--group", "group");
     auto backend = fusd::parse_backend(opts.backend);
     if (!backend)
         throw UsageError{fmt::format("--backend: '{}' is not one of auto, kernel, cuse, fuse", opts.backend)};
