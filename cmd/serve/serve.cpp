@@ -19,12 +19,14 @@
 //   detach   --detach (fork, setsid, the ready pipe), the start Reporter, --pidfile
 //   server   Server: the device's callbacks, the Sessions, drain on a stop signal, shutdown
 //   session  Session: one command, its pipes, pidfd and timer, and the calls waiting on it
+//   output_buffer, watched_fd   what a Session owns: the unread output, a descriptor and its watch
 //
 // The flow of one call (per open): the caller's open(2) reaches Server::on_open, which starts
 // the command (spawn_command, child.cpp) and gives the open file a Session; read(2) reaches
-// Session::read, answered from the command's stdout at once or when Session::on_stdout fills
-// the buffer; write(2) reaches Session::write, queued and drained into the command's stdin;
-// close(2) reaches Server::on_release, and the Session ends its command (grace, SIGTERM,
+// Session::read through Server::callbacks, answered at once from what the command wrote, or
+// kept until Session::on_stdout has more (or end of file); write(2) reaches Session::write,
+// queued and drained into the command's stdin by Session::flush_writes; close(2) reaches
+// Server::on_release: the Session closes the pipes, ends the command (grace, SIGTERM,
 // SIGKILL) and is buried once the command is reaped.
 #include <csignal>
 #include <cstring>

@@ -16,6 +16,8 @@
 
 namespace fusdctl::serve {
 
+// The device's side: routes each call to its Session, starts the commands, and owns the
+// Sessions until they are buried (destroyed at the next dispatch, never inside their own call).
 class Server {
 public:
     explicit Server(const ServeConfig &config) : config_(config) {}
@@ -37,7 +39,6 @@ public:
     // give the open files up to the grace period to close (so that their close(2) succeeds),
     // then stop the loop.
     void drain();
-    bool draining() const { return draining_; }
 
     fusd::Loop &loop() { return *loop_; }
     fusd::Device *device() { return device_; }
