@@ -64,7 +64,7 @@ void Server::on_open(fusd::Request req) {
     };
     Child child;
     try {
-        child = spawn_command(config_.command, env, config_.log.get());
+        child = start_command(env);
     } catch (const std::system_error &e) {
         error("{}: open by pid {}: {}", config_.path, caller.pid, e.what());
         int err = e.code().value();
@@ -111,18 +111,20 @@ void Server::bury(Session *session) {
     }
 }
 
+Child Server::start_command(const std::vector<std::string> &env) {
+    return spawn_command(config_.command, env, config_.log.get());
+}
+
 void Server::start_shared() {
-    std::vector<std::string> env = {"FUSD_DEVICE=" + config_.path};
-    Child child = spawn_command(config_.command, env, config_.log.get());
+    Child child = start_command({"FUSD_DEVICE=" + config_.path});
     shared_ = std::make_shared<Session>(*this, true);
     sessions_.emplace(shared_.get(), shared_);
     shared_->attach(std::move(child));
 }
 
 bool Server::restart_shared(Session &session) {
-    std::vector<std::string> env = {"FUSD_DEVICE=" + config_.path};
     try {
-        Child child = spawn_command(config_.command, env, config_.log.get());
+        Child child = start_command({"FUSD_DEVICE=" + config_.path});
         session.attach(std::move(child));
         session.publish();
         return true;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -51,6 +52,8 @@ private:
         auto &state = file.state();
         return state ? static_cast<Session *>(state.get()) : nullptr;
     }
+    // The command, with env ("NAME=value") added to ours; stderr on --log when given.
+    Child start_command(const std::vector<std::string> &env); // throws std::system_error
     void on_open(fusd::Request req);
     void on_release(fusd::Request req);
 
