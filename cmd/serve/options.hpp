@@ -13,6 +13,7 @@
 
 namespace fusdctl::serve {
 
+// As typed: filled by CLI11 (add_serve, serve/serve.cpp), checked by nothing yet.
 struct ServeOptions {
     std::string device;
     std::vector<std::string> command;
