@@ -29,8 +29,7 @@ class LoopImpl;
 // Locks for the request path, held for a few instructions: uncontended they are one atomic
 // instruction and never a call into libc. Why: in the TCG guest, where every page a request
 // touches costs a TLB refill after each context switch, the pthread lock and unlock calls of the
-// hot path were about a tenth of a kernel-backend daemon's profile (perf, 1-byte reads). Waiters
-// yield.
+// hot path stood out in a kernel-backend daemon's profile (perf, 1-byte reads). Waiters yield.
 class SpinLock {
 public:
     void lock() noexcept
