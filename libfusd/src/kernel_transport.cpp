@@ -267,7 +267,7 @@ inline bool KernelTransport::decode(std::size_t got)
         return false;
     }
     Incoming in;
-    in.handle = std::uintptr_t(hdr.id);
+    in.transport_id = std::uintptr_t(hdr.id);
     in.caller = {pid_t(hdr.pid), uid_t(hdr.uid), gid_t(hdr.gid)};
     in.flags = hdr.flags;
     const std::byte *payload = buf_ + sizeof hdr;
@@ -355,7 +355,7 @@ inline void KernelTransport::run_callback(std::shared_ptr<FileState> file, const
 void KernelTransport::on_interrupt(std::uint64_t id)
 {
     for (RequestSlot *slot : loop_.pending_slots()) {
-        if (slot->handle.load(std::memory_order_acquire) == id && slot->op != Op::release &&
+        if (slot->transport_id.load(std::memory_order_acquire) == id && slot->op != Op::release &&
             !slot->answered.load(std::memory_order_acquire) && slot->file && slot->file->device.get() == &dev_)
             loop_.interrupt(*slot, std::uintptr_t(id));
         loop_.unref(slot);
@@ -412,7 +412,7 @@ void KernelTransport::answer_now(const fusd_req_header &hdr, int result)
 
 void KernelTransport::reply(RequestSlot &slot, int result, std::span<const std::byte> bytes)
 {
-    const std::uint64_t id = slot.handle.load(std::memory_order_acquire);
+    const std::uint64_t id = slot.transport_id.load(std::memory_order_acquire);
     if (slot.op == Op::release || slot.interrupted.load(std::memory_order_acquire))
         return; // RELEASE takes no reply; an interrupted caller has left (a reply would get ENOENT)
     fusd_reply head{};

@@ -88,13 +88,13 @@ void LoopImpl::on_signal()
     stop_signal_ = int(info.ssi_signo);
     stop_.store(true);
     while (!devices_.empty()) // a signal ends the daemon: leave nothing behind
-        remove(*devices_.back()->handle);
+        remove(*devices_.back()->face);
 }
 
 LoopImpl::~LoopImpl()
 {
     while (!devices_.empty())
-        remove(*devices_.back()->handle);
+        remove(*devices_.back()->face);
     control_.reset();
     watches_.clear();
     // The descriptors close with their members. The signal mask stays: a late SIGTERM must not
@@ -241,7 +241,7 @@ Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
     claim_name(dev->path);
     Backend backend = choose_backend(options.backend);
     dev->transport = make_transport(backend, *dev);
-    dev->handle.reset(new Device(dev.get()));
+    dev->face.reset(new Device(dev.get()));
     DeviceState *raw = dev.get();
     watch(dev->transport->fd(), EPOLLIN, [this, raw](std::uint32_t) {
         if (!raw->transport->on_readable())
@@ -251,10 +251,10 @@ Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
     try {
         control().publish(*dev);
     } catch (...) {
-        remove(*dev->handle);
+        remove(*dev->face);
         throw;
     }
-    return *dev->handle;
+    return *dev->face;
 }
 
 void LoopImpl::claim_name(const std::string &path)
@@ -274,7 +274,7 @@ void LoopImpl::claim_name(const std::string &path)
 void LoopImpl::transport_gone(DeviceState &dev)
 {
     // Removed behind our back (fusdctl rm --force, an aborted connection): forget it.
-    remove(*dev.handle);
+    remove(*dev.face);
 }
 
 void LoopImpl::remove(Device &device)
@@ -321,7 +321,7 @@ std::vector<Device *> LoopImpl::devices() const
 {
     std::vector<Device *> out;
     for (const auto &d : devices_)
-        out.push_back(d->handle.get());
+        out.push_back(d->face.get());
     return out;
 }
 
@@ -341,7 +341,7 @@ std::shared_ptr<FileState> LoopImpl::new_file(DeviceState &dev, const Caller &op
     file->id = next_file_id_.fetch_add(1) + 1;
     file->flags = flags;
     file->opener = opener;
-    file->handle.reset(new File(file.get()));
+    file->face.reset(new File(file.get()));
     dev.open_files.fetch_add(1);
     std::lock_guard lock(dev.files_mutex);
     std::erase_if(dev.files, [](const auto &w) { return w.expired(); });
@@ -362,10 +362,10 @@ void LoopImpl::release_file(FileState &file)
 void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
 {
     RequestSlot *slot = pool_->acquire();
-    slot->refs.store(2, std::memory_order_relaxed); // the Request handle + this dispatch
+    slot->refs.store(2, std::memory_order_relaxed); // the Request + this delivery
     slot->answered.store(false, std::memory_order_relaxed);
     slot->interrupted.store(false, std::memory_order_relaxed);
-    slot->handle.store(in.handle, std::memory_order_release);
+    slot->transport_id.store(in.transport_id, std::memory_order_release);
     slot->id = next_request_id_++;
     slot->op = in.op;
     slot->caller = in.caller;
@@ -421,9 +421,9 @@ void LoopImpl::default_answer(Request req)
     }
 }
 
-void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t handle)
+void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t transport_id)
 {
-    if (slot.handle.load(std::memory_order_acquire) != handle)
+    if (slot.transport_id.load(std::memory_order_acquire) != transport_id)
         return; // that request was answered and its slot reused
     slot.interrupted.store(true, std::memory_order_release);
     FileState *file = slot.file.get();
@@ -434,7 +434,7 @@ void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t handle)
     DeviceState &dev = *file->device;
     if (dev.callbacks.interrupt) {
         try {
-            dev.callbacks.interrupt(*file->handle, id);
+            dev.callbacks.interrupt(*file->face, id);
         } catch (const std::exception &e) {
             log_error(dev.path + ": interrupt callback threw: " + e.what());
         }

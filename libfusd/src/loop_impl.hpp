@@ -52,7 +52,7 @@ struct SlotPool {
         }
         slot->data = nullptr;
         slot->data_size = 0;
-        slot->handle.store(0, std::memory_order_relaxed);
+        slot->transport_id.store(0, std::memory_order_relaxed);
         std::lock_guard lock(mutex_);
         slot->next_free = free_;
         free_ = slot;
@@ -103,7 +103,7 @@ public:
     // For transports (loop thread).
     std::shared_ptr<FileState> new_file(DeviceState &dev, const Caller &opener, unsigned flags);
     void deliver(std::shared_ptr<FileState> file, const Incoming &in);
-    void interrupt(RequestSlot &slot, std::uintptr_t handle);
+    void interrupt(RequestSlot &slot, std::uintptr_t transport_id);
     void trace_poll(DeviceState &dev, const Caller &caller, unsigned events);
     // From any thread: the first answer of `slot` goes to the transport (defined below).
     void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes);

@@ -42,8 +42,8 @@ void Request::abandon() noexcept
     answer(-EIO, {}); // only called while head_ is set: never throws
 }
 
-Device &Request::device() const { return *slot_of(head_).file->device->handle; }
-File &Request::file() const { return *slot_of(head_).file->handle; }
+Device &Request::device() const { return *slot_of(head_).file->device->face; }
+File &Request::file() const { return *slot_of(head_).file->face; }
 bool Request::interrupted() const { return slot_of(head_).interrupted.load(); }
 
 void Request::reply_ok() { answer(0, {}); }
@@ -93,7 +93,7 @@ void Request::reply_ioctl(int result, std::span<const std::byte> out)
     answer(result, out);
 }
 
-Device &File::device() const { return *state_->device->handle; }
+Device &File::device() const { return *state_->device->face; }
 std::uint64_t File::id() const { return state_->id; }
 unsigned File::flags() const { return state_->flags; }
 const Caller &File::opener() const { return state_->opener; }
@@ -130,7 +130,7 @@ void Device::notify_all(unsigned events)
                 files.push_back(std::move(f));
     }
     for (auto &f : files)
-        f->handle->notify(events);
+        f->face->notify(events);
 }
 
 Loop::Loop(bool handle_signals) : impl_(std::make_unique<LoopImpl>(*this, handle_signals)) {}
