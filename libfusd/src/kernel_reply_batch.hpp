@@ -114,7 +114,6 @@ public:
     }
 
     [[gnu::always_inline]] bool collecting() const { return t_collecting == this; }
-    bool empty() const { return messages_.size() == 0; }
 
     // Holds one reply (header and payload); `open_file` for an open reply, whose mask is read
     // when it is written.
