@@ -4,9 +4,9 @@
  *
  * An event loop that waits in FUSD_IOC_EXCHANGE passes its epoll set as wake_fd, so that the
  * wait also ends when anything else the loop watches is ready.  Looking at that set the way
- * select() does on every wait (poll_initwait, vfs_poll with a table, poll_freewait) cost a
- * tenth of a 1-byte round trip in the TCG test guest (fusd-kbench: exchange-epoll against
- * exchange).  So the channel watches the set the way epoll watches its own files: one entry
+ * select() does on every wait (poll_initwait, vfs_poll with a table, poll_freewait) was a
+ * visible share of a 1-byte round trip in the TCG test guest (fusd-kbench: exchange-epoll
+ * against exchange).  So the channel watches the set the way epoll watches its own files: one entry
  * on the set's wait queue, from the first wait that names it until the channel closes or a
  * wait names another set.
  *

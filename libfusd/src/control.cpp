@@ -171,7 +171,7 @@ void ControlServer::handle(Client &client, const std::string &line)
                 loop_.post([&loop, path] {
                     for (const auto &d : loop.device_states())
                         if (d->path == path) {
-                            loop.remove(*d->handle);
+                            loop.remove(*d->face);
                             return;
                         }
                 });

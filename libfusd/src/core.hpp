@@ -29,8 +29,7 @@ class LoopImpl;
 // Locks for the request path, held for a few instructions: uncontended they are one atomic
 // instruction and never a call into libc. Why: in the TCG guest, where every page a request
 // touches costs a TLB refill after each context switch, the pthread lock and unlock calls of the
-// hot path were about a tenth of a kernel-backend daemon's profile (perf, 1-byte reads). Waiters
-// yield.
+// hot path stood out in a kernel-backend daemon's profile (perf, 1-byte reads). Waiters yield.
 class SpinLock {
 public:
     void lock() noexcept
@@ -76,10 +75,10 @@ private:
 // One system call in flight: what Request reads (RequestHead, in fusd.hpp) and the bookkeeping.
 // Pooled: the hot path allocates nothing.
 struct RequestSlot : RequestHead {
-    std::atomic<int> refs{0};          // the Request handle, plus the loop while it dispatches
+    std::atomic<int> refs{0};          // the Request, plus deliver() while the callback runs
     std::atomic<bool> answered{false}; // the first answer wins: driver reply, EINTR, or teardown
     std::atomic<bool> interrupted{false};
-    std::atomic<std::uintptr_t> handle{0}; // the transport's own request handle
+    std::atomic<std::uintptr_t> transport_id{0}; // the transport's own id of the request
 
     std::shared_ptr<FileState> file;   // keeps the file, its device and the loop's pool alive
     std::uint64_t offset = 0;
@@ -131,7 +130,7 @@ struct FileState : std::enable_shared_from_this<FileState> {
     std::uintptr_t transport_data = 0; // transport-owned (e.g. a FUSE poll handle), under poll_mutex
     std::mutex poll_mutex;
     std::atomic<bool> released{false};
-    std::unique_ptr<File> handle;      // the public face
+    std::unique_ptr<File> face;        // the public face
 };
 
 struct SlotPool;
@@ -151,13 +150,13 @@ struct DeviceState : std::enable_shared_from_this<DeviceState> {
     std::shared_ptr<void> state;
     std::mutex files_mutex;
     std::vector<std::weak_ptr<FileState>> files;
-    std::unique_ptr<Device> handle;    // the public face
+    std::unique_ptr<Device> face;      // the public face
 };
 
 // The request parameters a transport decodes; deliver() copies them into a pooled slot.
 struct Incoming {
     Op op = Op::open;
-    std::uintptr_t handle = 0;
+    std::uintptr_t transport_id = 0;   // the fusd request id, the fuse_req_t, ...
     Caller caller;
     unsigned flags = 0;
     std::size_t size = 0;

@@ -16,12 +16,13 @@
 
 #include <linux/ioctl.h>
 
+#include "fd.hpp"
 #include "fusd/fusd.hpp"
 
 namespace {
 
 struct CDevice {
-    int fd = -1;
+    fusd::Fd fd;                 // a dup of the loop's fd: the device's number in the C API
     fusd::Device *device = nullptr;
     void *device_info = nullptr;
     fusd_file_operations fops{};
@@ -74,7 +75,7 @@ fusd_call *new_call(const std::shared_ptr<CDevice> &dev, int type, fusd::Request
     call->type = type;
     call->dev = dev;
     call->cfile = std::move(cfile);
-    call->info.fd = dev->fd;
+    call->info.fd = dev->fd.get();
     call->info.device_info = dev->device_info;
     call->info.fusd_msg = call;
     {
@@ -253,18 +254,16 @@ int fusd_register4(const char *name, mode_t mode, void *device_info, struct fusd
         fusd::DeviceOptions opts;
         opts.name = name;
         opts.mode = mode & 07777;
-        dev->fd = dup(loop().fd()); // a distinct number per device, readable when the loop has work
-        if (dev->fd < 0)
+        dev->fd.reset(dup(loop().fd())); // a distinct number per device, readable when the loop has work
+        if (!dev->fd)
             return fail(errno);
         dev->device = &loop().add(opts, callbacks_for(dev));
-    } catch (const fusd::Error &e) {
-        if (dev->fd >= 0)
-            close(dev->fd);
+    } catch (const fusd::Error &e) { // dev, and the dup with it, goes here
         std::fprintf(stderr, "fusd_register: %s\n", e.what());
         return fail(e.code().value());
     }
-    g_devices[dev->fd] = dev;
-    return dev->fd;
+    g_devices[dev->fd.get()] = dev;
+    return dev->fd.get();
 }
 
 int fusd_register6(const char *name, const char *clazz, const char *devname, mode_t mode, void *device_info,
@@ -282,7 +281,7 @@ int fusd_unregister(int fd)
     if (it == g_devices.end())
         return fail(EBADF);
     loop().remove(*it->second->device);
-    close(fd);
+    it->second->fd.reset(); // now: calls still out may keep the CDevice
     g_devices.erase(it);
     return 0;
 }
@@ -390,7 +389,7 @@ void fusd_run(void)
     {
         std::lock_guard lock(g_mutex);
         for (auto &[fd, dev] : g_devices)
-            close(fd);
+            dev->fd.reset();
         g_devices.clear();
     }
     g_loop.reset();

@@ -67,7 +67,7 @@ void LibfuseTransport::arm(RequestSlot &slot)
     // FUSE_INTERRUPT for this request now reaches the core. Requests are processed one at a time
     // on the loop thread and the kernel interrupts only requests we have read, so the callback is
     // never run from inside this call.
-    fuse_req_interrupt_func(reinterpret_cast<fuse_req_t>(slot.handle.load(std::memory_order_relaxed)), on_interrupt,
+    fuse_req_interrupt_func(reinterpret_cast<fuse_req_t>(slot.transport_id.load(std::memory_order_relaxed)), on_interrupt,
                             &slot);
 }
 
@@ -80,7 +80,7 @@ void LibfuseTransport::keep_buffer(RequestSlot &slot)
 
 void LibfuseTransport::reply(RequestSlot &slot, int result, std::span<const std::byte> bytes)
 {
-    auto req = reinterpret_cast<fuse_req_t>(slot.handle.load(std::memory_order_acquire));
+    auto req = reinterpret_cast<fuse_req_t>(slot.transport_id.load(std::memory_order_acquire));
     if (slot.op == Op::release) {
         fuse_reply_err(req, 0); // a failed close is still a close
         return;

@@ -60,12 +60,12 @@ protected:
         const fuse_ctx *ctx = fuse_req_ctx(req);
         return {ctx->pid, ctx->uid, ctx->gid};
     }
-    // A request's op, handle (the fuse_req_t) and caller; the handler adds the rest.
+    // A request's op, transport_id (the fuse_req_t) and caller; the handler adds the rest.
     static Incoming incoming(fuse_req_t req, Op op)
     {
         Incoming in;
         in.op = op;
-        in.handle = reinterpret_cast<std::uintptr_t>(req);
+        in.transport_id = reinterpret_cast<std::uintptr_t>(req);
         in.caller = caller_of(req);
         return in;
     }

@@ -1,63 +1,31 @@
 // SPDX-License-Identifier: MIT
 //
-// The core: Loop, Device, File, Request. Knows no backend (see core.hpp for the transport side).
+// The core's loop: the epoll loop (watches, posted work, signals), devices (add, remove, registry
+// claims), the slot pool, and requests in. Knows no backend (see core.hpp for the transport side;
+// loop_impl.hpp says where the rest of the core is).
 //
 // One call: transport decodes a message -> LoopImpl::deliver() fills a pooled RequestSlot and calls
-// the device's callback with a Request handle -> the driver answers through the handle (now, or
-// later from any thread) -> LoopImpl::complete() lets the first answer through to
+// the device's callback with a Request -> the driver answers through the Request (now, or later
+// from any thread) -> LoopImpl::complete() (loop_impl.hpp) lets the first answer through to
 // Transport::reply() under the device's shared lock, counts it, traces it if someone listens,
 // and recycles the slot when the last reference drops.
 #include "loop_impl.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "control.hpp"
 #include "registry.hpp"
 
-#include <cerrno>
-#include <csignal>
-#include <cstring>
-#include <fcntl.h>
-#include <fstream>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
-#include <time.h>
-#include <unistd.h>
-
 namespace fusd {
 namespace detail {
-
-std::int64_t monotonic_ns()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-void read_comm(pid_t pid, char (&comm)[16])
-{
-    comm[0] = '\0';
-    char path[32];
-    std::snprintf(path, sizeof path, "/proc/%d/comm", int(pid));
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    ssize_t n = ::read(fd, comm, sizeof comm - 1);
-    close(fd);
-    comm[n > 0 ? n : 0] = '\0';
-    if (n > 0 && comm[n - 1] == '\n')
-        comm[n - 1] = '\0';
-}
-
-std::int64_t realtime_ns()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 // ---- slot pool ---------------------------------------------------------------------------------
 
@@ -92,49 +60,45 @@ std::vector<RequestSlot *> SlotPool::take_pending()
 
 LoopImpl::LoopImpl(Loop &owner, bool handle_signals) : owner_(owner), pool_(std::make_shared<SlotPool>())
 {
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd_ < 0)
+    epoll_fd_.reset(epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_fd_)
         throw Error(errno, "fusd: epoll_create1 failed");
-    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd_ < 0)
+    wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_fd_)
         throw Error(errno, "fusd: eventfd failed");
-    watch(wake_fd_, EPOLLIN, [this](std::uint32_t) { drain_posted(); });
+    watch(wake_fd_.get(), EPOLLIN, [this](std::uint32_t) { drain_posted(); });
     if (handle_signals) {
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-        signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (signal_fd_ < 0)
+        signal_fd_.reset(signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+        if (!signal_fd_)
             throw Error(errno, "fusd: signalfd failed");
-        watch(signal_fd_, EPOLLIN, [this](std::uint32_t) { on_signal(); });
+        watch(signal_fd_.get(), EPOLLIN, [this](std::uint32_t) { on_signal(); });
     }
 }
 
 void LoopImpl::on_signal()
 {
     signalfd_siginfo info{};
-    if (::read(signal_fd_, &info, sizeof info) != sizeof info)
+    if (::read(signal_fd_.get(), &info, sizeof info) != sizeof info)
         return;
     stop_signal_ = int(info.ssi_signo);
     stop_.store(true);
     while (!devices_.empty()) // a signal ends the daemon: leave nothing behind
-        remove(*devices_.back()->handle);
+        remove(*devices_.back()->face);
 }
 
 LoopImpl::~LoopImpl()
 {
     while (!devices_.empty())
-        remove(*devices_.back()->handle);
+        remove(*devices_.back()->face);
     control_.reset();
     watches_.clear();
-    if (wake_fd_ >= 0)
-        close(wake_fd_);
-    if (signal_fd_ >= 0)
-        close(signal_fd_); // the signal mask stays: a late SIGTERM must not kill a half-torn-down process
-    if (epoll_fd_ >= 0)
-        close(epoll_fd_);
+    // The descriptors close with their members. The signal mask stays: a late SIGTERM must not
+    // kill a half-torn-down process.
 }
 
 void LoopImpl::watch(int fd, std::uint32_t events, Loop::FdHandler handler)
@@ -145,7 +109,7 @@ void LoopImpl::watch(int fd, std::uint32_t events, Loop::FdHandler handler)
     epoll_event ev{};
     ev.events = events;
     ev.data.ptr = w.get();
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) < 0)
+    if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
         throw Error(errno, "fusd: cannot watch fd " + std::to_string(fd) + ": " + std::strerror(errno));
     watches_[fd] = std::move(w);
 }
@@ -158,12 +122,12 @@ void LoopImpl::modify(int fd, std::uint32_t events)
     epoll_event ev{};
     ev.events = events;
     ev.data.ptr = it->second.get();
-    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, fd, &ev);
 }
 
 void LoopImpl::suspend(int fd)
 {
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
 void LoopImpl::resume(int fd)
@@ -174,7 +138,7 @@ void LoopImpl::resume(int fd)
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = it->second.get();
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
 }
 
 void LoopImpl::unwatch(int fd)
@@ -182,7 +146,7 @@ void LoopImpl::unwatch(int fd)
     auto it = watches_.find(fd);
     if (it == watches_.end())
         return;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
     // The handler may be the one running now: retire it, free it after this dispatch round.
     it->second->fd = -1;
     retired_.push_back(std::move(it->second));
@@ -196,13 +160,13 @@ void LoopImpl::post(std::function<void()> fn)
         posted_.push_back(std::move(fn));
     }
     std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    (void)!::write(wake_fd_.get(), &one, sizeof one);
 }
 
 void LoopImpl::drain_posted()
 {
     std::uint64_t n;
-    (void)!::read(wake_fd_, &n, sizeof n);
+    (void)!::read(wake_fd_.get(), &n, sizeof n);
     std::vector<std::function<void()>> batch;
     {
         std::lock_guard lock(posted_mutex_);
@@ -215,7 +179,7 @@ void LoopImpl::drain_posted()
 void LoopImpl::dispatch(int timeout_ms)
 {
     epoll_event events[32];
-    int n = epoll_wait(epoll_fd_, events, 32, timeout_ms);
+    int n = epoll_wait(epoll_fd_.get(), events, 32, timeout_ms);
     if (n < 0) {
         if (errno == EINTR)
             return;
@@ -249,7 +213,7 @@ void LoopImpl::stop()
 {
     stop_.store(true);
     std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    (void)!::write(wake_fd_.get(), &one, sizeof one);
 }
 
 Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
@@ -277,7 +241,7 @@ Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
     claim_name(dev->path);
     Backend backend = choose_backend(options.backend);
     dev->transport = make_transport(backend, *dev);
-    dev->handle.reset(new Device(dev.get()));
+    dev->face.reset(new Device(dev.get()));
     DeviceState *raw = dev.get();
     watch(dev->transport->fd(), EPOLLIN, [this, raw](std::uint32_t) {
         if (!raw->transport->on_readable())
@@ -287,10 +251,10 @@ Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
     try {
         control().publish(*dev);
     } catch (...) {
-        remove(*dev->handle);
+        remove(*dev->face);
         throw;
     }
-    return *dev->handle;
+    return *dev->face;
 }
 
 void LoopImpl::claim_name(const std::string &path)
@@ -310,7 +274,7 @@ void LoopImpl::claim_name(const std::string &path)
 void LoopImpl::transport_gone(DeviceState &dev)
 {
     // Removed behind our back (fusdctl rm --force, an aborted connection): forget it.
-    remove(*dev.handle);
+    remove(*dev.face);
 }
 
 void LoopImpl::remove(Device &device)
@@ -357,7 +321,7 @@ std::vector<Device *> LoopImpl::devices() const
 {
     std::vector<Device *> out;
     for (const auto &d : devices_)
-        out.push_back(d->handle.get());
+        out.push_back(d->face.get());
     return out;
 }
 
@@ -366,18 +330,6 @@ ControlServer &LoopImpl::control()
     if (!control_)
         control_ = std::make_unique<ControlServer>(*this);
     return *control_;
-}
-
-std::string LoopImpl::own_command_line()
-{
-    std::ifstream in("/proc/self/cmdline", std::ios::binary);
-    std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    while (!raw.empty() && raw.back() == '\0')
-        raw.pop_back();
-    for (char &c : raw)
-        if (c == '\0')
-            c = ' ';
-    return raw;
 }
 
 // ---- requests: in ------------------------------------------------------------------------------
@@ -389,7 +341,7 @@ std::shared_ptr<FileState> LoopImpl::new_file(DeviceState &dev, const Caller &op
     file->id = next_file_id_.fetch_add(1) + 1;
     file->flags = flags;
     file->opener = opener;
-    file->handle.reset(new File(file.get()));
+    file->face.reset(new File(file.get()));
     dev.open_files.fetch_add(1);
     std::lock_guard lock(dev.files_mutex);
     std::erase_if(dev.files, [](const auto &w) { return w.expired(); });
@@ -410,10 +362,10 @@ void LoopImpl::release_file(FileState &file)
 void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
 {
     RequestSlot *slot = pool_->acquire();
-    slot->refs.store(2, std::memory_order_relaxed); // the Request handle + this dispatch
+    slot->refs.store(2, std::memory_order_relaxed); // the Request + this delivery
     slot->answered.store(false, std::memory_order_relaxed);
     slot->interrupted.store(false, std::memory_order_relaxed);
-    slot->handle.store(in.handle, std::memory_order_release);
+    slot->transport_id.store(in.transport_id, std::memory_order_release);
     slot->id = next_request_id_++;
     slot->op = in.op;
     slot->caller = in.caller;
@@ -469,9 +421,9 @@ void LoopImpl::default_answer(Request req)
     }
 }
 
-void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t handle)
+void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t transport_id)
 {
-    if (slot.handle.load(std::memory_order_acquire) != handle)
+    if (slot.transport_id.load(std::memory_order_acquire) != transport_id)
         return; // that request was answered and its slot reused
     slot.interrupted.store(true, std::memory_order_release);
     FileState *file = slot.file.get();
@@ -482,86 +434,11 @@ void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t handle)
     DeviceState &dev = *file->device;
     if (dev.callbacks.interrupt) {
         try {
-            dev.callbacks.interrupt(*file->handle, id);
+            dev.callbacks.interrupt(*file->face, id);
         } catch (const std::exception &e) {
             log_error(dev.path + ": interrupt callback threw: " + e.what());
         }
     }
-}
-
-// ---- requests: out -----------------------------------------------------------------------------
-
-// Inlined into each Request::reply_*(): see RequestHead for why the request path avoids calls.
-[[gnu::always_inline]] inline void LoopImpl::complete(RequestSlot &slot, int result,
-                                                     std::span<const std::byte> bytes)
-{
-    if (slot.answered.exchange(true, std::memory_order_acq_rel))
-        return; // already answered (EINTR, or teardown): a late reply is harmless
-    FileState &file = *slot.file;
-    DeviceState &dev = *file.device;
-    {
-        std::shared_lock lock(dev.lock);
-        if (!dev.gone)
-            dev.transport->reply(slot, result, bytes);
-    }
-    dev.calls.fetch_add(1, std::memory_order_relaxed);
-    if (slot.start_ns)
-        trace(slot, result);
-    if (slot.op == Op::release || (slot.op == Op::open && result < 0))
-        release_file(file);
-}
-
-void LoopImpl::trace(const RequestSlot &slot, int result)
-{
-    TraceRecord rec;
-    rec.time_ns = realtime_ns();
-    rec.device = slot.file->device->path;
-    rec.pid = slot.caller.pid;
-    rec.comm = slot.comm;
-    rec.op = slot.interrupted.load() ? Op::interrupt : slot.op;
-    rec.size = slot.op == Op::write ? slot.data_size : slot.size;
-    rec.offset = slot.offset;
-    rec.ioctl = slot.ioctl_command;
-    rec.result = result;
-    rec.latency_us = std::uint64_t(monotonic_ns() - slot.start_ns) / 1000;
-    {
-        std::lock_guard lock(trace_mutex_);
-        if (trace_queue_.size() < 65536)
-            trace_queue_.push_back(std::move(rec));
-    }
-    post([this] { flush_trace(); });
-}
-
-void LoopImpl::trace_poll(DeviceState &dev, const Caller &caller, unsigned events)
-{
-    if (!tracing())
-        return;
-    TraceRecord rec;
-    rec.time_ns = realtime_ns();
-    rec.device = dev.path;
-    rec.pid = caller.pid;
-    char comm[16] = {};
-    read_comm(caller.pid, comm);
-    rec.comm = comm;
-    rec.op = Op::poll;
-    rec.result = int(events);
-    {
-        std::lock_guard lock(trace_mutex_);
-        trace_queue_.push_back(std::move(rec));
-    }
-    post([this] { flush_trace(); });
-}
-
-void LoopImpl::flush_trace()
-{
-    std::vector<TraceRecord> batch;
-    {
-        std::lock_guard lock(trace_mutex_);
-        batch.swap(trace_queue_);
-    }
-    if (control_)
-        for (auto &rec : batch)
-            control_->emit(rec);
 }
 
 void LoopImpl::log_error(const std::string &message)
@@ -570,160 +447,4 @@ void LoopImpl::log_error(const std::string &message)
 }
 
 } // namespace detail
-
-// ---- public faces ------------------------------------------------------------------------------
-
-using detail::LoopImpl;
-using detail::RequestSlot;
-
-namespace detail {
-void throw_request_used()
-{
-    throw std::logic_error("fusd::Request: used after it was answered or moved from");
-}
-} // namespace detail
-
-// The slot behind a Request's head; throws when the Request is empty.
-static RequestSlot &slot_of(detail::RequestHead *head)
-{
-    if (!head)
-        detail::throw_request_used();
-    return static_cast<RequestSlot &>(*head);
-}
-
-// Inlined into each reply_*(): see RequestHead for why the request path avoids calls.
-[[gnu::always_inline]] inline void Request::answer(int result, std::span<const std::byte> bytes)
-{
-    RequestSlot *slot = &slot_of(head_);
-    head_ = nullptr;
-    LoopImpl *loop = slot->file->device->loop;
-    loop->complete(*slot, result, bytes);
-    loop->unref(slot);
-}
-
-void Request::abandon() noexcept
-{
-    answer(-EIO, {}); // only called while head_ is set: never throws
-}
-
-Device &Request::device() const { return *slot_of(head_).file->device->handle; }
-File &Request::file() const { return *slot_of(head_).file->handle; }
-bool Request::interrupted() const { return slot_of(head_).interrupted.load(); }
-
-void Request::reply_ok() { answer(0, {}); }
-
-void Request::reply_error(int errnum)
-{
-    if (errnum <= 0 || errnum > 4095)
-        throw std::invalid_argument("fusd::Request::reply_error: errno out of range: " + std::to_string(errnum));
-    answer(-errnum, {});
-}
-
-void Request::reply_data(std::span<const std::byte> bytes)
-{
-    const detail::RequestHead &s = head();
-    if (s.op != Op::read && s.op != Op::ioctl)
-        throw std::logic_error("fusd::Request::reply_data: not a read or ioctl request");
-    if (bytes.size() > s.size)
-        throw std::length_error("fusd::Request::reply_data: " + std::to_string(bytes.size()) +
-                                " bytes for a request of " + std::to_string(s.size));
-    answer(s.op == Op::read ? int(bytes.size()) : 0, bytes);
-}
-
-void Request::reply_data(std::string_view text)
-{
-    reply_data(std::span<const std::byte>(reinterpret_cast<const std::byte *>(text.data()), text.size()));
-}
-
-void Request::reply_written(std::size_t count)
-{
-    const detail::RequestHead &s = head();
-    if (s.op != Op::write)
-        throw std::logic_error("fusd::Request::reply_written: not a write request");
-    if (count > s.data_size)
-        throw std::length_error("fusd::Request::reply_written: more than was written");
-    answer(int(count), {});
-}
-
-void Request::reply_ioctl(int result, std::span<const std::byte> out)
-{
-    const detail::RequestHead &s = head();
-    if (s.op != Op::ioctl)
-        throw std::logic_error("fusd::Request::reply_ioctl: not an ioctl request");
-    if (result < 0)
-        throw std::invalid_argument("fusd::Request::reply_ioctl: negative result; use reply_error");
-    if (out.size() > s.size)
-        throw std::length_error("fusd::Request::reply_ioctl: out-data larger than the ioctl's size");
-    answer(result, out);
-}
-
-Device &File::device() const { return *state_->device->handle; }
-std::uint64_t File::id() const { return state_->id; }
-unsigned File::flags() const { return state_->flags; }
-const Caller &File::opener() const { return state_->opener; }
-std::shared_ptr<void> &File::state() { return state_->state; }
-unsigned File::readiness() const { return state_->readiness.load(); }
-bool File::released() const { return state_->released.load(); }
-std::shared_ptr<File> File::keep() { return std::shared_ptr<File>(state_->shared_from_this(), this); }
-
-void File::notify(unsigned events)
-{
-    unsigned old = state_->readiness.exchange(events);
-    if (old == events)
-        return;
-    detail::DeviceState &dev = *state_->device;
-    std::shared_lock lock(dev.lock);
-    if (!dev.gone && !state_->released)
-        dev.transport->notify_ready(*state_, events);
-}
-
-const std::string &Device::path() const { return state_->path; }
-Backend Device::backend() const { return state_->transport->backend(); }
-Loop &Device::loop() const { return state_->loop->owner(); }
-std::shared_ptr<void> &Device::state() { return state_->state; }
-std::uint64_t Device::calls() const { return state_->calls.load(); }
-std::size_t Device::open_files() const { return state_->open_files.load(); }
-
-void Device::notify_all(unsigned events)
-{
-    std::vector<std::shared_ptr<detail::FileState>> files;
-    {
-        std::lock_guard lock(state_->files_mutex);
-        for (auto &w : state_->files)
-            if (auto f = w.lock())
-                files.push_back(std::move(f));
-    }
-    for (auto &f : files)
-        f->handle->notify(events);
-}
-
-Loop::Loop(bool handle_signals) : impl_(std::make_unique<LoopImpl>(*this, handle_signals)) {}
-Loop::~Loop() = default;
-Device &Loop::add(const DeviceOptions &options, Callbacks callbacks) { return impl_->add(options, std::move(callbacks)); }
-void Loop::remove(Device &device) { impl_->remove(device); }
-std::vector<Device *> Loop::devices() const { return impl_->devices(); }
-int Loop::fd() const { return impl_->epoll_fd(); }
-void Loop::dispatch() { impl_->dispatch(0); }
-int Loop::run() { return impl_->run(); }
-int Loop::stop_signal() const { return impl_->stop_signal(); }
-void Loop::stop() { impl_->stop(); }
-void Loop::watch(int fd, std::uint32_t events, FdHandler handler) { impl_->watch(fd, events, std::move(handler)); }
-void Loop::modify(int fd, std::uint32_t events) { impl_->modify(fd, events); }
-void Loop::unwatch(int fd) { impl_->unwatch(fd); }
-void Loop::post(std::function<void()> fn) { impl_->post(std::move(fn)); }
-
-std::string_view to_string(Op op)
-{
-    switch (op) {
-    case Op::open: return "open";
-    case Op::release: return "close";
-    case Op::read: return "read";
-    case Op::write: return "write";
-    case Op::ioctl: return "ioctl";
-    case Op::poll: return "poll";
-    case Op::interrupt: return "interrupt";
-    }
-    return "?";
-}
-
 } // namespace fusd

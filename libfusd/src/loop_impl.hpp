@@ -1,5 +1,13 @@
 // SPDX-License-Identifier: MIT
-// LoopImpl: the core's event loop and request bookkeeping (see loop.cpp).
+//
+// LoopImpl: the core's event loop and request bookkeeping, behind the public Loop, Device, File
+// and Request. Where its parts are:
+//  - loop.cpp: the epoll loop, devices (add, remove, registry claims), and the request path in:
+//    deliver() fills a pooled RequestSlot and runs the driver's callback.
+//  - this header: what the request path inlines across files: SlotPool, unref(), and complete(),
+//    the way out (Request::reply_*() in public_faces.cpp inline it).
+//  - loop_trace.cpp: trace records for fusdctl trace. clock.cpp, proc.cpp: time and /proc.
+//  - public_faces.cpp: the public classes' methods, forwarding into this state.
 #pragma once
 
 #include <atomic>
@@ -11,11 +19,15 @@
 #include <vector>
 
 #include "core.hpp"
+#include "fd.hpp"
 #include "fusd/admin.hpp"
 
 namespace fusd::detail {
 
 using TraceRecord = admin::TraceEvent;
+
+// This process's command line, arguments separated by spaces (/proc/self/cmdline).
+std::string own_command_line();
 
 // Pooled RequestSlots, recycled from any thread. Chunks are never freed before the pool.
 // acquire() and recycle() are inline, as is LoopImpl::unref(): they run on every request (see
@@ -40,7 +52,7 @@ struct SlotPool {
         }
         slot->data = nullptr;
         slot->data_size = 0;
-        slot->handle.store(0, std::memory_order_relaxed);
+        slot->transport_id.store(0, std::memory_order_relaxed);
         std::lock_guard lock(mutex_);
         slot->next_free = free_;
         free_ = slot;
@@ -64,11 +76,11 @@ public:
     ~LoopImpl();
 
     Loop &owner() { return owner_; }
-    int epoll_fd() const { return epoll_fd_; }
+    int epoll_fd() const { return epoll_fd_.get(); }
     // The descriptor a transport may sleep on in place of epoll_wait() (readable when anything
     // else the loop watches is): the epoll set while run() owns this thread, else -1 (an
     // embedding program waits in its own loop, and dispatch() must never block).
-    int wait_fd() const { return running_ && !stop_.load(std::memory_order_relaxed) ? epoll_fd_ : -1; }
+    int wait_fd() const { return running_ && !stop_.load(std::memory_order_relaxed) ? epoll_fd_.get() : -1; }
 
     Device &add(const DeviceOptions &options, Callbacks callbacks);
     void remove(Device &device);
@@ -91,9 +103,9 @@ public:
     // For transports (loop thread).
     std::shared_ptr<FileState> new_file(DeviceState &dev, const Caller &opener, unsigned flags);
     void deliver(std::shared_ptr<FileState> file, const Incoming &in);
-    void interrupt(RequestSlot &slot, std::uintptr_t handle);
+    void interrupt(RequestSlot &slot, std::uintptr_t transport_id);
     void trace_poll(DeviceState &dev, const Caller &caller, unsigned events);
-    // From any thread.
+    // From any thread: the first answer of `slot` goes to the transport (defined below).
     void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes);
     // Every request still out, each with a reference taken (drop it with unref).
     std::vector<RequestSlot *> pending_slots() { return pool_->take_pending(); }
@@ -123,14 +135,13 @@ private:
     void trace(const RequestSlot &slot, int result);
     void flush_trace();
     ControlServer &control();
-    static std::string own_command_line();
 
     Loop &owner_;
     std::shared_ptr<SlotPool> pool_;
-    int epoll_fd_ = -1;
+    Fd epoll_fd_;
     bool running_ = false;             // inside run() (loop thread only)
-    int wake_fd_ = -1;
-    int signal_fd_ = -1;
+    Fd wake_fd_;                       // eventfd: post() and stop() wake the loop
+    Fd signal_fd_;                     // signalfd for SIGINT and SIGTERM, when the loop handles them
     std::map<int, std::unique_ptr<Watch>> watches_;
     std::vector<std::unique_ptr<Watch>> retired_;
     std::mutex posted_mutex_;
@@ -147,5 +158,27 @@ private:
 
     friend class ControlServer;
 };
+
+// Inlined into each Request::reply_*(): see RequestHead (fusd.hpp) for why the request path avoids
+// calls. Counts the answer, traces it if someone listens, and releases a file whose last request
+// this was.
+[[gnu::always_inline]] inline void LoopImpl::complete(RequestSlot &slot, int result,
+                                                     std::span<const std::byte> bytes)
+{
+    if (slot.answered.exchange(true, std::memory_order_acq_rel))
+        return; // already answered (EINTR, or teardown): a late reply is harmless
+    FileState &file = *slot.file;
+    DeviceState &dev = *file.device;
+    {
+        std::shared_lock lock(dev.lock);
+        if (!dev.gone)
+            dev.transport->reply(slot, result, bytes);
+    }
+    dev.calls.fetch_add(1, std::memory_order_relaxed);
+    if (slot.start_ns)
+        trace(slot, result);
+    if (slot.op == Op::release || (slot.op == Op::open && result < 0))
+        release_file(file);
+}
 
 } // namespace fusd::detail

@@ -70,9 +70,9 @@ struct Caller {
 
 namespace detail {
 // What a Request says about its call, laid out here so that Request's accessors are inline. Why:
-// in the QEMU guest where fusd.ko is benchmarked, a call and its return on the request path cost
-// about 0.3 us each time (measured: 16 more calls per request, +5 us), because every context
-// switch empties the emulator's jump cache; an accessor's own work costs a few ns. The library's
+// in the QEMU guest where fusd.ko is benchmarked, every context switch empties the emulator's
+// jump cache, so each call and return on the request path costs far more than an accessor's own
+// work (bench/ measures it). The library's
 // RequestSlot extends this; nothing outside libfusd may rely on its layout.
 struct RequestHead {
     std::uint64_t id = 0;

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+//
+// The public faces: the methods of Request, File, Device and Loop (fusd/fusd.hpp), each forwarding
+// into the core's state (loop_impl.hpp, core.hpp). A Request's answers inline the core's way out,
+// LoopImpl::complete(), down to the transport's reply(): see RequestHead for why.
+#include <stdexcept>
+
+#include "loop_impl.hpp"
+
+namespace fusd {
+
+using detail::LoopImpl;
+using detail::RequestSlot;
+
+namespace detail {
+void throw_request_used()
+{
+    throw std::logic_error("fusd::Request: used after it was answered or moved from");
+}
+} // namespace detail
+
+// The slot behind a Request's head; throws when the Request is empty.
+static RequestSlot &slot_of(detail::RequestHead *head)
+{
+    if (!head)
+        detail::throw_request_used();
+    return static_cast<RequestSlot &>(*head);
+}
+
+// Inlined into each reply_*(): see RequestHead for why the request path avoids calls.
+[[gnu::always_inline]] inline void Request::answer(int result, std::span<const std::byte> bytes)
+{
+    RequestSlot *slot = &slot_of(head_);
+    head_ = nullptr;
+    LoopImpl *loop = slot->file->device->loop;
+    loop->complete(*slot, result, bytes);
+    loop->unref(slot);
+}
+
+void Request::abandon() noexcept
+{
+    answer(-EIO, {}); // only called while head_ is set: never throws
+}
+
+Device &Request::device() const { return *slot_of(head_).file->device->face; }
+File &Request::file() const { return *slot_of(head_).file->face; }
+bool Request::interrupted() const { return slot_of(head_).interrupted.load(); }
+
+void Request::reply_ok() { answer(0, {}); }
+
+void Request::reply_error(int errnum)
+{
+    if (errnum <= 0 || errnum > 4095)
+        throw std::invalid_argument("fusd::Request::reply_error: errno out of range: " + std::to_string(errnum));
+    answer(-errnum, {});
+}
+
+void Request::reply_data(std::span<const std::byte> bytes)
+{
+    const detail::RequestHead &s = head();
+    if (s.op != Op::read && s.op != Op::ioctl)
+        throw std::logic_error("fusd::Request::reply_data: not a read or ioctl request");
+    if (bytes.size() > s.size)
+        throw std::length_error("fusd::Request::reply_data: " + std::to_string(bytes.size()) +
+                                " bytes for a request of " + std::to_string(s.size));
+    answer(s.op == Op::read ? int(bytes.size()) : 0, bytes);
+}
+
+void Request::reply_data(std::string_view text)
+{
+    reply_data(std::span<const std::byte>(reinterpret_cast<const std::byte *>(text.data()), text.size()));
+}
+
+void Request::reply_written(std::size_t count)
+{
+    const detail::RequestHead &s = head();
+    if (s.op != Op::write)
+        throw std::logic_error("fusd::Request::reply_written: not a write request");
+    if (count > s.data_size)
+        throw std::length_error("fusd::Request::reply_written: more than was written");
+    answer(int(count), {});
+}
+
+void Request::reply_ioctl(int result, std::span<const std::byte> out)
+{
+    const detail::RequestHead &s = head();
+    if (s.op != Op::ioctl)
+        throw std::logic_error("fusd::Request::reply_ioctl: not an ioctl request");
+    if (result < 0)
+        throw std::invalid_argument("fusd::Request::reply_ioctl: negative result; use reply_error");
+    if (out.size() > s.size)
+        throw std::length_error("fusd::Request::reply_ioctl: out-data larger than the ioctl's size");
+    answer(result, out);
+}
+
+Device &File::device() const { return *state_->device->face; }
+std::uint64_t File::id() const { return state_->id; }
+unsigned File::flags() const { return state_->flags; }
+const Caller &File::opener() const { return state_->opener; }
+std::shared_ptr<void> &File::state() { return state_->state; }
+unsigned File::readiness() const { return state_->readiness.load(); }
+bool File::released() const { return state_->released.load(); }
+std::shared_ptr<File> File::keep() { return std::shared_ptr<File>(state_->shared_from_this(), this); }
+
+void File::notify(unsigned events)
+{
+    unsigned old = state_->readiness.exchange(events);
+    if (old == events)
+        return;
+    detail::DeviceState &dev = *state_->device;
+    std::shared_lock lock(dev.lock);
+    if (!dev.gone && !state_->released)
+        dev.transport->notify_ready(*state_, events);
+}
+
+const std::string &Device::path() const { return state_->path; }
+Backend Device::backend() const { return state_->transport->backend(); }
+Loop &Device::loop() const { return state_->loop->owner(); }
+std::shared_ptr<void> &Device::state() { return state_->state; }
+std::uint64_t Device::calls() const { return state_->calls.load(); }
+std::size_t Device::open_files() const { return state_->open_files.load(); }
+
+void Device::notify_all(unsigned events)
+{
+    std::vector<std::shared_ptr<detail::FileState>> files;
+    {
+        std::lock_guard lock(state_->files_mutex);
+        for (auto &w : state_->files)
+            if (auto f = w.lock())
+                files.push_back(std::move(f));
+    }
+    for (auto &f : files)
+        f->face->notify(events);
+}
+
+Loop::Loop(bool handle_signals) : impl_(std::make_unique<LoopImpl>(*this, handle_signals)) {}
+Loop::~Loop() = default;
+Device &Loop::add(const DeviceOptions &options, Callbacks callbacks) { return impl_->add(options, std::move(callbacks)); }
+void Loop::remove(Device &device) { impl_->remove(device); }
+std::vector<Device *> Loop::devices() const { return impl_->devices(); }
+int Loop::fd() const { return impl_->epoll_fd(); }
+void Loop::dispatch() { impl_->dispatch(0); }
+int Loop::run() { return impl_->run(); }
+int Loop::stop_signal() const { return impl_->stop_signal(); }
+void Loop::stop() { impl_->stop(); }
+void Loop::watch(int fd, std::uint32_t events, FdHandler handler) { impl_->watch(fd, events, std::move(handler)); }
+void Loop::modify(int fd, std::uint32_t events) { impl_->modify(fd, events); }
+void Loop::unwatch(int fd) { impl_->unwatch(fd); }
+void Loop::post(std::function<void()> fn) { impl_->post(std::move(fn)); }
+
+std::string_view to_string(Op op)
+{
+    switch (op) {
+    case Op::open: return "open";
+    case Op::release: return "close";
+    case Op::read: return "read";
+    case Op::write: return "write";
+    case Op::ioctl: return "ioctl";
+    case Op::poll: return "poll";
+    case Op::interrupt: return "interrupt";
+    }
+    return "?";
+}
+
+} // namespace fusd
