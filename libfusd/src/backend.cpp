@@ -81,7 +81,7 @@ void force_remove_node(const std::string &path, const std::string &backend)
         force_remove_fuse(path);
 }
 
-#ifndef FUSD_HAVE_KERNEL_TRANSPORT
+#ifndef FUSD_WITH_KERNEL
 BackendStatus probe_kernel()
 {
     return {Backend::kernel, false, "this libfusd was built without the kernel transport", ""};
@@ -93,7 +93,7 @@ std::unique_ptr<Transport> make_kernel_transport(DeviceState &device)
 void force_remove_kernel(const std::string &) {}
 #endif
 
-#ifndef FUSD_HAVE_CUSE_TRANSPORT
+#ifndef FUSD_WITH_CUSE
 BackendStatus probe_cuse()
 {
     return {Backend::cuse, false, "this libfusd was built without the CUSE transport", ""};
