@@ -16,7 +16,7 @@
 //  - the kernel removes the node when the /dev/cuse fd is closed (cuse_channel_release), and
 //    only then: shutdown() destroys the session (which closes the fd) and waits for it to go.
 //
-// What CUSE decides for us (user-visible, see probe_cuse()):
+// What CUSE decides for us (user-visible, see the backend's row, cuse_backend.cpp):
 //  - reads and writes are always direct and the offset is always 0; the kernel's llseek for
 //    CUSE nodes is noop_llseek: lseek() succeeds and returns 0, pread/pwrite succeed and
 //    ignore the offset (no ESPIPE, unlike the FUSE and kernel backends). FOPEN_NONSEEKABLE and
@@ -250,13 +250,7 @@ std::unique_ptr<Transport> make_cuse_transport(DeviceState &device)
 
 BackendStatus probe_cuse()
 {
-    BackendStatus s{Backend::cuse, false, "",
-                    "a real character device node (test -c, a dynamic major) made by CUSE; the offset is always "
-                    "0: lseek() succeeds and returns 0 and pread/pwrite ignore the offset (no ESPIPE); no mmap; "
-                    "ioctls only with _IOC-encoded sizes, and FIONREAD reaches the driver; reads and writes "
-                    "arrive in chunks of at most 128 KiB; close() waits for the driver's release; after "
-                    "`rm --force` of a stopped daemon the name stays taken (/sys/class/cuse) until that "
-                    "daemon exits"};
+    BackendStatus s{Backend::cuse, false, "", ""};
     struct stat st{};
     if (stat(kCuseControl, &st) != 0)
         s.reason = "no /dev/cuse: kernel built without CONFIG_CUSE or cuse module not loaded (modprobe cuse)";

@@ -17,7 +17,7 @@
 //    exclusive inode lock for a direct write past EOF, and a stream file's writes are all at
 //    offset 0 of an empty file. Faking a large st_size would lift that but breaks tools that
 //    trust st_size, so writes from different opens stay serialized on this backend (documented
-//    in probe_fuse() and README).
+//    in the backend's row, fuse_backend.cpp, and README).
 //  - fuse_session_custom_io() means mounting ourselves: mount(2) with fd=..., as root.
 //  - the receive buffer belongs to us (fuse_buf.mem), so a write request kept past its callback
 //    simply takes the buffer and libfuse allocates a fresh one: no copy.
@@ -40,7 +40,6 @@
 #include <fuse_lowlevel.h>
 
 #include "libfuse_transport.hpp"
-#include "registry.hpp"
 
 namespace fusd::detail {
 
@@ -108,9 +107,9 @@ void abort_connection(unsigned minor)
     }
 }
 
-// Unmount every fusd FUSE mount at path (aborting its connection when asked), then remove the
+// Abort the connection of every fusd FUSE mount at path and unmount it, then remove the
 // placeholder if it is an empty regular file. Returns true when something was removed.
-bool remove_fuse_node(const std::string &path, bool abort_first)
+bool remove_fuse_node(const std::string &path)
 {
     bool cleaned = false;
     auto mounts = mounts_at(path);
@@ -118,8 +117,7 @@ bool remove_fuse_node(const std::string &path, bool abort_first)
     for (const MountEntry &m : mounts) {
         if (m.fs_type != kFsType)
             return cleaned; // something else is mounted there: not ours to touch
-        if (abort_first)
-            abort_connection(m.minor);
+        abort_connection(m.minor);
         if (umount2(path.c_str(), MNT_DETACH) == 0)
             cleaned = true;
     }
@@ -347,12 +345,7 @@ std::unique_ptr<Transport> make_fuse_transport(DeviceState &device)
 
 BackendStatus probe_fuse()
 {
-    BackendStatus s{Backend::fuse, false, "",
-                    "the node is a regular file with a FUSE mount over it: stat(2) shows a regular file "
-                    "(test -c fails, isatty() is 0); ioctls only with _IOC-encoded sizes; FIONREAD and "
-                    "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE; writes from different "
-                    "opens are serialized by the kernel (a write the driver holds back delays other openers' "
-                    "writes)"};
+    BackendStatus s{Backend::fuse, false, "", ""};
     if (access("/dev/fuse", F_OK) != 0)
         s.reason = "no /dev/fuse: the kernel has no FUSE support or it is not loaded (modprobe fuse)";
     else if (geteuid() != 0)
@@ -369,13 +362,9 @@ BackendStatus probe_fuse()
     return s;
 }
 
-bool clean_stale_node(const std::string &path, const std::string &backend)
-{
-    if (backend == "fuse" || backend.empty())
-        return remove_fuse_node(path, /*abort_first=*/true);
-    return false; // the kernel module and CUSE remove their nodes when the daemon's fd closes
-}
+// A dead daemon's /dev/fuse is closed, but its mount stays (every call on it fails ENOTCONN).
+bool clean_stale_fuse(const std::string &path) { return remove_fuse_node(path); }
 
-void force_remove_fuse(const std::string &path) { remove_fuse_node(path, /*abort_first=*/true); }
+void force_remove_fuse(const std::string &path) { remove_fuse_node(path); }
 
 } // namespace fusd::detail
