@@ -71,7 +71,6 @@ void ControlServer::publish(DeviceState &dev)
         {"command", dev.options.command_line},
         {"socket", path_},
         {"created_ns", dev.created_ns},
-        {"cleanup", dev.transport->cleanup_hint()},
     };
     registry::write_entry(entry);
 }

@@ -117,7 +117,9 @@ public:
     virtual void forget_file(FileState &) {}
     // Remove the node and close the connection. Called once, under the device's exclusive lock.
     virtual void shutdown() = 0;
-    // What identifies the node for stale-entry cleanup (e.g. the FUSE mount), stored in the registry.
+    // Read by nothing: the stale cleanup needs only the path and the backend (see the row's
+    // clean_stale). Kept until KernelTransport (kernel_transport.cpp) stops overriding it; then
+    // it goes.
     virtual std::string cleanup_hint() const { return {}; }
 
 protected:

@@ -105,7 +105,6 @@ public:
 
     Backend backend() const override { return Backend::cuse; }
     void shutdown() override;
-    std::string cleanup_hint() const override { return "cuse:" + class_dir_of(dev_.path); }
 
 private:
     void wait_for_node();

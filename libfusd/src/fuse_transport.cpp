@@ -142,7 +142,6 @@ public:
 
     Backend backend() const override { return Backend::fuse; }
     void shutdown() override;
-    std::string cleanup_hint() const override { return "fuse:" + std::to_string(conn_minor_); }
 
 private:
     int send_open_reply(fuse_req_t req, fuse_file_info *fi) override;
