@@ -48,6 +48,7 @@
 
 #include <cuse_lowlevel.h>
 
+#include "fd.hpp"
 #include "libfuse_transport.hpp"
 
 namespace fusd::detail {
@@ -97,7 +98,7 @@ public:
     explicit CuseTransport(DeviceState &dev) : LibfuseTransport(dev) {}
     ~CuseTransport() override
     {
-        if (se_ || fd_ >= 0)
+        if (se_)
             shutdown();
     }
 
@@ -150,8 +151,8 @@ void CuseTransport::start()
     if (access(class_dir_of(path).c_str(), F_OK) == 0)
         throw Error(EEXIST, path + ": a CUSE device of that name still exists (" + class_dir_of(path) +
                                 "): its daemon has not closed /dev/cuse yet (stopped?)");
-    fd_ = open(kCuseControl, O_RDWR | O_CLOEXEC);
-    if (fd_ < 0) {
+    Fd channel{open(kCuseControl, O_RDWR | O_CLOEXEC)};
+    if (!channel) {
         int err = errno;
         throw Error(err == ENOENT || err == ENXIO ? ENODEV : err,
                     path + ": cannot open " + kCuseControl + ": " + std::strerror(err) +
@@ -169,12 +170,9 @@ void CuseTransport::start()
         se_ = cuse_lowlevel_new(&args, &ci, &kOps, static_cast<LibfuseTransport *>(this));
         if (!se_)
             throw Error(ENOMEM, path + ": cuse_lowlevel_new failed");
-        if (int err = fuse_session_custom_io(se_, &kIo, fd_); err != 0) {
-            close(fd_); // not the session's yet
-            fd_ = -1;
+        if (int err = fuse_session_custom_io(se_, &kIo, channel.get()); err != 0)
             throw Error(err < 0 ? -err : EIO, path + ": fuse_session_custom_io failed");
-        }
-        // From here the session owns fd_ and closes it in fuse_session_destroy().
+        fd_ = channel.release(); // the session's from here: fuse_session_destroy() closes it
         handshake(init_done_, "CUSE_INIT"); // libfuse replies with our DEVNAME, then calls init_done
         wait_for_node();
         fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
@@ -255,19 +253,14 @@ BackendStatus probe_cuse()
         s.reason = "no /dev/cuse: kernel built without CONFIG_CUSE or cuse module not loaded (modprobe cuse)";
     else if (geteuid() != 0)
         s.reason = "not root: /dev/cuse is root's only (mode 0600)";
-    else {
-        // Opening /dev/cuse starts a connection (the kernel queues CUSE_INIT); closing it
-        // unanswered makes nothing.
-        int fd = open(kCuseControl, O_RDWR | O_CLOEXEC);
-        if (fd < 0) {
-            int err = errno;
-            s.reason = std::string("cannot open /dev/cuse: ") + std::strerror(err) +
-                       (err == ENODEV || err == ENXIO ? " (cuse module not loaded: modprobe cuse)" : "");
-        } else {
-            close(fd);
-            s.usable = true;
-        }
-    }
+    else if (Fd cuse{open(kCuseControl, O_RDWR | O_CLOEXEC)}; !cuse) {
+        // (Opening /dev/cuse starts a connection, the kernel queues CUSE_INIT; closing it
+        // unanswered makes nothing.)
+        int err = errno;
+        s.reason = std::string("cannot open /dev/cuse: ") + std::strerror(err) +
+                   (err == ENODEV || err == ENXIO ? " (cuse module not loaded: modprobe cuse)" : "");
+    } else
+        s.usable = true;
     return s;
 }
 
@@ -284,16 +277,15 @@ void force_remove_cuse(const std::string &path)
 {
     const std::string dir = class_dir_of(path);
     dev_t devt = cuse_devt(path);
-    int fd = open((dir + "/abort").c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
+    Fd abort_fd{open((dir + "/abort").c_str(), O_WRONLY | O_CLOEXEC)};
+    if (!abort_fd) {
         int err = errno;
         if (err == ENOENT)
             return; // no such CUSE device (any more)
         throw Error(err, path + ": cannot abort the CUSE device (" + dir + "/abort): " + std::strerror(err));
     }
-    bool aborted = ::write(fd, "1", 1) == 1;
+    bool aborted = ::write(abort_fd.get(), "1", 1) == 1;
     int err = errno;
-    close(fd);
     if (!aborted)
         throw Error(err, path + ": cannot abort the CUSE device: " + std::strerror(err));
     if (is_node(path, devt))

@@ -39,6 +39,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "fd.hpp"
 #include "libfuse_transport.hpp"
 
 namespace fusd::detail {
@@ -100,11 +101,8 @@ void abort_connection(unsigned minor)
     std::string abort_file = base + "/" + std::to_string(minor) + "/abort";
     if (access(abort_file.c_str(), W_OK) != 0)
         mount("fusectl", base.c_str(), "fusectl", 0, nullptr); // not mounted yet: mount it
-    int fd = open(abort_file.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)!::write(fd, "1", 1);
-        close(fd);
-    }
+    if (Fd abort_fd{open(abort_file.c_str(), O_WRONLY | O_CLOEXEC)})
+        (void)!::write(abort_fd.get(), "1", 1);
 }
 
 // Abort the connection of every fusd FUSE mount at path and unmount it, then remove the
@@ -134,7 +132,7 @@ public:
     explicit FuseTransport(DeviceState &dev) : LibfuseTransport(dev) {}
     ~FuseTransport() override
     {
-        if (se_ || fd_ >= 0 || mounted_)
+        if (se_ || mounted_)
             shutdown();
     }
 
@@ -199,35 +197,31 @@ void FuseTransport::start()
     const std::string &path = dev_.path;
     if (geteuid() != 0)
         throw Error(EACCES, path + ": the FUSE backend needs root (it mounts over a file in /dev)");
-    int placeholder = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (placeholder < 0) {
-        int err = errno;
-        throw Error(err, path + ": cannot create the node: " + std::strerror(err));
+    {
+        Fd placeholder{open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600)};
+        if (!placeholder) {
+            int err = errno;
+            throw Error(err, path + ": cannot create the node: " + std::strerror(err));
+        }
+        struct stat st{};
+        fstat(placeholder.get(), &st);
+        placeholder_ino_ = st.st_ino;
     }
-    struct stat st{};
-    fstat(placeholder, &st);
-    placeholder_ino_ = st.st_ino;
-    close(placeholder);
     created_s_ = realtime_ns() / 1'000'000'000;
 
     try {
-        fd_ = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-        if (fd_ < 0)
+        Fd channel{open("/dev/fuse", O_RDWR | O_CLOEXEC)};
+        if (!channel)
             throw Error(errno, path + ": cannot open /dev/fuse: " + std::strerror(errno));
         const char *argv[] = {"fusd", nullptr};
         fuse_args args = FUSE_ARGS_INIT(1, const_cast<char **>(argv));
         se_ = fuse_session_new(&args, &kOps, sizeof kOps, static_cast<LibfuseTransport *>(this));
         fuse_opt_free_args(&args);
-        if (!se_) {
-            close(fd_);
-            fd_ = -1;
+        if (!se_)
             throw Error(ENOMEM, path + ": fuse_session_new failed");
-        }
-        if (fuse_session_custom_io(se_, &kIo, fd_) != 0) {
-            close(fd_);
-            fd_ = -1;
+        if (fuse_session_custom_io(se_, &kIo, channel.get()) != 0)
             throw Error(EIO, path + ": fuse_session_custom_io failed");
-        }
+        fd_ = channel.release(); // the session's from here: fuse_session_destroy() closes it
         std::string opts = "fd=" + std::to_string(fd_) +
                            ",rootmode=100000,user_id=0,group_id=0,allow_other,default_permissions";
         std::string source = "fusd:" + path.substr(5);
@@ -349,15 +343,10 @@ BackendStatus probe_fuse()
         s.reason = "no /dev/fuse: the kernel has no FUSE support or it is not loaded (modprobe fuse)";
     else if (geteuid() != 0)
         s.reason = "not root: the FUSE backend mounts over a file in /dev";
-    else {
-        int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-        if (fd < 0)
-            s.reason = std::string("cannot open /dev/fuse: ") + std::strerror(errno);
-        else {
-            close(fd);
-            s.usable = true;
-        }
-    }
+    else if (Fd fuse{open("/dev/fuse", O_RDWR | O_CLOEXEC)}; !fuse)
+        s.reason = std::string("cannot open /dev/fuse: ") + std::strerror(errno);
+    else
+        s.usable = true;
     return s;
 }
 

@@ -40,9 +40,6 @@ void LibfuseTransport::close_session()
         fuse_session_destroy(se_); // closes fd_: the connection ends, blocked callers are released
         se_ = nullptr;
         fd_ = -1;
-    } else if (fd_ >= 0) {
-        close(fd_);
-        fd_ = -1;
     }
     std::free(buf_.mem);
     buf_.mem = nullptr;

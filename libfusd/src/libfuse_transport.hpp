@@ -73,7 +73,7 @@ protected:
     DeviceState &dev_;
     LoopImpl &loop_;
     fuse_session *se_ = nullptr;
-    int fd_ = -1;
+    int fd_ = -1; // the session's channel (/dev/fuse or /dev/cuse): fuse_session_destroy() closes it
 
 private:
     static void on_interrupt(fuse_req_t req, void *data);
