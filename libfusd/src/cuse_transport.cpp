@@ -34,7 +34,8 @@
 //  - close() waits for the driver's answer to release (fuse_sync_release).
 //
 // One call: kernel FUSE_READ on /dev/cuse -> on_readable() -> fuse_session_process_buf() ->
-// op_read() -> LoopImpl::deliver() -> driver -> reply() -> fuse_reply_buf().
+// LibfuseTransport::handle_read() (kOps.read) -> LoopImpl::deliver() -> driver -> reply() ->
+// fuse_reply_buf().
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>

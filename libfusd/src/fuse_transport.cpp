@@ -22,8 +22,9 @@
 //  - the receive buffer belongs to us (fuse_buf.mem), so a write request kept past its callback
 //    simply takes the buffer and libfuse allocates a fresh one: no copy.
 //
-// One call: kernel FUSE_READ -> on_readable() -> fuse_session_process_buf() -> op_read() ->
-// LoopImpl::deliver() -> driver -> reply() -> fuse_reply_buf().
+// One call: kernel FUSE_READ -> on_readable() -> fuse_session_process_buf() -> the read entry
+// of kOps -> LibfuseTransport::handle_read() -> LoopImpl::deliver() -> driver -> reply() ->
+// fuse_reply_buf().
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>

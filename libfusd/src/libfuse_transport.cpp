@@ -49,7 +49,6 @@ bool LibfuseTransport::on_readable()
 {
     // One message per wake-up: the epoll set is level-triggered, so more queued messages bring us
     // straight back, and a lone request (the common case) costs no extra read that says EAGAIN.
-    // (Measured in the guest: that read was about a fifth of a 1-byte round trip.)
     int res = fuse_session_receive_buf(se_, &buf_);
     if (res == -EAGAIN || res == -EINTR)
         return true;
