@@ -178,6 +178,13 @@ std::string checked_device_path(std::string_view name);
 
 // Backend factory: connect `device` through `backend` (never automatic). Throws fusd::Error.
 std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device);
+// What each backend's maker does: a T for `device`, started (its node made) before it is returned.
+template <class T> std::unique_ptr<Transport> start_transport(DeviceState &device)
+{
+    auto t = std::make_unique<T>(device);
+    t->start();
+    return t;
+}
 
 // Removes what a dead daemon left at `path` for the backend named `backend` (a dangling FUSE
 // mount and its placeholder file, ...); `backend` "" (its entry was lost) tries every backend, a

@@ -112,8 +112,6 @@ private:
     void wait_for_node();
 
     static void op_init_done(void *userdata);
-    static ssize_t io_read(int fd, void *buf, size_t len, void *userdata);
-    static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata);
 
     static const cuse_lowlevel_ops kOps;
     static const fuse_custom_io kIo;
@@ -137,12 +135,7 @@ const cuse_lowlevel_ops CuseTransport::kOps = [] {
     return ops;
 }();
 
-const fuse_custom_io CuseTransport::kIo = [] {
-    fuse_custom_io io{};
-    io.read = io_read;
-    io.writev = io_writev;
-    return io;
-}();
+const fuse_custom_io CuseTransport::kIo = channel_io();
 
 void CuseTransport::start()
 {
@@ -233,18 +226,9 @@ void CuseTransport::op_init_done(void *userdata)
     static_cast<CuseTransport *>(static_cast<LibfuseTransport *>(userdata))->init_done_ = true;
 }
 
-ssize_t CuseTransport::io_read(int fd, void *buf, size_t len, void *) { return ::read(fd, buf, len); }
-
-ssize_t CuseTransport::io_writev(int fd, struct iovec *iov, int count, void *) { return ::writev(fd, iov, count); }
-
 } // namespace
 
-std::unique_ptr<Transport> make_cuse_transport(DeviceState &device)
-{
-    auto t = std::make_unique<CuseTransport>(device);
-    t->start();
-    return t;
-}
+std::unique_ptr<Transport> make_cuse_transport(DeviceState &device) { return start_transport<CuseTransport>(device); }
 
 BackendStatus probe_cuse()
 {

@@ -150,7 +150,6 @@ private:
     static void op_init(void *userdata, fuse_conn_info *conn);
     static void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi);
     static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, fuse_file_info *fi);
-    static ssize_t io_read(int fd, void *buf, size_t len, void *userdata);
     static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata);
 
     static const fuse_lowlevel_ops kOps;
@@ -186,12 +185,7 @@ const fuse_lowlevel_ops FuseTransport::kOps = [] {
     return ops;
 }();
 
-const fuse_custom_io FuseTransport::kIo = [] {
-    fuse_custom_io io{};
-    io.read = io_read;
-    io.writev = io_writev;
-    return io;
-}();
+const fuse_custom_io FuseTransport::kIo = channel_io(io_writev);
 
 void FuseTransport::start()
 {
@@ -315,8 +309,6 @@ void FuseTransport::op_setattr(fuse_req_t req, fuse_ino_t, struct stat *attr, in
     fuse_reply_attr(req, &st, kAttrTimeout);
 }
 
-ssize_t FuseTransport::io_read(int fd, void *buf, size_t len, void *) { return ::read(fd, buf, len); }
-
 ssize_t FuseTransport::io_writev(int fd, struct iovec *iov, int count, void *)
 {
     if (t_patch_open_reply && count >= 2 && iov[0].iov_len == sizeof(OutHeader) &&
@@ -330,12 +322,7 @@ ssize_t FuseTransport::io_writev(int fd, struct iovec *iov, int count, void *)
 
 } // namespace
 
-std::unique_ptr<Transport> make_fuse_transport(DeviceState &device)
-{
-    auto t = std::make_unique<FuseTransport>(device);
-    t->start();
-    return t;
-}
+std::unique_ptr<Transport> make_fuse_transport(DeviceState &device) { return start_transport<FuseTransport>(device); }
 
 BackendStatus probe_fuse()
 {

@@ -4,9 +4,20 @@
 
 #include <cerrno>
 #include <poll.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace fusd::detail {
+
+fuse_custom_io LibfuseTransport::channel_io(ChannelWritev writev)
+{
+    fuse_custom_io io{};
+    io.read = [](int fd, void *buf, size_t len, void *) { return ::read(fd, buf, len); };
+    io.writev = writev;
+    return io;
+}
+
+ssize_t LibfuseTransport::plain_writev(int fd, struct iovec *iov, int count, void *) { return ::writev(fd, iov, count); }
 
 void LibfuseTransport::handshake(const bool &done, const char *what)
 {
