@@ -17,6 +17,7 @@ namespace {
 
 constexpr std::string_view kAutomatic = "auto";
 
+// Every backend, in the order `auto` tries them.
 const BackendRow *const kTable[] = {&kernel_backend, &cuse_backend, &fuse_backend};
 
 std::string built_without(const BackendRow &row)
@@ -35,8 +36,6 @@ BackendStatus probe(const BackendRow &row)
 }
 
 } // namespace
-
-std::span<const BackendRow *const> backend_table() { return kTable; }
 
 const BackendRow *find_backend(std::string_view name)
 {

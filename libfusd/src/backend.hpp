@@ -12,7 +12,6 @@
 #pragma once
 
 #include <memory>
-#include <span>
 #include <string>
 #include <string_view>
 
@@ -41,8 +40,6 @@ extern const BackendRow kernel_backend;
 extern const BackendRow cuse_backend;
 extern const BackendRow fuse_backend;
 
-// Every backend, in the order `auto` tries them.
-std::span<const BackendRow *const> backend_table();
 // The row named `name` ("auto" is no row), or null.
 const BackendRow *find_backend(std::string_view name);
 // The row of `backend` (Backend::automatic is no row), or null.
