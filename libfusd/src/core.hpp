@@ -8,7 +8,7 @@
 // no backend. Adding a backend touches: a value in fusd::Backend (fusd.hpp), its transport file
 // (NAME_transport.cpp, defining the functions declared at the end of this file), its row file
 // (NAME_backend.cpp, see backend.hpp), its line in the table (backend.cpp), the libfusd
-// CMakeLists.txt and the README's backend list.
+// CMakeLists.txt, and the lists of names for people: README, libfusd(3), the shell completions.
 #pragma once
 
 #include <atomic>
