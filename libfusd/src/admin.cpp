@@ -13,6 +13,7 @@
 
 #include "control.hpp"
 #include "core.hpp"
+#include "fd.hpp"
 #include "registry.hpp"
 
 namespace fusd::admin {
@@ -101,7 +102,7 @@ void remove_device(const std::string &name, bool force)
 struct TraceSubscription::Impl {
     std::vector<std::string> devices;
     struct Peer {
-        int fd = -1;
+        Fd fd;
         std::string in;
     };
     std::map<std::string, Peer> peers; // by control socket path
@@ -117,24 +118,22 @@ struct TraceSubscription::Impl {
             std::string socket = entry.value("socket", "");
             if (peers.count(socket) || !registry::entry_alive(entry))
                 continue;
-            int fd = detail::control_connect(socket);
-            if (fd < 0)
+            Fd fd = detail::control_connect(socket);
+            if (!fd)
                 continue;
             // The daemon's {"ok":true} means every call from then on is traced: the subscription
             // is in force when the constructor returns.
             std::string rest;
             bool ok = false;
             try {
-                ok = detail::control_exchange(fd, {{"cmd", "trace"}, {"devices", devices}}, 2000, rest)
+                ok = detail::control_exchange(fd.get(), {{"cmd", "trace"}, {"devices", devices}}, 2000, rest)
                          .value("ok", false);
             } catch (const Error &) {
             }
-            if (!ok) {
-                close(fd);
+            if (!ok)
                 continue;
-            }
             peers[socket].in = std::move(rest);
-            peers[socket].fd = fd;
+            peers[socket].fd = std::move(fd);
         }
     }
 
@@ -168,11 +167,7 @@ TraceSubscription::TraceSubscription(std::vector<std::string> devices) : impl_(s
     impl_->scan();
 }
 
-TraceSubscription::~TraceSubscription()
-{
-    for (auto &[socket, peer] : impl_->peers)
-        close(peer.fd);
-}
+TraceSubscription::~TraceSubscription() = default;
 
 std::optional<TraceEvent> TraceSubscription::next(int timeout_ms)
 {
@@ -195,7 +190,7 @@ std::optional<TraceEvent> TraceSubscription::next(int timeout_ms)
         std::vector<pollfd> fds;
         std::vector<std::string> keys;
         for (auto &[socket, peer] : impl_->peers) {
-            fds.push_back({peer.fd, POLLIN, 0});
+            fds.push_back({peer.fd.get(), POLLIN, 0});
             keys.push_back(socket);
         }
         int wait_ms = int(std::min<std::int64_t>(500, (deadline - now) / 1'000'000 + 1));
@@ -207,10 +202,9 @@ std::optional<TraceEvent> TraceSubscription::next(int timeout_ms)
                 continue;
             auto &peer = impl_->peers[keys[i]];
             char buf[8192];
-            ssize_t n = ::read(peer.fd, buf, sizeof buf);
+            ssize_t n = ::read(peer.fd.get(), buf, sizeof buf);
             if (n <= 0) {
-                close(peer.fd);
-                impl_->peers.erase(keys[i]); // that daemon is gone; a later scan may find a new one
+                impl_->peers.erase(keys[i]); // gone (its socket closes); a later scan may find a new one
                 continue;
             }
             peer.in.append(buf, std::size_t(n));

@@ -1,35 +1,125 @@
 // SPDX-License-Identifier: MIT
-// Backend names, probing (what `auto` picks, what `fusdctl doctor` shows) and the transport factory.
+//
+// The table of backends (see backend.hpp) and everything that reads it: names, probing (what
+// `auto` picks, what `fusdctl doctor` shows), the transport factory, forced removal and the
+// stale cleanup.
+#include "backend.hpp"
+
 #include <cerrno>
 #include <cstdlib>
 #include <sys/stat.h>
 
-#include "core.hpp"
-
 namespace fusd {
+
+namespace detail {
+
+namespace {
+
+constexpr std::string_view kAutomatic = "auto";
+
+// Every backend, in the order `auto` tries them.
+const BackendRow *const kTable[] = {&kernel_backend, &cuse_backend, &fuse_backend};
+
+std::string built_without(const BackendRow &row)
+{
+    return "this libfusd was built without the " + std::string(row.name) + " transport (" +
+           std::string(row.build_option) + "=OFF)";
+}
+
+BackendStatus probe(const BackendRow &row)
+{
+    if (!row.built())
+        return {row.backend, false, built_without(row), std::string(row.differences)};
+    BackendStatus s = row.probe();
+    s.differences.insert(0, row.differences); // the probe adds what depends on this machine
+    return s;
+}
+
+} // namespace
+
+const BackendRow *find_backend(std::string_view name)
+{
+    for (const BackendRow *row : kTable)
+        if (row->name == name)
+            return row;
+    return nullptr;
+}
+
+const BackendRow *find_backend(Backend backend)
+{
+    for (const BackendRow *row : kTable)
+        if (row->backend == backend)
+            return row;
+    return nullptr;
+}
+
+bool node_goes_with_daemon(const std::string &) { return false; }
+
+std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device)
+{
+    // Every backend makes the node itself; a path that exists (stale fusd leftovers were cleaned
+    // by claim_name) is someone else's and is never replaced.
+    struct stat st{};
+    if (lstat(device.path.c_str(), &st) == 0)
+        throw Error(EEXIST, device.path + ": already exists and is not a fusd device; not replacing it");
+    const BackendRow *row = find_backend(backend);
+    if (!row)
+        throw Error(EINVAL, "make_transport: no backend chosen");
+    if (!row->built())
+        throw Error(ENODEV, device.path + ": " + built_without(*row));
+    return row->open(device);
+}
+
+void force_remove_node(const std::string &path, const std::string &backend)
+{
+    // An entry naming no backend of ours was not written by this libfusd: guessing how its node
+    // is removed could touch something that is not fusd's.
+    const BackendRow *row = find_backend(backend);
+    if (!row)
+        throw Error(EINVAL, path + ": its registry entry names an unknown backend '" + backend + "'; not removing it");
+    if (!row->built())
+        throw Error(ENODEV, path + ": served through the " + backend + " backend; " + built_without(*row));
+    row->force_remove(path);
+}
+
+bool clean_stale_node(const std::string &path, const std::string &backend)
+{
+    if (backend.empty()) { // the entry was lost: whatever any backend's dead daemon may have left
+        bool cleaned = false;
+        for (const BackendRow *row : kTable)
+            if (row->built())
+                cleaned |= row->clean_stale(path);
+        return cleaned;
+    }
+    const BackendRow *row = find_backend(backend);
+    return row && row->built() && row->clean_stale(path); // unknown: not ours to guess
+}
+
+} // namespace detail
 
 std::string_view to_string(Backend backend)
 {
-    switch (backend) {
-    case Backend::automatic: return "auto";
-    case Backend::kernel: return "kernel";
-    case Backend::cuse: return "cuse";
-    case Backend::fuse: return "fuse";
-    }
-    return "?";
+    if (backend == Backend::automatic)
+        return detail::kAutomatic;
+    const detail::BackendRow *row = detail::find_backend(backend);
+    return row ? row->name : "?";
 }
 
 std::optional<Backend> parse_backend(std::string_view name)
 {
-    for (Backend b : {Backend::automatic, Backend::kernel, Backend::cuse, Backend::fuse})
-        if (name == to_string(b))
-            return b;
+    if (name == detail::kAutomatic)
+        return Backend::automatic;
+    if (const detail::BackendRow *row = detail::find_backend(name))
+        return row->backend;
     return std::nullopt;
 }
 
 std::vector<BackendStatus> probe_backends()
 {
-    return {detail::probe_kernel(), detail::probe_cuse(), detail::probe_fuse()};
+    std::vector<BackendStatus> out;
+    for (const detail::BackendRow *row : detail::kTable)
+        out.push_back(detail::probe(*row));
+    return out;
 }
 
 Backend choose_backend(Backend wanted)
@@ -38,8 +128,12 @@ Backend choose_backend(Backend wanted)
     if (wanted == Backend::automatic)
         if (const char *env = std::getenv("FUSD_BACKEND"); env && *env) {
             auto forced = parse_backend(env);
-            if (!forced)
-                throw Error(EINVAL, std::string("FUSD_BACKEND: unknown backend '") + env + "' (auto, kernel, cuse, fuse)");
+            if (!forced) {
+                std::string names(detail::kAutomatic);
+                for (const detail::BackendRow *row : detail::kTable)
+                    names += ", " + std::string(row->name);
+                throw Error(EINVAL, std::string("FUSD_BACKEND: unknown backend '") + env + "' (" + names + ")");
+            }
             wanted = *forced;
         }
     std::string why;
@@ -53,57 +147,4 @@ Backend choose_backend(Backend wanted)
     throw Error(ENODEV, "no usable fusd backend (" + why + ")");
 }
 
-namespace detail {
-
-std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device)
-{
-    // Every backend makes the node itself; a path that exists (stale fusd leftovers were cleaned
-    // by claim_name) is someone else's and is never replaced.
-    struct stat st{};
-    if (lstat(device.path.c_str(), &st) == 0)
-        throw Error(EEXIST, device.path + ": already exists and is not a fusd device; not replacing it");
-    switch (backend) {
-    case Backend::kernel: return make_kernel_transport(device);
-    case Backend::cuse: return make_cuse_transport(device);
-    case Backend::fuse: return make_fuse_transport(device);
-    case Backend::automatic: break;
-    }
-    throw Error(EINVAL, "make_transport: no backend chosen");
-}
-
-void force_remove_node(const std::string &path, const std::string &backend)
-{
-    if (backend == "kernel")
-        force_remove_kernel(path);
-    else if (backend == "cuse")
-        force_remove_cuse(path);
-    else
-        force_remove_fuse(path);
-}
-
-#ifndef FUSD_HAVE_KERNEL_TRANSPORT
-BackendStatus probe_kernel()
-{
-    return {Backend::kernel, false, "this libfusd was built without the kernel transport", ""};
-}
-std::unique_ptr<Transport> make_kernel_transport(DeviceState &device)
-{
-    throw Error(ENODEV, device.path + ": this libfusd was built without the kernel transport");
-}
-void force_remove_kernel(const std::string &) {}
-#endif
-
-#ifndef FUSD_HAVE_CUSE_TRANSPORT
-BackendStatus probe_cuse()
-{
-    return {Backend::cuse, false, "this libfusd was built without the CUSE transport", ""};
-}
-std::unique_ptr<Transport> make_cuse_transport(DeviceState &device)
-{
-    throw Error(ENODEV, device.path + ": this libfusd was built without the CUSE transport");
-}
-void force_remove_cuse(const std::string &) {}
-#endif
-
-} // namespace detail
 } // namespace fusd

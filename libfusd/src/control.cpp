@@ -39,25 +39,24 @@ ControlServer::ControlServer(LoopImpl &loop) : loop_(loop)
     mkdir(registry::sockets_dir().c_str(), 0755);
     path_ = registry::sockets_dir() + "/" + std::to_string(getpid()) + "-" + std::to_string(++g_socket_serial) + ".sock";
     unlink(path_.c_str());
-    listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0)
+    listen_fd_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!listen_fd_)
         throw Error(errno, "control socket: " + std::string(std::strerror(errno)));
     sockaddr_un addr = socket_address(path_);
-    if (bind(listen_fd_, reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0 || listen(listen_fd_, 16) < 0) {
+    if (bind(listen_fd_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0 ||
+        listen(listen_fd_.get(), 16) < 0) {
         int err = errno;
-        close(listen_fd_);
         throw Error(err, "control socket " + path_ + ": " + std::strerror(err));
     }
     chmod(path_.c_str(), 0666); // status is public; trace and unregister check SO_PEERCRED
-    loop_.watch(listen_fd_, EPOLLIN, [this](std::uint32_t) { accept_clients(); });
+    loop_.watch(listen_fd_.get(), EPOLLIN, [this](std::uint32_t) { accept_clients(); });
 }
 
 ControlServer::~ControlServer()
 {
     while (!clients_.empty())
         drop(clients_.begin()->first);
-    loop_.unwatch(listen_fd_);
-    close(listen_fd_);
+    loop_.unwatch(listen_fd_.get());
     unlink(path_.c_str());
 }
 
@@ -71,7 +70,6 @@ void ControlServer::publish(DeviceState &dev)
         {"command", dev.options.command_line},
         {"socket", path_},
         {"created_ns", dev.created_ns},
-        {"cleanup", dev.transport->cleanup_hint()},
     };
     registry::write_entry(entry);
 }
@@ -81,13 +79,13 @@ void ControlServer::unpublish(DeviceState &dev) { registry::remove_entry(dev.pat
 void ControlServer::accept_clients()
 {
     for (;;) {
-        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
         ucred cred{};
         socklen_t len = sizeof cred;
         Client client;
-        client.fd = fd;
+        client.fd.reset(fd);
         client.uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : uid_t(-1);
         clients_[fd] = std::move(client);
         loop_.watch(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t ev) { on_client(fd, ev); });
@@ -128,7 +126,7 @@ void ControlServer::handle(Client &client, const std::string &line)
 {
     auto req = nlohmann::json::parse(line, nullptr, false);
     auto reply_error = [&](int err, const std::string &msg) {
-        send_line(client.fd, nlohmann::json{{"error", msg}, {"errno", err}}.dump());
+        send_line(client.fd.get(), nlohmann::json{{"error", msg}, {"errno", err}}.dump());
     };
     if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
         return reply_error(EINVAL, "malformed request");
@@ -145,7 +143,7 @@ void ControlServer::handle(Client &client, const std::string &line)
                 {"created_ns", dev->created_ns},
                 {"command", dev->options.command_line},
             });
-        send_line(client.fd, nlohmann::json{{"pid", getpid()}, {"devices", devices}}.dump());
+        send_line(client.fd.get(), nlohmann::json{{"pid", getpid()}, {"devices", devices}}.dump());
     } else if (cmd == "trace") {
         if (!privileged)
             return reply_error(EPERM, "tracing needs root or the daemon's user");
@@ -157,14 +155,14 @@ void ControlServer::handle(Client &client, const std::string &line)
             for (const auto &d : req["devices"])
                 if (d.is_string())
                     client.filter.insert(d.get<std::string>());
-        send_line(client.fd, nlohmann::json{{"ok", true}}.dump());
+        send_line(client.fd.get(), nlohmann::json{{"ok", true}}.dump());
     } else if (cmd == "unregister") {
         if (!privileged)
             return reply_error(EPERM, "unregistering needs root or the daemon's user");
         std::string path = req.value("device", "");
         for (const auto &dev : loop_.device_states())
             if (dev->path == path) {
-                send_line(client.fd, nlohmann::json{{"ok", true}}.dump());
+                send_line(client.fd.get(), nlohmann::json{{"ok", true}}.dump());
                 // Removed on the next turn of the loop: removing the last device also ends
                 // this server, which must not happen under its own handler.
                 LoopImpl &loop = loop_;
@@ -211,8 +209,7 @@ void ControlServer::drop(int fd)
     if (it->second.tracing)
         loop_.add_tracer(-1);
     loop_.unwatch(fd);
-    close(fd);
-    clients_.erase(it);
+    clients_.erase(it); // closes fd
 }
 
 bool ControlServer::send_line(int fd, const std::string &line)
@@ -222,17 +219,16 @@ bool ControlServer::send_line(int fd, const std::string &line)
     return n == ssize_t(out.size());
 }
 
-int control_connect(const std::string &socket_path)
+Fd control_connect(const std::string &socket_path)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
+    Fd fd{socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    if (!fd)
+        return fd;
     sockaddr_un addr = socket_address(socket_path);
-    if (connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0) {
+    if (connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0) {
         int err = errno;
-        close(fd);
+        fd.reset();
         errno = err;
-        return -1;
     }
     return fd;
 }
@@ -263,16 +259,13 @@ nlohmann::json control_exchange(int fd, const nlohmann::json &request, int timeo
 
 nlohmann::json control_call(const std::string &socket_path, const nlohmann::json &request, int timeout_ms)
 {
-    int fd = control_connect(socket_path);
-    if (fd < 0)
+    Fd fd = control_connect(socket_path);
+    if (!fd)
         throw Error(errno, "cannot reach daemon at " + socket_path + ": " + std::strerror(errno));
     std::string rest;
     try {
-        auto reply = control_exchange(fd, request, timeout_ms, rest);
-        close(fd);
-        return reply;
+        return control_exchange(fd.get(), request, timeout_ms, rest);
     } catch (const Error &e) {
-        close(fd);
         throw Error(e.code().value(), "daemon at " + socket_path + ": " + e.what());
     }
 }

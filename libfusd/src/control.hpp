@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fd.hpp"
 #include "loop_impl.hpp"
 
 namespace fusd::detail {
@@ -28,7 +29,7 @@ public:
 
 private:
     struct Client {
-        int fd = -1;
+        Fd fd;
         uid_t uid = 0;
         std::string in;
         bool tracing = false;
@@ -41,7 +42,7 @@ private:
     static bool send_line(int fd, const std::string &line);
 
     LoopImpl &loop_;
-    int listen_fd_ = -1;
+    Fd listen_fd_;
     std::string path_;
     std::uint64_t start_time_ = 0;
     std::map<int, Client> clients_;
@@ -53,6 +54,6 @@ nlohmann::json control_call(const std::string &socket, const nlohmann::json &req
 // The same on a connected socket that stays open: bytes after the answer line (a trace stream's
 // first events) are left in `rest`.
 nlohmann::json control_exchange(int fd, const nlohmann::json &request, int timeout_ms, std::string &rest);
-int control_connect(const std::string &socket); // -1 with errno set
+Fd control_connect(const std::string &socket); // none, with errno set, when it fails
 
 } // namespace fusd::detail

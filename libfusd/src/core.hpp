@@ -5,7 +5,10 @@
 // A transport is one device's connection to its backend. It decodes the backend's messages into
 // RequestSlots and hands them to LoopImpl::deliver(); it encodes the answers the core passes to
 // Transport::reply(). It is the only code that knows FUSE, CUSE or the fusd UAPI; the core knows
-// no backend. Adding a backend adds one transport and one line in make_transport().
+// no backend. Adding a backend touches: a value in fusd::Backend (fusd.hpp), its transport file
+// (NAME_transport.cpp, defining the functions declared at the end of this file), its row file
+// (NAME_backend.cpp, see backend.hpp), its line in the table (backend.cpp), the libfusd
+// CMakeLists.txt, and the lists of names for people: README, libfusd(3), the shell completions.
 #pragma once
 
 #include <atomic>
@@ -113,7 +116,9 @@ public:
     virtual void forget_file(FileState &) {}
     // Remove the node and close the connection. Called once, under the device's exclusive lock.
     virtual void shutdown() = 0;
-    // What identifies the node for stale-entry cleanup (e.g. the FUSE mount), stored in the registry.
+    // Read by nothing: the stale cleanup needs only the path and the backend (see the row's
+    // clean_stale). Kept until KernelTransport (kernel_transport.cpp) stops overriding it; then
+    // it goes.
     virtual std::string cleanup_hint() const { return {}; }
 
 protected:
@@ -172,22 +177,33 @@ std::string checked_device_path(std::string_view name);
 
 // Backend factory: connect `device` through `backend` (never automatic). Throws fusd::Error.
 std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device);
+// What each backend's maker does: a T for `device`, started (its node made) before it is returned.
+template <class T> std::unique_ptr<Transport> start_transport(DeviceState &device)
+{
+    auto t = std::make_unique<T>(device);
+    t->start();
+    return t;
+}
 
-// Per-backend makers (each in its own file).
-std::unique_ptr<Transport> make_fuse_transport(DeviceState &device);
-std::unique_ptr<Transport> make_cuse_transport(DeviceState &device);
-std::unique_ptr<Transport> make_kernel_transport(DeviceState &device);
-BackendStatus probe_fuse();
-BackendStatus probe_cuse();
-BackendStatus probe_kernel();
-
-// Removes what a dead daemon left at `path` for `backend` (a dangling FUSE mount and its
-// placeholder file, ...). Returns true when something was cleaned. Never touches a live node.
+// Removes what a dead daemon left at `path` for the backend named `backend` (a dangling FUSE
+// mount and its placeholder file, ...); `backend` "" (its entry was lost) tries every backend, a
+// name of no backend cleans nothing. Returns true when something was cleaned. Never touches a
+// live node.
 bool clean_stale_node(const std::string &path, const std::string &backend);
 // Removes a node whose daemon may be alive but stopped or hung, releasing its blocked callers.
+// Throws fusd::Error for a backend name this libfusd does not know or was built without.
 void force_remove_node(const std::string &path, const std::string &backend);
+
+// What each transport file defines for its backend's row (NAME_backend.cpp; see backend.hpp).
+std::unique_ptr<Transport> make_fuse_transport(DeviceState &device);
+BackendStatus probe_fuse();
 void force_remove_fuse(const std::string &path);
+bool clean_stale_fuse(const std::string &path);
+std::unique_ptr<Transport> make_cuse_transport(DeviceState &device);
+BackendStatus probe_cuse();
 void force_remove_cuse(const std::string &path);
+std::unique_ptr<Transport> make_kernel_transport(DeviceState &device);
+BackendStatus probe_kernel();
 void force_remove_kernel(const std::string &path);
 
 std::int64_t monotonic_ns();

@@ -16,7 +16,7 @@
 //  - the kernel removes the node when the /dev/cuse fd is closed (cuse_channel_release), and
 //    only then: shutdown() destroys the session (which closes the fd) and waits for it to go.
 //
-// What CUSE decides for us (user-visible, see probe_cuse()):
+// What CUSE decides for us (user-visible, see the backend's row, cuse_backend.cpp):
 //  - reads and writes are always direct and the offset is always 0; the kernel's llseek for
 //    CUSE nodes is noop_llseek: lseek() succeeds and returns 0, pread/pwrite succeed and
 //    ignore the offset (no ESPIPE, unlike the FUSE and kernel backends). FOPEN_NONSEEKABLE and
@@ -34,7 +34,8 @@
 //  - close() waits for the driver's answer to release (fuse_sync_release).
 //
 // One call: kernel FUSE_READ on /dev/cuse -> on_readable() -> fuse_session_process_buf() ->
-// handle_read() -> LoopImpl::deliver() -> driver -> reply() -> fuse_reply_buf().
+// LibfuseTransport::handle_read() (kOps.read) -> LoopImpl::deliver() -> driver -> reply() ->
+// fuse_reply_buf().
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -48,6 +49,7 @@
 
 #include <cuse_lowlevel.h>
 
+#include "fd.hpp"
 #include "libfuse_transport.hpp"
 
 namespace fusd::detail {
@@ -97,7 +99,7 @@ public:
     explicit CuseTransport(DeviceState &dev) : LibfuseTransport(dev) {}
     ~CuseTransport() override
     {
-        if (se_ || fd_ >= 0)
+        if (se_)
             shutdown();
     }
 
@@ -105,14 +107,11 @@ public:
 
     Backend backend() const override { return Backend::cuse; }
     void shutdown() override;
-    std::string cleanup_hint() const override { return "cuse:" + class_dir_of(dev_.path); }
 
 private:
     void wait_for_node();
 
     static void op_init_done(void *userdata);
-    static ssize_t io_read(int fd, void *buf, size_t len, void *userdata);
-    static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata);
 
     static const cuse_lowlevel_ops kOps;
     static const fuse_custom_io kIo;
@@ -136,12 +135,7 @@ const cuse_lowlevel_ops CuseTransport::kOps = [] {
     return ops;
 }();
 
-const fuse_custom_io CuseTransport::kIo = [] {
-    fuse_custom_io io{};
-    io.read = io_read;
-    io.writev = io_writev;
-    return io;
-}();
+const fuse_custom_io CuseTransport::kIo = channel_io();
 
 void CuseTransport::start()
 {
@@ -151,8 +145,8 @@ void CuseTransport::start()
     if (access(class_dir_of(path).c_str(), F_OK) == 0)
         throw Error(EEXIST, path + ": a CUSE device of that name still exists (" + class_dir_of(path) +
                                 "): its daemon has not closed /dev/cuse yet (stopped?)");
-    fd_ = open(kCuseControl, O_RDWR | O_CLOEXEC);
-    if (fd_ < 0) {
+    Fd channel{open(kCuseControl, O_RDWR | O_CLOEXEC)};
+    if (!channel) {
         int err = errno;
         throw Error(err == ENOENT || err == ENXIO ? ENODEV : err,
                     path + ": cannot open " + kCuseControl + ": " + std::strerror(err) +
@@ -170,12 +164,9 @@ void CuseTransport::start()
         se_ = cuse_lowlevel_new(&args, &ci, &kOps, static_cast<LibfuseTransport *>(this));
         if (!se_)
             throw Error(ENOMEM, path + ": cuse_lowlevel_new failed");
-        if (int err = fuse_session_custom_io(se_, &kIo, fd_); err != 0) {
-            close(fd_); // not the session's yet
-            fd_ = -1;
+        if (int err = fuse_session_custom_io(se_, &kIo, channel.get()); err != 0)
             throw Error(err < 0 ? -err : EIO, path + ": fuse_session_custom_io failed");
-        }
-        // From here the session owns fd_ and closes it in fuse_session_destroy().
+        fd_ = channel.release(); // the session's from here: fuse_session_destroy() closes it
         handshake(init_done_, "CUSE_INIT"); // libfuse replies with our DEVNAME, then calls init_done
         wait_for_node();
         fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
@@ -235,46 +226,26 @@ void CuseTransport::op_init_done(void *userdata)
     static_cast<CuseTransport *>(static_cast<LibfuseTransport *>(userdata))->init_done_ = true;
 }
 
-ssize_t CuseTransport::io_read(int fd, void *buf, size_t len, void *) { return ::read(fd, buf, len); }
-
-ssize_t CuseTransport::io_writev(int fd, struct iovec *iov, int count, void *) { return ::writev(fd, iov, count); }
-
 } // namespace
 
-std::unique_ptr<Transport> make_cuse_transport(DeviceState &device)
-{
-    auto t = std::make_unique<CuseTransport>(device);
-    t->start();
-    return t;
-}
+std::unique_ptr<Transport> make_cuse_transport(DeviceState &device) { return start_transport<CuseTransport>(device); }
 
 BackendStatus probe_cuse()
 {
-    BackendStatus s{Backend::cuse, false, "",
-                    "a real character device node (test -c, a dynamic major) made by CUSE; the offset is always "
-                    "0: lseek() succeeds and returns 0 and pread/pwrite ignore the offset (no ESPIPE); no mmap; "
-                    "ioctls only with _IOC-encoded sizes, and FIONREAD reaches the driver; reads and writes "
-                    "arrive in chunks of at most 128 KiB; close() waits for the driver's release; after "
-                    "`rm --force` of a stopped daemon the name stays taken (/sys/class/cuse) until that "
-                    "daemon exits"};
+    BackendStatus s{Backend::cuse, false, "", ""};
     struct stat st{};
     if (stat(kCuseControl, &st) != 0)
         s.reason = "no /dev/cuse: kernel built without CONFIG_CUSE or cuse module not loaded (modprobe cuse)";
     else if (geteuid() != 0)
         s.reason = "not root: /dev/cuse is root's only (mode 0600)";
-    else {
-        // Opening /dev/cuse starts a connection (the kernel queues CUSE_INIT); closing it
-        // unanswered makes nothing.
-        int fd = open(kCuseControl, O_RDWR | O_CLOEXEC);
-        if (fd < 0) {
-            int err = errno;
-            s.reason = std::string("cannot open /dev/cuse: ") + std::strerror(err) +
-                       (err == ENODEV || err == ENXIO ? " (cuse module not loaded: modprobe cuse)" : "");
-        } else {
-            close(fd);
-            s.usable = true;
-        }
-    }
+    else if (Fd cuse{open(kCuseControl, O_RDWR | O_CLOEXEC)}; !cuse) {
+        // (Opening /dev/cuse starts a connection, the kernel queues CUSE_INIT; closing it
+        // unanswered makes nothing.)
+        int err = errno;
+        s.reason = std::string("cannot open /dev/cuse: ") + std::strerror(err) +
+                   (err == ENODEV || err == ENXIO ? " (cuse module not loaded: modprobe cuse)" : "");
+    } else
+        s.usable = true;
     return s;
 }
 
@@ -291,16 +262,15 @@ void force_remove_cuse(const std::string &path)
 {
     const std::string dir = class_dir_of(path);
     dev_t devt = cuse_devt(path);
-    int fd = open((dir + "/abort").c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
+    Fd abort_fd{open((dir + "/abort").c_str(), O_WRONLY | O_CLOEXEC)};
+    if (!abort_fd) {
         int err = errno;
         if (err == ENOENT)
             return; // no such CUSE device (any more)
         throw Error(err, path + ": cannot abort the CUSE device (" + dir + "/abort): " + std::strerror(err));
     }
-    bool aborted = ::write(fd, "1", 1) == 1;
+    bool aborted = ::write(abort_fd.get(), "1", 1) == 1;
     int err = errno;
-    close(fd);
     if (!aborted)
         throw Error(err, path + ": cannot abort the CUSE device: " + std::strerror(err));
     if (is_node(path, devt))

@@ -17,13 +17,14 @@
 //    exclusive inode lock for a direct write past EOF, and a stream file's writes are all at
 //    offset 0 of an empty file. Faking a large st_size would lift that but breaks tools that
 //    trust st_size, so writes from different opens stay serialized on this backend (documented
-//    in probe_fuse() and README).
+//    in the backend's row, fuse_backend.cpp, and README).
 //  - fuse_session_custom_io() means mounting ourselves: mount(2) with fd=..., as root.
 //  - the receive buffer belongs to us (fuse_buf.mem), so a write request kept past its callback
 //    simply takes the buffer and libfuse allocates a fresh one: no copy.
 //
-// One call: kernel FUSE_READ -> on_readable() -> fuse_session_process_buf() -> handle_read() ->
-// LoopImpl::deliver() -> driver -> reply() -> fuse_reply_buf().
+// One call: kernel FUSE_READ -> on_readable() -> fuse_session_process_buf() -> the read entry
+// of kOps -> LibfuseTransport::handle_read() -> LoopImpl::deliver() -> driver -> reply() ->
+// fuse_reply_buf().
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -39,8 +40,8 @@
 
 #include <fuse_lowlevel.h>
 
+#include "fd.hpp"
 #include "libfuse_transport.hpp"
-#include "registry.hpp"
 
 namespace fusd::detail {
 
@@ -101,16 +102,13 @@ void abort_connection(unsigned minor)
     std::string abort_file = base + "/" + std::to_string(minor) + "/abort";
     if (access(abort_file.c_str(), W_OK) != 0)
         mount("fusectl", base.c_str(), "fusectl", 0, nullptr); // not mounted yet: mount it
-    int fd = open(abort_file.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)!::write(fd, "1", 1);
-        close(fd);
-    }
+    if (Fd abort_fd{open(abort_file.c_str(), O_WRONLY | O_CLOEXEC)})
+        (void)!::write(abort_fd.get(), "1", 1);
 }
 
-// Unmount every fusd FUSE mount at path (aborting its connection when asked), then remove the
+// Abort the connection of every fusd FUSE mount at path and unmount it, then remove the
 // placeholder if it is an empty regular file. Returns true when something was removed.
-bool remove_fuse_node(const std::string &path, bool abort_first)
+bool remove_fuse_node(const std::string &path)
 {
     bool cleaned = false;
     auto mounts = mounts_at(path);
@@ -118,8 +116,7 @@ bool remove_fuse_node(const std::string &path, bool abort_first)
     for (const MountEntry &m : mounts) {
         if (m.fs_type != kFsType)
             return cleaned; // something else is mounted there: not ours to touch
-        if (abort_first)
-            abort_connection(m.minor);
+        abort_connection(m.minor);
         if (umount2(path.c_str(), MNT_DETACH) == 0)
             cleaned = true;
     }
@@ -136,7 +133,7 @@ public:
     explicit FuseTransport(DeviceState &dev) : LibfuseTransport(dev) {}
     ~FuseTransport() override
     {
-        if (se_ || fd_ >= 0 || mounted_)
+        if (se_ || mounted_)
             shutdown();
     }
 
@@ -144,7 +141,6 @@ public:
 
     Backend backend() const override { return Backend::fuse; }
     void shutdown() override;
-    std::string cleanup_hint() const override { return "fuse:" + std::to_string(conn_minor_); }
 
 private:
     int send_open_reply(fuse_req_t req, fuse_file_info *fi) override;
@@ -154,7 +150,6 @@ private:
     static void op_init(void *userdata, fuse_conn_info *conn);
     static void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi);
     static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, fuse_file_info *fi);
-    static ssize_t io_read(int fd, void *buf, size_t len, void *userdata);
     static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata);
 
     static const fuse_lowlevel_ops kOps;
@@ -190,47 +185,38 @@ const fuse_lowlevel_ops FuseTransport::kOps = [] {
     return ops;
 }();
 
-const fuse_custom_io FuseTransport::kIo = [] {
-    fuse_custom_io io{};
-    io.read = io_read;
-    io.writev = io_writev;
-    return io;
-}();
+const fuse_custom_io FuseTransport::kIo = channel_io(io_writev);
 
 void FuseTransport::start()
 {
     const std::string &path = dev_.path;
     if (geteuid() != 0)
         throw Error(EACCES, path + ": the FUSE backend needs root (it mounts over a file in /dev)");
-    int placeholder = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (placeholder < 0) {
-        int err = errno;
-        throw Error(err, path + ": cannot create the node: " + std::strerror(err));
+    {
+        Fd placeholder{open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600)};
+        if (!placeholder) {
+            int err = errno;
+            throw Error(err, path + ": cannot create the node: " + std::strerror(err));
+        }
+        struct stat st{};
+        fstat(placeholder.get(), &st);
+        placeholder_ino_ = st.st_ino;
     }
-    struct stat st{};
-    fstat(placeholder, &st);
-    placeholder_ino_ = st.st_ino;
-    close(placeholder);
     created_s_ = realtime_ns() / 1'000'000'000;
 
     try {
-        fd_ = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-        if (fd_ < 0)
+        Fd channel{open("/dev/fuse", O_RDWR | O_CLOEXEC)};
+        if (!channel)
             throw Error(errno, path + ": cannot open /dev/fuse: " + std::strerror(errno));
         const char *argv[] = {"fusd", nullptr};
         fuse_args args = FUSE_ARGS_INIT(1, const_cast<char **>(argv));
         se_ = fuse_session_new(&args, &kOps, sizeof kOps, static_cast<LibfuseTransport *>(this));
         fuse_opt_free_args(&args);
-        if (!se_) {
-            close(fd_);
-            fd_ = -1;
+        if (!se_)
             throw Error(ENOMEM, path + ": fuse_session_new failed");
-        }
-        if (fuse_session_custom_io(se_, &kIo, fd_) != 0) {
-            close(fd_);
-            fd_ = -1;
+        if (fuse_session_custom_io(se_, &kIo, channel.get()) != 0)
             throw Error(EIO, path + ": fuse_session_custom_io failed");
-        }
+        fd_ = channel.release(); // the session's from here: fuse_session_destroy() closes it
         std::string opts = "fd=" + std::to_string(fd_) +
                            ",rootmode=100000,user_id=0,group_id=0,allow_other,default_permissions";
         std::string source = "fusd:" + path.substr(5);
@@ -323,8 +309,6 @@ void FuseTransport::op_setattr(fuse_req_t req, fuse_ino_t, struct stat *attr, in
     fuse_reply_attr(req, &st, kAttrTimeout);
 }
 
-ssize_t FuseTransport::io_read(int fd, void *buf, size_t len, void *) { return ::read(fd, buf, len); }
-
 ssize_t FuseTransport::io_writev(int fd, struct iovec *iov, int count, void *)
 {
     if (t_patch_open_reply && count >= 2 && iov[0].iov_len == sizeof(OutHeader) &&
@@ -338,44 +322,25 @@ ssize_t FuseTransport::io_writev(int fd, struct iovec *iov, int count, void *)
 
 } // namespace
 
-std::unique_ptr<Transport> make_fuse_transport(DeviceState &device)
-{
-    auto t = std::make_unique<FuseTransport>(device);
-    t->start();
-    return t;
-}
+std::unique_ptr<Transport> make_fuse_transport(DeviceState &device) { return start_transport<FuseTransport>(device); }
 
 BackendStatus probe_fuse()
 {
-    BackendStatus s{Backend::fuse, false, "",
-                    "the node is a regular file with a FUSE mount over it: stat(2) shows a regular file "
-                    "(test -c fails, isatty() is 0); ioctls only with _IOC-encoded sizes; FIONREAD and "
-                    "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE; writes from different "
-                    "opens are serialized by the kernel (a write the driver holds back delays other openers' "
-                    "writes)"};
+    BackendStatus s{Backend::fuse, false, "", ""};
     if (access("/dev/fuse", F_OK) != 0)
         s.reason = "no /dev/fuse: the kernel has no FUSE support or it is not loaded (modprobe fuse)";
     else if (geteuid() != 0)
         s.reason = "not root: the FUSE backend mounts over a file in /dev";
-    else {
-        int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-        if (fd < 0)
-            s.reason = std::string("cannot open /dev/fuse: ") + std::strerror(errno);
-        else {
-            close(fd);
-            s.usable = true;
-        }
-    }
+    else if (Fd fuse{open("/dev/fuse", O_RDWR | O_CLOEXEC)}; !fuse)
+        s.reason = std::string("cannot open /dev/fuse: ") + std::strerror(errno);
+    else
+        s.usable = true;
     return s;
 }
 
-bool clean_stale_node(const std::string &path, const std::string &backend)
-{
-    if (backend == "fuse" || backend.empty())
-        return remove_fuse_node(path, /*abort_first=*/true);
-    return false; // the kernel module and CUSE remove their nodes when the daemon's fd closes
-}
+// A dead daemon's /dev/fuse is closed, but its mount stays (every call on it fails ENOTCONN).
+bool clean_stale_fuse(const std::string &path) { return remove_fuse_node(path); }
 
-void force_remove_fuse(const std::string &path) { remove_fuse_node(path, /*abort_first=*/true); }
+void force_remove_fuse(const std::string &path) { remove_fuse_node(path); }
 
 } // namespace fusd::detail

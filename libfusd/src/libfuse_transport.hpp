@@ -43,6 +43,11 @@ protected:
 
     // Sends an open reply; FUSE patches its flags (see fuse_transport.cpp).
     virtual int send_open_reply(fuse_req_t req, fuse_file_info *fi) { return fuse_reply_open(req, fi); }
+    // The channel's I/O for fuse_session_custom_io(), which wants both: read(2), and writev(2)
+    // unless the transport gives its own (FUSE patches its open replies).
+    using ChannelWritev = ssize_t (*)(int fd, struct iovec *iov, int count, void *userdata);
+    static fuse_custom_io channel_io(ChannelWritev writev = plain_writev);
+    static ssize_t plain_writev(int fd, struct iovec *iov, int count, void *userdata);
     // Answers the kernel's INIT (FUSE_INIT or CUSE_INIT) before Loop::add returns; `done` is set
     // by the session's init callback.
     void handshake(const bool &done, const char *what);
@@ -73,7 +78,7 @@ protected:
     DeviceState &dev_;
     LoopImpl &loop_;
     fuse_session *se_ = nullptr;
-    int fd_ = -1;
+    int fd_ = -1; // the session's channel (/dev/fuse or /dev/cuse): fuse_session_destroy() closes it
 
 private:
     static void on_interrupt(fuse_req_t req, void *data);

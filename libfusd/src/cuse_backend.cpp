@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: MIT
+//
+// The CUSE backend's row in the table of backends (backend.hpp); its transport is
+// cuse_transport.cpp, built unless FUSD_WITH_CUSE is OFF (then the row only says so).
+#include "backend.hpp"
+
+namespace fusd::detail {
+
+constinit const BackendRow cuse_backend{
+    .backend = Backend::cuse,
+    .name = "cuse",
+    .differences = "a real character device node (test -c, a dynamic major) made by CUSE; the offset is always "
+                   "0: lseek() succeeds and returns 0 and pread/pwrite ignore the offset (no ESPIPE); no mmap; "
+                   "ioctls only with _IOC-encoded sizes, and FIONREAD reaches the driver; reads and writes "
+                   "arrive in chunks of at most 128 KiB; close() waits for the driver's release; after "
+                   "`rm --force` of a stopped daemon the name stays taken (/sys/class/cuse) until that "
+                   "daemon exits",
+    .build_option = "FUSD_WITH_CUSE",
+#ifdef FUSD_WITH_CUSE
+    .probe = probe_cuse,
+    .open = make_cuse_transport,
+    .force_remove = force_remove_cuse,
+    .clean_stale = node_goes_with_daemon, // the kernel removes the node when /dev/cuse closes
+#endif
+};
+
+} // namespace fusd::detail

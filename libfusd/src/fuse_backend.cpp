@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: MIT
+//
+// The FUSE backend's row in the table of backends (backend.hpp); its transport is
+// fuse_transport.cpp. Always built: every Linux with FUSE can use it, as root.
+#include "backend.hpp"
+
+namespace fusd::detail {
+
+constinit const BackendRow fuse_backend{
+    .backend = Backend::fuse,
+    .name = "fuse",
+    .differences = "the node is a regular file with a FUSE mount over it: stat(2) shows a regular file "
+                   "(test -c fails, isatty() is 0); ioctls only with _IOC-encoded sizes; FIONREAD and "
+                   "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE; writes from different "
+                   "opens are serialized by the kernel (a write the driver holds back delays other openers' "
+                   "writes)",
+    .build_option = "",
+    .probe = probe_fuse,
+    .open = make_fuse_transport,
+    .force_remove = force_remove_fuse,
+    .clean_stale = clean_stale_fuse,
+};
+
+} // namespace fusd::detail

@@ -1,0 +1,85 @@
+// Registry entries that name a backend this libfusd does not know: never handled as any backend.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include <fusd/admin.hpp>
+#include <fusd/fusd.hpp>
+
+namespace {
+
+// A registry of this test's own, with one entry for `device` served through `backend`.
+class ForeignEntry : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        char dir[] = "/tmp/fusd-unit-XXXXXX";
+        ASSERT_NE(mkdtemp(dir), nullptr);
+        dir_ = dir;
+        setenv("FUSD_RUNTIME_DIR", dir, 1);
+        std::filesystem::create_directory(dir_ + "/devices");
+    }
+    void TearDown() override
+    {
+        unsetenv("FUSD_RUNTIME_DIR");
+        std::filesystem::remove_all(dir_);
+    }
+
+    // The entry file (as registry.cpp names it); pid and start_time say whether it is alive.
+    std::string write_entry(const std::string &name, const std::string &backend, pid_t pid, std::uint64_t start_time)
+    {
+        std::string file = dir_ + "/devices/dev:" + name + ".json";
+        std::ofstream(file) << R"({"device":"/dev/)" << name << R"(","backend":")" << backend << R"(","pid":)" << pid
+                            << R"(,"start_time":)" << start_time << R"(,"command":"test","socket":")" << dir_
+                            << R"(/ctl/none.sock","created_ns":0})" << '\n';
+        return file;
+    }
+
+    static std::uint64_t own_start_time()
+    {
+        std::ifstream in("/proc/self/stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+        std::string field;
+        for (int i = 3; i <= 22 && rest >> field; ++i)
+            if (i == 22)
+                return std::stoull(field);
+        return 0;
+    }
+
+    std::string dir_;
+};
+
+TEST_F(ForeignEntry, ForcedRemovalOfAnUnknownBackendIsRefused)
+{
+    std::string name = "fusd-unit-" + std::to_string(getpid()) + "-zfs";
+    std::string file = write_entry(name, "zfs", getpid(), own_start_time());
+    try {
+        fusd::admin::remove_device(name, /*force=*/true);
+        ADD_FAILURE() << "removed a device of an unknown backend";
+    } catch (const fusd::Error &e) {
+        EXPECT_EQ(e.code().value(), EINVAL);
+        EXPECT_NE(std::string(e.what()).find("zfs"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(std::filesystem::exists(file)) << "the entry of a live daemon was dropped";
+}
+
+TEST_F(ForeignEntry, DeadEntryOfAnUnknownBackendIsListedDeadAndDropped)
+{
+    std::string name = "fusd-unit-" + std::to_string(getpid()) + "-zfs-dead";
+    std::string file = write_entry(name, "zfs", getpid(), own_start_time() + 1); // not us: dead
+    bool seen_dead = false;
+    for (const auto &info : fusd::admin::list_devices())
+        if (info.path == "/dev/" + name) {
+            EXPECT_EQ(info.state, "dead");
+            EXPECT_EQ(info.backend, "zfs");
+            seen_dead = true;
+        }
+    EXPECT_TRUE(seen_dead);
+    EXPECT_FALSE(std::filesystem::exists(file));
+}
+
+} // namespace
