@@ -116,10 +116,6 @@ public:
     virtual void forget_file(FileState &) {}
     // Remove the node and close the connection. Called once, under the device's exclusive lock.
     virtual void shutdown() = 0;
-    // Read by nothing: the stale cleanup needs only the path and the backend (see the row's
-    // clean_stale). Kept until KernelTransport (kernel_transport.cpp) stops overriding it; then
-    // it goes.
-    virtual std::string cleanup_hint() const { return {}; }
 
 protected:
     bool arms_requests_ = false;

@@ -89,7 +89,6 @@ public:
     void keep_buffer(RequestSlot &slot) override;
     void forget_file(FileState &file) override;
     void shutdown() override;
-    std::string cleanup_hint() const override { return "kernel:" + std::to_string(channel_.dev_id()); }
 
 private:
     static constexpr int kBatch = 64; // messages taken per wake-up before the loop looks around
