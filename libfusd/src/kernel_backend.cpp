@@ -10,9 +10,13 @@ namespace fusd::detail {
 constinit const BackendRow kernel_backend{
     .backend = Backend::kernel,
     .name = "kernel",
-    // What a user sees differently is stated by probe_kernel(), which adds the module's poll_ns
-    // setting read at probe time.
-    .differences = "",
+    // probe_kernel() adds the module's poll_ns setting, read at probe time.
+    .differences = "a real character device node (test -c) made by the fusd module with the requested mode and "
+                   "owner (udev: SUBSYSTEM==\"fusd\"); lseek/pread/pwrite fail with ESPIPE; mmap fails with "
+                   "ENODEV; ioctls only with _IOC-encoded sizes (up to 16383 bytes; FIONBIO, FIOASYNC, FIOCLEX, "
+                   "FIONCLEX are the kernel's, FIONREAD reaches the driver); reads and writes above 128 KiB are "
+                   "split into 128 KiB requests; close() does not wait for the driver; names only of "
+                   "A-Z a-z 0-9 . _ - + : @ , (63 bytes); status in /sys/class/fusd/NAME/",
     .build_option = "FUSD_WITH_KERNEL",
 #ifdef FUSD_WITH_KERNEL
     .probe = probe_kernel,

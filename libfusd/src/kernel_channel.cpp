@@ -111,13 +111,8 @@ int KernelChannel::force_unregister(const std::string &name)
 
 BackendStatus probe_kernel()
 {
-    BackendStatus s{Backend::kernel, false, "",
-                    "a real character device node (test -c) made by the fusd module with the requested mode and "
-                    "owner (udev: SUBSYSTEM==\"fusd\"); lseek/pread/pwrite fail with ESPIPE; mmap fails with "
-                    "ENODEV; ioctls only with _IOC-encoded sizes (up to 16383 bytes; FIONBIO, FIOASYNC, FIOCLEX, "
-                    "FIONCLEX are the kernel's, FIONREAD reaches the driver); reads and writes above 128 KiB are "
-                    "split into 128 KiB requests; close() does not wait for the driver; names only of "
-                    "A-Z a-z 0-9 . _ - + : @ , (63 bytes); status in /sys/class/fusd/NAME/"};
+    // The row (kernel_backend.cpp) states what never changes; this adds what depends on the module.
+    BackendStatus s{Backend::kernel, false, "", ""};
     std::string why;
     KernelChannel channel;
     if (channel.open(why) < 0)
