@@ -66,7 +66,7 @@ ServeConfig check_options(const ServeOptions &opts) {
         config.device.group = parse_id(opts.group, ::getgrnam, &group::gr_gid, "--group", "group");
     auto backend = fusd::parse_backend(opts.backend);
     if (!backend)
-        throw UsageError{fmt::format("--backend: '{}' is not one of auto, kernel, cuse, fuse", opts.backend)};
+        throw UsageError{fmt::format("--backend: '{}' is not one of {}", opts.backend, fusd::backend_names())};
     config.device.backend = *backend;
     config.shared = opts.shared;
     config.restart = opts.restart;

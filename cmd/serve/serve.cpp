@@ -159,8 +159,7 @@ Command add_serve(CLI::App &app) {
     sub->add_option("-m,--mode", opts->mode, "Permissions of the node, octal (default 0660)");
     sub->add_option("-o,--owner", opts->owner, "Owner of the node: user name or uid");
     sub->add_option("-g,--group", opts->group, "Group of the node: group name or gid");
-    sub->add_option("-b,--backend", opts->backend, "auto, kernel, cuse or fuse (default auto)")
-        ->check(CLI::IsMember({"auto", "kernel", "cuse", "fuse"}));
+    sub->add_option("-b,--backend", opts->backend, "One of " + fusd::backend_names() + " (default auto)");
     sub->add_flag("-d,--detach", opts->detach, "Run in the background; print its PID once the device is ready");
     sub->add_option("-p,--pidfile", opts->pidfile, "Write the serving process's PID to FILE once ready");
     sub->add_option("-l,--log", opts->log, "Append the command's stderr (and fusdctl's messages) to FILE");

@@ -105,6 +105,14 @@ std::string_view to_string(Backend backend)
     return row ? row->name : "?";
 }
 
+std::string backend_names()
+{
+    std::string names(detail::kAutomatic);
+    for (const detail::BackendRow *row : detail::kTable)
+        names += ", " + std::string(row->name);
+    return names;
+}
+
 std::optional<Backend> parse_backend(std::string_view name)
 {
     if (name == detail::kAutomatic)
@@ -128,12 +136,8 @@ Backend choose_backend(Backend wanted)
     if (wanted == Backend::automatic)
         if (const char *env = std::getenv("FUSD_BACKEND"); env && *env) {
             auto forced = parse_backend(env);
-            if (!forced) {
-                std::string names(detail::kAutomatic);
-                for (const detail::BackendRow *row : detail::kTable)
-                    names += ", " + std::string(row->name);
-                throw Error(EINVAL, std::string("FUSD_BACKEND: unknown backend '") + env + "' (" + names + ")");
-            }
+            if (!forced)
+                throw Error(EINVAL, std::string("FUSD_BACKEND: unknown backend '") + env + "' (" + backend_names() + ")");
             wanted = *forced;
         }
     std::string why;

@@ -56,6 +56,8 @@ class LoopImpl;
 enum class Backend : std::uint8_t { automatic, kernel, cuse, fuse };
 std::string_view to_string(Backend backend);
 std::optional<Backend> parse_backend(std::string_view name); // "auto", "kernel", "cuse", "fuse"
+// The names parse_backend() takes, comma-separated: "auto", then each backend in auto's order.
+std::string backend_names();
 
 // The system call a Request stands for.
 enum class Op : std::uint8_t { open, release, read, write, ioctl, poll, interrupt };
