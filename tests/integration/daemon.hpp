@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <dirent.h>
 #include <cstdlib>
 #include <fcntl.h>
 #include <poll.h>
@@ -92,6 +94,7 @@ public:
             usleep(10000);
         }
         if (pid_ > 0) {
+            report_stuck();
             kill(pid_, SIGKILL);
             waitpid(pid_, &status_, 0);
             pid_ = -1;
@@ -103,6 +106,38 @@ public:
     }
 
 private:
+    // A daemon that outlived the guard: where each of its threads waits, for the test's log.
+    void report_stuck() const
+    {
+        std::string dir = "/proc/" + std::to_string(pid_) + "/task";
+        std::fprintf(stderr, "daemon %d did not exit; its threads (tid state wchan):\n", pid_);
+        if (DIR *d = opendir(dir.c_str())) {
+            while (dirent *e = readdir(d)) {
+                if (e->d_name[0] == '.')
+                    continue;
+                std::string t = dir + "/" + e->d_name;
+                std::string stat = read_line(t + "/stat"), wchan = read_line(t + "/wchan");
+                auto paren = stat.rfind(')');
+                char state = paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+                std::fprintf(stderr, "  %s %c %s\n", e->d_name, state, wchan.c_str());
+            }
+            closedir(d);
+        }
+    }
+    static std::string read_line(const std::string &path)
+    {
+        std::string line;
+        if (FILE *f = std::fopen(path.c_str(), "r")) {
+            char buf[512];
+            if (std::fgets(buf, sizeof buf, f))
+                line = buf;
+            std::fclose(f);
+        }
+        if (!line.empty() && line.back() == '\n')
+            line.pop_back();
+        return line;
+    }
+
     pid_t pid_ = -1;
     int out_ = -1;
     int status_ = 0;
