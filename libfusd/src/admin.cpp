@@ -33,7 +33,7 @@ std::vector<DeviceInfo> list_devices()
         info.command = entry.value("command", "");
         if (!registry::entry_alive(entry)) {
             detail::clean_stale_node(info.path, info.backend);
-            registry::remove_entry(info.path, info.pid);
+            registry::remove_dead_entry(entry);
             info.state = "dead";
             out.push_back(std::move(info));
             continue;
@@ -75,7 +75,7 @@ void remove_device(const std::string &name, bool force)
     pid_t pid = entry->value("pid", 0);
     if (!registry::entry_alive(*entry)) {
         detail::clean_stale_node(path, backend);
-        registry::remove_entry(path, pid);
+        registry::remove_dead_entry(*entry);
         return;
     }
     if (force) {

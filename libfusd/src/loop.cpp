@@ -265,7 +265,7 @@ void LoopImpl::claim_name(const std::string &path)
             throw Error(EEXIST, path + ": already served by pid " + std::to_string(entry->value("pid", 0)) + " (" +
                                     entry->value("command", std::string()) + ")");
         clean_stale_node(path, entry->value("backend", std::string()));
-        registry::remove_entry(path, 0);
+        registry::remove_dead_entry(*entry);
     } else {
         clean_stale_node(path, ""); // a dangling mount whose entry was lost
     }

@@ -106,6 +106,18 @@ void remove_entry(const std::string &device_path, pid_t pid)
     unlink(file.c_str());
 }
 
+void remove_dead_entry(const nlohmann::json &entry)
+{
+    remove_entry(entry.value("device", std::string()), entry.value("pid", 0));
+    std::string socket = entry.value("socket", std::string());
+    if (socket.rfind(sockets_dir() + "/", 0) != 0)
+        return; // not in our directory: never ours to remove
+    for (const auto &other : read_entries())
+        if (other.value("socket", std::string()) == socket && entry_alive(other))
+            return;
+    unlink(socket.c_str());
+}
+
 static std::optional<nlohmann::json> read_entry_file(const std::string &file)
 {
     std::ifstream in(file);

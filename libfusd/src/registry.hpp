@@ -31,6 +31,9 @@ bool entry_alive(const nlohmann::json &entry);
 void write_entry(const nlohmann::json &entry);
 // Removes the entry for device_path if it belongs to `pid` (0: whoever wrote it).
 void remove_entry(const std::string &device_path, pid_t pid);
+// Removes the entry of a daemon found dead (entry_alive() false), and its control socket once no
+// live entry names it: a killed daemon never unlinks its own socket.
+void remove_dead_entry(const nlohmann::json &entry);
 std::vector<nlohmann::json> read_entries();
 std::optional<nlohmann::json> find_entry(const std::string &device_path);
 

@@ -65,6 +65,8 @@ print(d["state"], d["pid"], d["backend"] in ("kernel", "cuse", "fuse"), "serve" 
 
 @test "a killed daemon's device is never shown as live, and is cleaned up" {
 	serve_d "$NAME" -- sleep 30
+	ctl=${FUSD_RUNTIME_DIR:-/run/fusd}/ctl
+	compgen -G "$ctl/$SERVER_PID-*.sock" >/dev/null || fail "no control socket of pid $SERVER_PID in $ctl"
 	kill -KILL "$SERVER_PID"
 	run "$FUSDCTL" ls --json
 	assert_success
@@ -78,6 +80,8 @@ print([d["state"] for d in json.load(open(sys.argv[1])) if d["device"] == sys.ar
 	not listed "$DEV"
 	wait_for "$GUARD" bash -c "! grep -q ' $DEV ' /proc/mounts"
 	[ ! -e "$DEV" ]
+	# nor its control socket, which a killed daemon cannot unlink itself
+	not compgen -G "$ctl/$SERVER_PID-*.sock"
 }
 
 @test "completion: bash offers live device names for rm and trace" {
