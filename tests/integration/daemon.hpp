@@ -78,14 +78,27 @@ public:
     bool ready() const { return !first_line_.empty(); }
     const std::string &first_line() const { return first_line_; }
     pid_t pid() const { return pid_; }
-    void signal(int sig) { kill(pid_, sig); }
-    // Sends sig, waits for the exit; returns the wait status.
+    void signal(int sig)
+    {
+        if (sig == SIGSTOP || sig == SIGCONT)
+            stopped_ = sig == SIGSTOP;
+        kill(pid_, sig);
+    }
+    // Sends sig (a daemon stopped with signal(SIGSTOP) is continued first), waits for the exit;
+    // returns the wait status.
     int stop(int sig = SIGTERM)
     {
         if (pid_ <= 0)
             return status_;
-        kill(pid_, SIGCONT);
-        kill(pid_, sig);
+        // SIGCONT only to a daemon we stopped, and once: a SIGCONT that reaches a daemon while
+        // it exits can discard the SIGSTOP with which LeakSanitizer's exit-time tracer attaches
+        // to it (ASan builds); the tracer then waits for that stop forever and the daemon spins
+        // waiting for the tracer.
+        if (stopped_ || sig == SIGCONT)
+            kill(pid_, SIGCONT);
+        stopped_ = false;
+        if (sig != SIGCONT)
+            kill(pid_, sig);
         for (int i = 0; i < kHangGuard.count() / 10; ++i) { // up to kHangGuard, then SIGKILL
             if (waitpid(pid_, &status_, WNOHANG) == pid_) {
                 pid_ = -1;
@@ -106,11 +119,32 @@ public:
     }
 
 private:
-    // A daemon that outlived the guard: where each of its threads waits, for the test's log.
+    // A daemon that outlived the guard: where each of its threads, and each of its children
+    // (LeakSanitizer's tracer is one), waits, for the test's log.
     void report_stuck() const
     {
-        std::string dir = "/proc/" + std::to_string(pid_) + "/task";
-        std::fprintf(stderr, "daemon %d did not exit; its threads (tid state wchan):\n", pid_);
+        std::fprintf(stderr, "daemon %d did not exit; its threads and its children's (pid tid state wchan):\n", pid_);
+        report_threads(pid_);
+        for (pid_t child : children(pid_))
+            report_threads(child);
+    }
+    static std::vector<pid_t> children(pid_t pid)
+    {
+        std::vector<pid_t> out;
+        std::string list = read_line("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+        for (std::size_t at = 0; at < list.size();) {
+            std::size_t end = list.find(' ', at);
+            if (end == std::string::npos)
+                end = list.size();
+            if (end > at)
+                out.push_back(pid_t(std::stoi(list.substr(at, end - at))));
+            at = end + 1;
+        }
+        return out;
+    }
+    static void report_threads(pid_t pid)
+    {
+        std::string dir = "/proc/" + std::to_string(pid) + "/task";
         if (DIR *d = opendir(dir.c_str())) {
             while (dirent *e = readdir(d)) {
                 if (e->d_name[0] == '.')
@@ -119,7 +153,7 @@ private:
                 std::string stat = read_line(t + "/stat"), wchan = read_line(t + "/wchan");
                 auto paren = stat.rfind(')');
                 char state = paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
-                std::fprintf(stderr, "  %s %c %s\n", e->d_name, state, wchan.c_str());
+                std::fprintf(stderr, "  %d %s %c %s\n", int(pid), e->d_name, state, wchan.c_str());
             }
             closedir(d);
         }
@@ -141,6 +175,7 @@ private:
     pid_t pid_ = -1;
     int out_ = -1;
     int status_ = 0;
+    bool stopped_ = false;
     std::string first_line_;
 };
 
