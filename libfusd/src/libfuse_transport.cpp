@@ -101,6 +101,10 @@ void LibfuseTransport::reply(RequestSlot &slot, int result, std::span<const std:
         fuse_file_info fi{};
         fi.direct_io = 1;
         fi.nonseekable = 1;
+        // No FUSE_FLUSH on close: there is no cache to flush, and the kernel waits for a flush
+        // without letting even SIGKILL end the wait, so a stopped daemon would hang every close
+        // (and every exit of a process holding the descriptor) in uninterruptible sleep.
+        fi.noflush = 1;
         auto *h = new std::shared_ptr<FileState>(slot.file);
         {
             std::lock_guard lock(holders_mutex_);

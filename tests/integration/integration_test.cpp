@@ -535,6 +535,44 @@ TEST(Lifecycle, ForcedRemovalOfAStoppedDaemonReleasesBlockedCallers)
     EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
 }
 
+// Waits for child to exit, up to the hang guard; false if it is still there.
+bool exits_within_guard(pid_t child)
+{
+    for (auto waited = 0ms; waited < kHangGuard; waited += 10ms) {
+        int status;
+        if (waitpid(child, &status, WNOHANG) == child)
+            return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return false;
+}
+
+TEST(Lifecycle, CloseNeverWaitsForAStoppedDaemon)
+{
+    // Every close of a descriptor, and a process exit while holding one (what a fork before exec
+    // does), must go through without the daemon: a stopped daemon must not leave them asleep.
+    TestDevice dev("closestop");
+    int fd = dev.open();
+    ASSERT_GE(fd, 0);
+    dev.daemon->signal(SIGSTOP);
+    pid_t closer = fork();
+    if (closer == 0) {
+        close(fd);
+        _exit(0);
+    }
+    pid_t exiter = fork();
+    if (exiter == 0)
+        _exit(0);
+    bool closer_done = exits_within_guard(closer), exiter_done = exits_within_guard(exiter);
+    EXPECT_TRUE(closer_done) << "close() waited for the stopped daemon";
+    EXPECT_TRUE(exiter_done) << "exit() waited for the stopped daemon";
+    dev.daemon->signal(SIGCONT);
+    for (auto [pid, done] : {std::pair{closer, closer_done}, std::pair{exiter, exiter_done}})
+        if (!done)
+            waitpid(pid, nullptr, 0);
+    close(fd);
+}
+
 TEST(Lifecycle, PoliteRemovalAsksTheDaemon)
 {
     TestDevice dev("rm");
