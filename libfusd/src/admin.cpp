@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <set>
 #include <poll.h>
 #include <sys/socket.h>
 #include <thread>
@@ -106,6 +107,7 @@ struct TraceSubscription::Impl {
         std::string in;
     };
     std::map<std::string, Peer> peers; // by control socket path
+    std::set<std::string> refused;     // control sockets whose daemon refused us: not asked again
     std::int64_t last_scan_ns = 0;
 
     void scan()
@@ -116,7 +118,7 @@ struct TraceSubscription::Impl {
             if (!devices.empty() && std::find(devices.begin(), devices.end(), dev) == devices.end())
                 continue;
             std::string socket = entry.value("socket", "");
-            if (peers.count(socket) || !registry::entry_alive(entry))
+            if (peers.count(socket) || refused.count(socket) || !registry::entry_alive(entry))
                 continue;
             Fd fd = detail::control_connect(socket);
             if (!fd)
@@ -124,14 +126,21 @@ struct TraceSubscription::Impl {
             // The daemon's {"ok":true} means every call from then on is traced: the subscription
             // is in force when the constructor returns.
             std::string rest;
-            bool ok = false;
+            nlohmann::json reply;
             try {
-                ok = detail::control_exchange(fd.get(), {{"cmd", "trace"}, {"devices", devices}}, 2000, rest)
-                         .value("ok", false);
+                reply = detail::control_exchange(fd.get(), {{"cmd", "trace"}, {"devices", devices}}, 2000, rest);
             } catch (const Error &) {
+                continue; // gone meanwhile, or hung: a later scan tries again
             }
-            if (!ok)
+            if (reply.contains("error") && !devices.empty())
+                // A device asked for by name whose traffic the caller may not see: say so
+                // rather than print nothing as if it were idle.
+                throw Error(reply.value("errno", EPERM), dev + ": " + reply.value("error", std::string("refused")) +
+                                                             " (served by pid " + std::to_string(entry.value("pid", 0)) + ")");
+            if (!reply.value("ok", false)) {
+                refused.insert(socket); // tracing everything: only what the caller may see
                 continue;
+            }
             peers[socket].in = std::move(rest);
             peers[socket].fd = std::move(fd);
         }

@@ -126,3 +126,11 @@ os.close(fd)' "$DEV"
 	wait_gone "$tracer" "$GUARD"
 	wait "$tracer" # exit status 0
 }
+
+@test "trace of another user's device: refused, exit 1, the device named on stderr" {
+	serve_d "$NAME" -- echo hi
+	run as_nobody timeout "$GUARD" "$FUSDCTL" trace -n 1 "$DEV"
+	assert_failure 1
+	assert_output --partial "$DEV"
+	assert_output --partial "root or the daemon's user"
+}

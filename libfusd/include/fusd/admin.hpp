@@ -55,7 +55,10 @@ struct TraceEvent {
 };
 
 // A live stream of trace events from the named devices (all when empty), including daemons that
-// start after the subscription. fd() is pollable; next() waits at most timeout_ms (-1: forever).
+// start after the subscription; next() waits at most timeout_ms (-1: forever). Tracing needs root
+// or the daemon's user: a named device whose daemon refuses the caller throws Error (EPERM), from
+// the constructor or, for a daemon that starts later, from next(); with no device named, devices
+// the caller may not trace are left out.
 class TraceSubscription {
 public:
     explicit TraceSubscription(std::vector<std::string> devices);
