@@ -35,6 +35,9 @@ int run_doctor(const DoctorOptions &opts) {
         why_none = e.what();
     }
 
+    std::string no_cleaner;
+    std::string cleaner = fusd::admin::cleaner_program(no_cleaner);
+
     if (opts.json) {
         nlohmann::json list = nlohmann::json::array();
         for (const auto &b : backends) {
@@ -49,8 +52,11 @@ int run_doctor(const DoctorOptions &opts) {
             {"backends", list},
             {"auto", chosen ? nlohmann::json(std::string(fusd::to_string(*chosen))) : nlohmann::json(nullptr)},
             {"runtime_dir", fusd::admin::runtime_dir()},
+            {"cleaner", cleaner.empty() ? nlohmann::json(nullptr) : nlohmann::json(cleaner)},
             {"root", ::geteuid() == 0},
         };
+        if (cleaner.empty())
+            out["cleaner_error"] = no_cleaner;
         if (!chosen)
             out["auto_error"] = why_none;
         fmt::print("{}\n", out.dump(2));
@@ -71,6 +77,10 @@ int run_doctor(const DoctorOptions &opts) {
     else
         fmt::print("auto picks: nothing: {}\n", why_none);
     fmt::print("runtime directory: {}\n", fusd::admin::runtime_dir());
+    if (cleaner.empty())
+        fmt::print("cleaner: none ({}): what a killed daemon leaves goes at the next fusdctl ls or rm\n", no_cleaner);
+    else
+        fmt::print("cleaner: {} (what a killed daemon leaves goes at once)\n", cleaner);
     return chosen ? exit_ok : exit_failure;
 }
 

@@ -12,6 +12,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "cleaner.hpp"
 #include "control.hpp"
 #include "core.hpp"
 #include "fd.hpp"
@@ -62,6 +63,8 @@ std::vector<DeviceInfo> list_devices()
     std::sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.path < b.path; });
     return out;
 }
+
+std::string cleaner_program(std::string &why) { return detail::cleaner_program(why); }
 
 void remove_device(const std::string &name, bool force)
 {

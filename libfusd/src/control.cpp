@@ -50,6 +50,7 @@ ControlServer::ControlServer(LoopImpl &loop) : loop_(loop)
     }
     chmod(path_.c_str(), 0666); // status is public; trace and unregister check SO_PEERCRED
     loop_.watch(listen_fd_.get(), EPOLLIN, [this](std::uint32_t) { accept_clients(); });
+    cleaner_ = std::make_unique<Cleaner>(start_time_, path_);
 }
 
 ControlServer::~ControlServer()

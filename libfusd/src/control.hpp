@@ -9,11 +9,13 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "cleaner.hpp"
 #include "fd.hpp"
 #include "loop_impl.hpp"
 
@@ -46,6 +48,7 @@ private:
     std::string path_;
     std::uint64_t start_time_ = 0;
     std::map<int, Client> clients_;
+    std::unique_ptr<Cleaner> cleaner_; // told "nothing to do" once the destructor removed the socket
 };
 
 // Client side, for fusd::admin: one request, one answer line, within timeout_ms.

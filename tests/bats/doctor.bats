@@ -53,3 +53,17 @@ sys.exit(0 if sys.argv[2] in (d["backend"], "auto") or sys.argv[3] != "auto" els
 	assert_success
 	assert_line --regexp "^kernel +(yes|no) +.*spins up to $ns ns before it sleeps"
 }
+
+@test "doctor: names the cleaner, or says why there is none" {
+	run "$FUSDCTL" doctor
+	assert_success
+	assert_line --regexp '^cleaner: /.*/fusd-cleaner \(what a killed daemon leaves goes at once\)$'
+	FUSD_CLEANER=/nonexistent/fusd-cleaner run "$FUSDCTL" doctor --json
+	assert_success
+	echo "$output" >"$T/doctor.json"
+	run "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["cleaner"] is None and "/nonexistent/fusd-cleaner" in d["cleaner_error"], d' "$T/doctor.json"
+	assert_success
+}

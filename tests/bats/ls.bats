@@ -63,8 +63,20 @@ print(d["state"], d["pid"], d["backend"] in ("kernel", "cuse", "fuse"), "serve" 
 	[ "$calls1" -gt "$calls0" ]
 }
 
-@test "a killed daemon's device is never shown as live, and is cleaned up" {
+@test "a killed daemon leaves nothing behind, with no fusd command run" {
 	serve_d "$NAME" -- sleep 30
+	ctl=${FUSD_RUNTIME_DIR:-/run/fusd}/ctl
+	entry=${FUSD_RUNTIME_DIR:-/run/fusd}/devices/dev:$NAME.json
+	[ -e "$entry" ] || fail "no registry entry $entry"
+	compgen -G "$ctl/$SERVER_PID-*.sock" >/dev/null || fail "no control socket of pid $SERVER_PID in $ctl"
+	kill -KILL "$SERVER_PID"
+	# fusd-cleaner removes it all; nothing here runs fusdctl
+	wait_for "$GUARD" bash -c "[ ! -e '$DEV' ] && [ ! -e '$entry' ] && ! grep -q ' $DEV ' /proc/mounts"
+	wait_for "$GUARD" not compgen -G "$ctl/$SERVER_PID-*.sock"
+}
+
+@test "without fusd-cleaner, a killed daemon's device is never shown as live, and is cleaned up" {
+	FUSD_CLEANER=/nonexistent/fusd-cleaner serve_d "$NAME" -- sleep 30
 	ctl=${FUSD_RUNTIME_DIR:-/run/fusd}/ctl
 	compgen -G "$ctl/$SERVER_PID-*.sock" >/dev/null || fail "no control socket of pid $SERVER_PID in $ctl"
 	kill -KILL "$SERVER_PID"

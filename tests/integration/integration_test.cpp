@@ -453,8 +453,49 @@ TEST(Lifecycle, DaemonKilledWhileCallerBlockedReleasesTheCaller)
     EXPECT_FALSE(mounted(path));
 }
 
+// An environment variable set for the daemons a test starts, and unset again.
+class ScopedEnv {
+public:
+    ScopedEnv(const char *name, const char *value) : name_(name) { setenv(name, value, 1); }
+    ~ScopedEnv() { unsetenv(name_); }
+
+private:
+    const char *name_;
+};
+
+TEST(Lifecycle, KilledDaemonLeavesNothingBehindWithNoHelp)
+{
+    // fusd-cleaner removes node, mount, registry entry and control socket at once: no fusd
+    // command runs here, and nothing registers the name again.
+    std::string path = "/dev/" + unique_name("cleaner");
+    Daemon d({testd(), path, "--backend", backend()});
+    ASSERT_TRUE(d.ready());
+    std::string entry_file = fusd::admin::runtime_dir() + "/devices/dev:" + path.substr(5) + ".json";
+    std::string entry;
+    {
+        std::ifstream in(entry_file);
+        entry.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    auto at = entry.find("\"socket\":\"");
+    ASSERT_NE(at, std::string::npos) << entry_file << ": " << entry;
+    at += 10;
+    std::string socket = entry.substr(at, entry.find('"', at) - at);
+    ASSERT_TRUE(exists(socket)) << socket;
+    d.stop(SIGKILL);
+    auto all_gone = [&] { return !exists(path) && !mounted(path) && !exists(entry_file) && !exists(socket); };
+    for (auto waited = 0ms; !all_gone() && waited < kHangGuard; waited += 10ms)
+        std::this_thread::sleep_for(10ms);
+    EXPECT_FALSE(exists(path));
+    EXPECT_FALSE(mounted(path));
+    EXPECT_FALSE(exists(entry_file)) << entry_file;
+    EXPECT_FALSE(exists(socket)) << socket;
+}
+
 TEST(Lifecycle, DeadDaemonIsListedDeadAndCleaned)
 {
+    // Without a cleaner (FUSD_CLEANER names no program), the next listing finds the dead
+    // daemon's entry, reports it dead and cleans what it left.
+    ScopedEnv no_cleaner("FUSD_CLEANER", "/nonexistent/fusd-cleaner");
     std::string path = "/dev/" + unique_name("dead");
     Daemon d({testd(), path, "--backend", backend()});
     ASSERT_TRUE(d.ready());

@@ -21,6 +21,11 @@
 namespace fusd::admin {
 
 std::string runtime_dir();
+// The program that removes at once what a killed daemon leaves (node, FUSE mount, registry
+// entry, control socket): $FUSD_CLEANER if set, else this build tree's or the installed
+// fusd-cleaner. Empty, with `why` set, when there is none: the next `fusdctl ls` or `rm`, or
+// registration of the name, cleans up instead.
+std::string cleaner_program(std::string &why);
 
 struct DeviceInfo {
     std::string path;          // /dev/clock
