@@ -43,12 +43,12 @@ start_tty() {
 	assert_output "24 80"
 }
 
-@test "fake_tty: pyserial opens, configures, writes and reads; modem lines loop back" {
+@test "fake_tty: pyserial opens, sets standard and custom speeds (TCSETS2), writes and reads; modem lines loop back" {
 	"$PY" -c 'import serial' 2>/dev/null || fail "no pyserial for $PY (scripts/bootstrap installs python3-serial)"
 	start_tty
 	[ "$ON" != fuse ] || skip "FUSE carries no terminal ioctls (a regular file; see the first test)"
 	run py '
-import os, sys, serial
+import fcntl, os, struct, sys, serial
 p = serial.Serial(sys.argv[1], 115200, timeout=10)
 assert os.isatty(p.fileno())
 p.dtr = True
@@ -61,6 +61,9 @@ p.reset_input_buffer()
 p.write(b"x")
 p.reset_input_buffer()
 print("flushed", p.in_waiting)
+p.baudrate = 250000  # not a Bxxx constant: pyserial sets it with TCSETS2 (BOTHER)
+t2 = fcntl.ioctl(p.fileno(), 0x802C542A, bytes(44))  # TCGETS2 on x86-64: struct termios2
+print("speed2", struct.unpack_from("II", t2, 36))
 p.baudrate = 57600
 p.close()
 ' "$DEV"
@@ -69,6 +72,7 @@ p.close()
 	assert_line "waiting 5"
 	assert_line "b'hello'"
 	assert_line "flushed 0"
+	assert_line "speed2 (250000, 250000)"
 	run timeout "$GUARD" stty -F "$DEV" speed
 	assert_output 57600
 }
