@@ -37,6 +37,7 @@ static void fusd_req_release(struct kref *kref)
 
 	if (req->buf != req->inline_buf)
 		kvfree(req->buf);
+	kfree(req->retry);
 	kfree(req);
 	atomic_long_dec(&fusd_live_requests);
 }
@@ -608,7 +609,9 @@ static int fusd_reply_sane(const struct fusd_reply *rep)
 {
 	if (rep->result < -FUSD_ERRNO_MAX)
 		return -EINVAL;
-	if (rep->flags & ~FUSD_REPLY_POLL || rep->padding)
+	if (rep->flags & ~(FUSD_REPLY_POLL | FUSD_REPLY_RETRY) || rep->padding)
+		return -EINVAL;
+	if ((rep->flags & FUSD_REPLY_RETRY) && (rep->flags & FUSD_REPLY_POLL || rep->result))
 		return -EINVAL;
 	if (rep->poll_mask & ~FUSD_POLL_ALL)
 		return -EINVAL;
@@ -621,6 +624,8 @@ static int fusd_reply_sane(const struct fusd_reply *rep)
 static int fusd_reply_check(const struct fusd_req *req, const struct fusd_reply *rep,
 			    size_t plen)
 {
+	if (rep->flags & FUSD_REPLY_RETRY)	/* its payload was checked by fusd_retry_copy() */
+		return req->hdr.opcode == FUSD_OP_IOCTL ? 0 : -EINVAL;
 	if (plen > req->hdr.reply_max)
 		return -EINVAL;
 	if (rep->result < 0 && plen)
@@ -650,8 +655,58 @@ static bool fusd_noreply_id_ok(struct fusd_channel *chan, u64 id)
 	return n && n <= READ_ONCE(chan->last_id);
 }
 
+/*
+ * A FUSD_REPLY_RETRY payload of @plen bytes at @ubuf, copied and checked whole: the counts,
+ * every length (1..FUSD_CHUNK_MAX, no wrap past the end of the address space) and the in and
+ * out totals (each at most FUSD_CHUNK_MAX).  The addresses are checked when they are used,
+ * by copy_from_user and copy_to_user in the caller (ioctl.c).
+ */
+static struct fusd_retry_list *fusd_retry_copy(const char __user *ubuf, size_t plen)
+{
+	struct fusd_retry_list *rl;
+	struct fusd_ioctl_retry head;
+	u64 totals[2] = { 0, 0 };
+	u32 n, i;
+
+	if (plen < sizeof(head))
+		return ERR_PTR(-EINVAL);
+	if (copy_from_user(&head, ubuf, sizeof(head)))
+		return ERR_PTR(-EFAULT);
+	if (head.in_count > FUSD_RETRY_RANGES_MAX || head.out_count > FUSD_RETRY_RANGES_MAX)
+		return ERR_PTR(-EINVAL);
+	n = head.in_count + head.out_count;
+	if (!n || n > FUSD_RETRY_RANGES_MAX || plen != sizeof(head) + n * sizeof(rl->range[0]))
+		return ERR_PTR(-EINVAL);
+	rl = kmalloc(struct_size(rl, range, n), GFP_KERNEL_ACCOUNT);
+	if (!rl)
+		return ERR_PTR(-ENOMEM);
+	if (copy_from_user(rl->range, ubuf + sizeof(head), n * sizeof(rl->range[0]))) {
+		kfree(rl);
+		return ERR_PTR(-EFAULT);
+	}
+	for (i = 0; i < n; i++) {
+		const struct fusd_ioctl_range *r = &rl->range[i];
+
+		if (!r->len || r->len > FUSD_CHUNK_MAX || r->addr + r->len < r->addr) {
+			kfree(rl);
+			return ERR_PTR(-EINVAL);
+		}
+		totals[i >= head.in_count] += r->len;
+	}
+	if (totals[0] > FUSD_CHUNK_MAX || totals[1] > FUSD_CHUNK_MAX) {
+		kfree(rl);
+		return ERR_PTR(-EINVAL);
+	}
+	rl->in_count = head.in_count;
+	rl->out_count = head.out_count;
+	rl->in_len = totals[0];
+	rl->out_len = totals[1];
+	return rl;
+}
+
 static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf, size_t count)
 {
+	struct fusd_retry_list *retry = NULL;
 	struct fusd_reply rep;
 	struct fusd_req *req;
 	size_t plen;
@@ -667,6 +722,12 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 	plen = count - sizeof(rep);
 	if (rep.id & FUSD_ID_NOREPLY)		/* a reply to RELEASE: accepted, ignored */
 		return fusd_noreply_id_ok(chan, rep.id) ? count : -ENOENT;
+	if (rep.flags & FUSD_REPLY_RETRY) {
+		retry = fusd_retry_copy(buf + sizeof(rep), plen);
+		if (IS_ERR(retry))
+			return PTR_ERR(retry);
+		plen = 0;
+	}
 
 	spin_lock(&chan->lock);
 	req = fusd_sent_find(chan, rep.id);
@@ -677,8 +738,10 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 		kref_get(&req->kref);
 	}
 	spin_unlock(&chan->lock);
-	if (err)
+	if (err) {
+		kfree(retry);
 		return err;
+	}
 
 	if (plen && copy_from_user(req->buf, buf + sizeof(rep), plen))
 		err = -EFAULT;
@@ -697,6 +760,8 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 		}
 	} else {
 		req->out_len = plen;
+		req->retry = retry;		/* the caller goes round again with it (ioctl.c) */
+		retry = NULL;
 		if (rep.flags & FUSD_REPLY_POLL)
 			WRITE_ONCE(req->ff->mask, fusd_poll_bits(rep.poll_mask));
 		atomic64_inc(&req->fdev->calls);
@@ -704,6 +769,7 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 	}
 	spin_unlock(&chan->lock);
 	fusd_req_put(req);
+	kfree(retry);
 	return err ? err : count;
 }
 

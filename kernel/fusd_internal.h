@@ -108,6 +108,13 @@ enum fusd_req_state {
 	FUSD_REQ_DONE,		/* result is final */
 };
 
+/* A daemon's FUSD_REPLY_RETRY, checked (channel.c); the ranges follow (ioctl.c). */
+struct fusd_retry_list {
+	u32 in_count, out_count;
+	u32 in_len, out_len;		/* totals of the in and out ranges */
+	struct fusd_ioctl_range range[];
+};
+
 /* One message to the daemon, and the caller's wait for its answer. */
 struct fusd_req {
 	struct kref kref;
@@ -124,6 +131,7 @@ struct fusd_req {
 	bool has_poll_mask;
 	bool abandoned;			/* the caller left after the daemon read it */
 	u64 start_ns;
+	struct fusd_retry_list *retry;	/* IOCTL answered with FUSD_REPLY_RETRY */
 	void *buf;			/* payload both ways: inline_buf or a bounce buffer */
 	u8 inline_buf[FUSD_INLINE_BUF];
 };
@@ -164,6 +172,9 @@ void fusd_device_waiting(struct fusd_device *fdev, unsigned int *count, u64 *old
 
 /* node.c */
 extern const struct file_operations fusd_node_fops;
+
+/* ioctl.c */
+long fusd_node_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
 
 /*
  * Adaptive polling.  A caller waiting for its reply and a daemon waiting for its next

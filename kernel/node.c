@@ -4,8 +4,7 @@
  *
  * Nodes are streams (stream_open): no offsets, lseek and pread/pwrite fail with ESPIPE.
  * read/write move at most FUSD_CHUNK_MAX bytes per request through a bounce buffer of a
- * fixed size and loop while chunks come back full; ioctl copies _IOC_SIZE bytes in and/or
- * out as the command number's direction says, and passes _IO arguments by value.
+ * fixed size and loop while chunks come back full; ioctl is ioctl.c's.
  * poll() never asks the daemon: it answers from the mask the daemon last set.
  */
 #include <linux/fs.h>
@@ -167,39 +166,6 @@ static ssize_t fusd_node_write(struct file *file, const char __user *ubuf, size_
 			break;
 	}
 	return done ? done : ret;
-}
-
-/*
- * _IOW/_IOWR: _IOC_SIZE bytes at arg go to the daemon; _IOR/_IOWR: up to _IOC_SIZE bytes
- * of the reply come back to arg; _IO (or size 0): the daemon gets arg's value only.
- * Nothing behind a pointer in that data is ever followed.
- */
-static long fusd_node_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
-{
-	struct fusd_file *ff = file->private_data;
-	void __user *argp = (void __user *)arg;
-	u32 dir = _IOC_DIR(cmd), size = _IOC_SIZE(cmd);
-	u32 in_len, out_len;
-	struct fusd_req *req;
-	long ret;
-
-	if (dir == _IOC_NONE)
-		size = 0;
-	in_len = dir & _IOC_WRITE ? size : 0;
-	out_len = dir & _IOC_READ ? size : 0;
-	req = fusd_req_new(ff, file, FUSD_OP_IOCTL, size, in_len, out_len);
-	if (!req)
-		return -ENOMEM;
-	req->hdr.ioctl_cmd = cmd;
-	req->hdr.ioctl_arg = arg;
-	if (in_len && copy_from_user(req->buf, argp, in_len))
-		ret = -EFAULT;
-	else
-		ret = fusd_call(req);
-	if (ret >= 0 && req->out_len && copy_to_user(argp, req->buf, req->out_len))
-		ret = -EFAULT;
-	fusd_req_put(req);
-	return ret;
 }
 
 static __poll_t fusd_node_poll(struct file *file, poll_table *wait)

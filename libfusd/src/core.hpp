@@ -103,6 +103,13 @@ public:
     // Send the answer of `slot` (result >= 0 or -errno). Called once per slot, from any thread,
     // under the device's shared lock.
     virtual void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) = 0;
+    // Ask for more of the caller's memory (Request::reply_retry, ranges already checked): the
+    // answer of `slot`. Backends that cannot answer EOPNOTSUPP. As reply().
+    virtual void retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out)
+    {
+        (void)in, (void)out;
+        reply(slot, -EOPNOTSUPP, {});
+    }
     // The readiness of `file` changed. From any thread, under the device's shared lock.
     virtual void notify_ready(FileState &file, unsigned events) = 0;
     // A request is being kept past its callback: move its receive buffer into slot.owned_buffer
@@ -167,6 +174,16 @@ struct Incoming {
     std::uint64_t ioctl_argument = 0;
     std::uint64_t offset = 0;
 };
+
+// How an ioctl command's argument travels: _IOC_WRITE (size bytes at it go to the driver),
+// _IOC_READ (size bytes come back) or both; dir 0: it is a value. From the command's _IOC encoding,
+// or from FUSD_IOCTL_TABLE (<linux/fusd_ioctl.h>) for legacy numbers, as the fusd module does.
+struct IoctlShape {
+    unsigned dir = 0;
+    std::uint32_t size = 0;
+    bool legacy = false; // from the table
+};
+IoctlShape ioctl_shape(std::uint32_t command);
 
 // Validated absolute /dev path (see fusd::device_path).
 std::string checked_device_path(std::string_view name);

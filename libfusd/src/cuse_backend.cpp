@@ -11,7 +11,9 @@ constinit const BackendRow cuse_backend{
     .name = "cuse",
     .differences = "a real character device node (test -c, a dynamic major) made by CUSE; the offset is always "
                    "0: lseek() succeeds and returns 0 and pread/pwrite ignore the offset (no ESPIPE); no mmap; "
-                   "ioctls only with _IOC-encoded sizes, and FIONREAD reaches the driver; reads and writes "
+                   "ioctls: _IOC-encoded sizes, the terminal and I2C commands of <linux/fusd_ioctl.h> with their "
+                   "real sizes, and pointer-carrying ioctls by retry (unrestricted CUSE ioctls; FIONREAD "
+                   "reaches the driver); reads and writes "
                    "arrive in chunks of at most 128 KiB; close() waits for the driver's release; after "
                    "`rm --force` of a stopped daemon the name stays taken (/sys/class/cuse) until that "
                    "daemon exits",

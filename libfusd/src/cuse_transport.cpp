@@ -23,12 +23,15 @@
 //    FOPEN_STREAM are ignored by CUSE (it never calls fuse_finish_open); we set nonseekable and
 //    direct_io anyway, as CUSE's own example does. A node is a char device, so there is no
 //    f_pos lock: a read blocked in the driver never holds up a write on the same open file.
-//  - ioctls are restricted (we never set CUSE_UNRESTRICTED_IOCTL): the kernel copies in and
-//    out exactly the _IOC_SIZE of the command, as the FUSE backend does; a command that is not
-//    _IOC-encoded (TCGETS...) arrives with no data and its argument as a value. The kernel
-//    refuses FUSE_IOCTL_RETRY replies in restricted mode, so pointer-chasing ioctls are simply
-//    not offered; 32-bit compat ioctls are refused with ENOSYS like on FUSE. FIONREAD reaches
-//    the driver here (the VFS answers it only for regular files), FIONBIO/FIOASYNC do not.
+//  - ioctls are unrestricted (CUSE_UNRESTRICTED_IOCTL): every ioctl first arrives with no data,
+//    and the transport answers FUSE_IOCTL_RETRY for the bytes the command's shape names (its
+//    _IOC encoding, or <linux/fusd_ioctl.h>'s table for TCGETS and the other legacy numbers;
+//    ioctl_shape()), so the driver sees what the fusd module would send. The driver's own
+//    retries (Request::reply_retry) are FUSE_IOCTL_RETRY replies too: the kernel then copies
+//    the ranges in and out in the caller (fs/fuse/ioctl.c: at most 256 ranges, in and out
+//    totals of at most 128 KiB each). 32-bit compat ioctls are refused with ENOSYS like on
+//    FUSE. FIONREAD reaches the driver here (the VFS answers it only for regular files),
+//    FIONBIO/FIOASYNC do not.
 //  - reads and writes larger than 128 KiB arrive in chunks (CUSE keeps FUSE's default
 //    max_pages of 32; libfuse announces max_read 128 KiB).
 //  - close() waits for the driver's answer to release (fuse_sync_release).
@@ -158,7 +161,8 @@ void CuseTransport::start()
         cuse_info ci{};
         ci.dev_info_argc = 1;
         ci.dev_info_argv = dev_info;
-        ci.flags = 0; // restricted ioctls only (see the top of this file)
+        ci.flags = CUSE_UNRESTRICTED_IOCTL; // see the top of this file
+        unrestricted_ioctls_ = true;
         const char *argv[] = {"fusd", nullptr};
         fuse_args args = FUSE_ARGS_INIT(1, const_cast<char **>(argv));
         se_ = cuse_lowlevel_new(&args, &ci, &kOps, static_cast<LibfuseTransport *>(this));

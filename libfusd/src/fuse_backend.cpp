@@ -10,7 +10,9 @@ constinit const BackendRow fuse_backend{
     .backend = Backend::fuse,
     .name = "fuse",
     .differences = "the node is a regular file with a FUSE mount over it: stat(2) shows a regular file "
-                   "(test -c fails, isatty() is 0); ioctls only with _IOC-encoded sizes; FIONREAD and "
+                   "(test -c fails, isatty() is 0); ioctls: _IOC-encoded sizes only (the kernel restricts a "
+                   "regular file's ioctls): the terminal and I2C commands of <linux/fusd_ioctl.h> fail with "
+                   "ENOTTY and pointer-carrying ioctls by retry with EOPNOTSUPP; FIONREAD and "
                    "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE; writes from different "
                    "opens are serialized by the kernel (a write the driver holds back delays other openers' "
                    "writes)",

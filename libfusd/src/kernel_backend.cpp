@@ -13,8 +13,10 @@ constinit const BackendRow kernel_backend{
     // probe_kernel() adds the module's poll_ns setting, read at probe time.
     .differences = "a real character device node (test -c) made by the fusd module with the requested mode and "
                    "owner (udev: SUBSYSTEM==\"fusd\"); lseek/pread/pwrite fail with ESPIPE; mmap fails with "
-                   "ENODEV; ioctls only with _IOC-encoded sizes (up to 16383 bytes; FIONBIO, FIOASYNC, FIOCLEX, "
-                   "FIONCLEX are the kernel's, FIONREAD reaches the driver); reads and writes above 128 KiB are "
+                   "ENODEV; ioctls: _IOC-encoded sizes (up to 16383 bytes), the terminal and I2C commands of "
+                   "<linux/fusd_ioctl.h> with their real sizes, and pointer-carrying ioctls by retry "
+                   "(FIONBIO, FIOASYNC, FIOCLEX, FIONCLEX are the kernel's, FIONREAD reaches the driver); "
+                   "reads and writes above 128 KiB are "
                    "split into 128 KiB requests; close() does not wait for the driver; names only of "
                    "A-Z a-z 0-9 . _ - + : @ , (63 bytes); status in /sys/class/fusd/NAME/",
     .build_option = "FUSD_WITH_KERNEL",

@@ -85,6 +85,7 @@ public:
     int fd() const override { return channel_.fd(); }
     bool on_readable() override;
     void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) override;
+    void retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out) override;
     void notify_ready(FileState &file, unsigned events) override;
     void keep_buffer(RequestSlot &slot) override;
     void forget_file(FileState &file) override;
@@ -437,6 +438,30 @@ void KernelTransport::reply(RequestSlot &slot, int result, std::span<const std::
         send(head, {});
         break;
     }
+}
+
+// FUSD_REPLY_RETRY: the module copies the in ranges from the caller and asks again (fusd(4)).
+void KernelTransport::retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out)
+{
+    if (slot.interrupted.load(std::memory_order_acquire))
+        return;
+    fusd_ioctl_range ranges[FUSD_RETRY_RANGES_MAX];
+    static_assert(kRetryRangesMax == FUSD_RETRY_RANGES_MAX && kRetryBytesMax == FUSD_CHUNK_MAX,
+                  "Request::reply_retry's limits are the module's");
+    fusd_ioctl_retry list{std::uint32_t(in.size()), std::uint32_t(out.size())};
+    std::size_t n = 0;
+    for (auto ranges_of : {in, out})
+        for (const MemoryRange &r : ranges_of)
+            ranges[n++] = {r.address, r.length};
+    std::byte payload[sizeof list + sizeof ranges];
+    std::memcpy(payload, &list, sizeof list);
+    std::memcpy(payload + sizeof list, ranges, n * sizeof ranges[0]);
+    fusd_reply head{};
+    head.size = std::uint32_t(sizeof head + sizeof list + n * sizeof ranges[0]);
+    head.type = FUSD_MSG_REPLY;
+    head.id = slot.transport_id.load(std::memory_order_acquire);
+    head.flags = FUSD_REPLY_RETRY;
+    send(head, {payload, sizeof list + n * sizeof ranges[0]});
 }
 
 void KernelTransport::notify_ready(FileState &file, unsigned)

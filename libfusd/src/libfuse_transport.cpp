@@ -6,6 +6,9 @@
 #include <poll.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <vector>
+
+#include <linux/ioctl.h>
 
 namespace fusd::detail {
 
@@ -133,6 +136,24 @@ void LibfuseTransport::reply(RequestSlot &slot, int result, std::span<const std:
     }
 }
 
+// Only CUSE's unrestricted ioctls can ask the kernel for the caller's memory (FUSE_IOCTL_RETRY);
+// the kernel refuses a retry of a restricted one (FUSE) with EIO, so FUSE answers EOPNOTSUPP.
+void LibfuseTransport::retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out)
+{
+    auto req = reinterpret_cast<fuse_req_t>(slot.transport_id.load(std::memory_order_acquire));
+    if (!unrestricted_ioctls_) {
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
+    std::vector<iovec> iov;
+    iov.reserve(in.size() + out.size());
+    for (auto ranges : {in, out})
+        for (const MemoryRange &r : ranges)
+            iov.push_back({reinterpret_cast<void *>(std::uintptr_t(r.address)), r.length});
+    fuse_reply_ioctl_retry(req, in.empty() ? nullptr : iov.data(), in.size(),
+                           out.empty() ? nullptr : iov.data() + in.size(), out.size());
+}
+
 void LibfuseTransport::notify_ready(FileState &file, unsigned)
 {
     std::lock_guard lock(file.poll_mutex);
@@ -204,10 +225,26 @@ void LibfuseTransport::handle_release(fuse_req_t req, fuse_file_info *fi)
 void LibfuseTransport::handle_ioctl(fuse_req_t req, unsigned cmd, void *arg, fuse_file_info *fi, unsigned flags,
                                     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
 {
-    // Restricted ioctls only: the kernel copies in and out exactly the command's _IOC_SIZE.
-    // 32-bit compat and unrestricted (pointer-chasing) ioctls are not offered.
-    if (flags & (FUSE_IOCTL_COMPAT | FUSE_IOCTL_UNRESTRICTED)) {
+    // 32-bit compat ioctls are not offered.
+    if (flags & FUSE_IOCTL_COMPAT) {
         fuse_reply_err(req, ENOSYS);
+        return;
+    }
+    const IoctlShape shape = ioctl_shape(cmd);
+    if (flags & FUSE_IOCTL_UNRESTRICTED) {
+        // CUSE, unrestricted: every call comes first with no data, and we ask the kernel for
+        // the shape's bytes at the argument, as the fusd module copies them by itself. A call
+        // that comes back with data is that retry, or one the driver asked for.
+        if (in_bufsz == 0 && out_bufsz == 0 && shape.size != 0) {
+            iovec at_arg{arg, shape.size};
+            bool in = shape.dir & _IOC_WRITE, out = shape.dir & _IOC_READ;
+            fuse_reply_ioctl_retry(req, in ? &at_arg : nullptr, in, out ? &at_arg : nullptr, out);
+            return;
+        }
+    } else if (shape.legacy && shape.size != 0) {
+        // FUSE, restricted: the kernel copies only what an _IOC number says (fs/fuse/ioctl.c), so
+        // a legacy command would reach the driver without its argument's bytes.
+        fuse_reply_err(req, ENOTTY);
         return;
     }
     Incoming in = incoming(req, Op::ioctl);

@@ -25,6 +25,7 @@ public:
     int fd() const override { return fd_; }
     bool on_readable() override;
     void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) override;
+    void retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out) override;
     void notify_ready(FileState &file, unsigned events) override;
     void keep_buffer(RequestSlot &slot) override;
     void arm(RequestSlot &slot) override;
@@ -77,6 +78,7 @@ protected:
 
     DeviceState &dev_;
     LoopImpl &loop_;
+    bool unrestricted_ioctls_ = false; // CUSE_UNRESTRICTED_IOCTL: the driver may ask for retries
     fuse_session *se_ = nullptr;
     int fd_ = -1; // the session's channel (/dev/fuse or /dev/cuse): fuse_session_destroy() closes it
 

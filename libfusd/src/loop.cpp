@@ -421,6 +421,22 @@ void LoopImpl::default_answer(Request req)
     }
 }
 
+// As complete(): the first answer wins. The call itself goes on: it comes back as a new request.
+void LoopImpl::complete_retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out)
+{
+    if (slot.answered.exchange(true, std::memory_order_acq_rel))
+        return;
+    DeviceState &dev = *slot.file->device;
+    {
+        std::shared_lock lock(dev.lock);
+        if (!dev.gone)
+            dev.transport->retry(slot, in, out);
+    }
+    dev.calls.fetch_add(1, std::memory_order_relaxed);
+    if (slot.start_ns)
+        trace(slot, 0);
+}
+
 void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t transport_id)
 {
     if (slot.transport_id.load(std::memory_order_acquire) != transport_id)

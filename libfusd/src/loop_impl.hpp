@@ -107,6 +107,8 @@ public:
     void trace_poll(DeviceState &dev, const Caller &caller, unsigned events);
     // From any thread: the first answer of `slot` goes to the transport (defined below).
     void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes);
+    // From any thread: an ioctl's answer that asks for more of the caller's memory.
+    void complete_retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out);
     // Every request still out, each with a reference taken (drop it with unref).
     std::vector<RequestSlot *> pending_slots() { return pool_->take_pending(); }
     void unref(RequestSlot *slot)

@@ -93,6 +93,32 @@ void Request::reply_ioctl(int result, std::span<const std::byte> out)
     answer(result, out);
 }
 
+void Request::reply_retry(std::span<const MemoryRange> in, std::span<const MemoryRange> out)
+{
+    const detail::RequestHead &s = head();
+    if (s.op != Op::ioctl)
+        throw std::logic_error("fusd::Request::reply_retry: not an ioctl request");
+    if (in.empty() && out.empty())
+        throw std::invalid_argument("fusd::Request::reply_retry: no ranges");
+    if (in.size() + out.size() > kRetryRangesMax)
+        throw std::length_error("fusd::Request::reply_retry: more than " + std::to_string(kRetryRangesMax) + " ranges");
+    for (auto ranges : {in, out}) {
+        std::size_t total = 0;
+        for (const MemoryRange &r : ranges) {
+            if (r.length == 0 || r.address + r.length < r.address)
+                throw std::invalid_argument("fusd::Request::reply_retry: an empty or wrapping range");
+            if (r.length > kRetryBytesMax || (total += r.length) > kRetryBytesMax)
+                throw std::length_error("fusd::Request::reply_retry: more than " + std::to_string(kRetryBytesMax) +
+                                        " bytes in or out");
+        }
+    }
+    RequestSlot *slot = &slot_of(head_);
+    head_ = nullptr;
+    LoopImpl *loop = slot->file->device->loop;
+    loop->complete_retry(*slot, in, out);
+    loop->unref(slot);
+}
+
 Device &File::device() const { return *state_->device->face; }
 std::uint64_t File::id() const { return state_->id; }
 unsigned File::flags() const { return state_->flags; }

@@ -98,6 +98,13 @@ struct TestDevice {
     int open(int flags = O_RDWR) const { return ::open(path.c_str(), flags | O_CLOEXEC); }
 };
 
+// FUSE's node is a regular file; the kernel backend's and CUSE's are character devices.
+bool on_fuse(const std::string &path)
+{
+    struct stat st{};
+    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 void sigusr1_handler(int) {}
 
 // A thread blocked in a 1-byte read() of fd, and how that read ended.
@@ -241,6 +248,35 @@ TEST(Device, PollFollowsTheDriversReadiness)
         poll(&p, 1, 0);
     }
     EXPECT_FALSE(p.revents & POLLIN);
+    close(fd);
+}
+
+// Request::reply_retry: the driver fetches a structure, then the memory it points to, and writes
+// back through another pointer; addresses the caller cannot use fail its call with EFAULT.
+TEST(Device, IoctlRetriesReachTheCallersMemory)
+{
+    TestDevice dev("retry");
+    int fd = dev.open();
+    ASSERT_GE(fd, 0);
+    char in[] = "hello, retry", out[32] = {};
+    testd_gather g{std::uint64_t(std::uintptr_t(in)), std::uint64_t(std::uintptr_t(out)), 12, sizeof out};
+    if (on_fuse(dev.path)) { // the kernel restricts a regular file's ioctls
+        EXPECT_EQ(ioctl(fd, TESTD_GATHER, &g), -1);
+        EXPECT_EQ(errno, EOPNOTSUPP);
+        close(fd);
+        return;
+    }
+    ASSERT_EQ(ioctl(fd, TESTD_GATHER, &g), 12) << strerror(errno);
+    EXPECT_EQ(std::string(out), "yrter ,olleh");
+    g.in = 16; // never mapped
+    EXPECT_EQ(ioctl(fd, TESTD_GATHER, &g), -1);
+    EXPECT_EQ(errno, EFAULT);
+    g.in = std::uint64_t(std::uintptr_t(in));
+    g.out = 0xffff888000000000ull; // the kernel's
+    EXPECT_EQ(ioctl(fd, TESTD_GATHER, &g), -1);
+    EXPECT_EQ(errno, EFAULT);
+    EXPECT_EQ(ioctl(fd, TESTD_GATHER, reinterpret_cast<void *>(16)), -1);
+    EXPECT_EQ(errno, EFAULT);
     close(fd);
 }
 

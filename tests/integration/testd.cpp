@@ -116,6 +116,22 @@ void ioctl_answer(fusd::Request req)
         std::uint64_t n = g_interrupts.load();
         return out(&n, sizeof n);
     }
+    case TESTD_GATHER: { // three rounds, told apart by the data that came
+        testd_gather g{};
+        fusd::MemoryRange arg{req.ioctl_argument(), sizeof g};
+        if (req.data().size() < sizeof g)
+            return req.reply_retry(std::vector{arg});
+        std::memcpy(&g, req.data().data(), sizeof g);
+        if (g.in_len == 0 || g.out_len < g.in_len)
+            return req.reply_error(EINVAL);
+        if (req.data().size() == sizeof g)
+            return req.reply_retry(std::vector{arg, fusd::MemoryRange{g.in, g.in_len}},
+                                   std::vector{fusd::MemoryRange{g.out, g.out_len}});
+        std::string s(reinterpret_cast<const char *>(req.data().data()) + sizeof g, g.in_len);
+        std::reverse(s.begin(), s.end());
+        return req.reply_ioctl(int(g.in_len), std::span<const std::byte>(
+                                                  reinterpret_cast<const std::byte *>(s.data()), s.size()));
+    }
     case TESTD_BIG: {
         std::string big(16000, '\0');
         for (std::size_t i = 0; i < big.size(); ++i)

@@ -13,3 +13,10 @@ struct testd_caller {
 #define TESTD_ADD1 _IO('F', 5)
 #define TESTD_INTERRUPTS _IOR('F', 6, uint64_t)
 #define TESTD_BIG _IOR('F', 7, char[16000])
+// The argument points to a testd_gather: the daemon fetches it and the in bytes by retries, and
+// writes them reversed to out; returns in_len.
+struct testd_gather {
+    uint64_t in, out; // addresses in the caller
+    uint32_t in_len, out_len;
+};
+#define TESTD_GATHER _IO('F', 8)

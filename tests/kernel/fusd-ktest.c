@@ -1878,6 +1878,179 @@ out:
 
 /* ---- the malformed-message loop ---- */
 
+/* ---- ioctl shapes and retries (kernel/ioctl.c) ---- */
+
+#define RT_PAIR		0x7777	/* arg -> struct rt_pair: out[i] = in[i] + 1, over 2 retries */
+#define RT_KADDR_IN	0x7778	/* the daemon asks for a kernel address: EFAULT */
+#define RT_KADDR_OUT	0x7779	/* ... to write one: EFAULT */
+#define RT_FOREVER	0x777a	/* the daemon retries without end: EIO */
+#define KT_TERMIOS	36	/* sizeof the kernel's struct termios (TCGETS) */
+
+struct rt_pair {
+	__u64 in, out;		/* addresses of 8 bytes each */
+};
+
+static int retry_caller(const char *dev)
+{
+	unsigned char t[KT_TERMIOS + 4], in[8], out[8];
+	struct rt_pair pair = { (uintptr_t)in, (uintptr_t)out };
+	int f = open_node(dev, O_RDWR);
+
+	if (f < 0)
+		return 1;
+	memset(t, 0, sizeof(t));
+	if (ioctl(f, TCGETS, t) != 0 || t[0] != 'T' || t[KT_TERMIOS - 1] != 'T' || t[KT_TERMIOS])
+		return 2;
+	for (int i = 0; i < 8; i++)
+		in[i] = 10 * i;
+	if (ioctl(f, RT_PAIR, &pair) != 8)
+		return 3;
+	for (int i = 0; i < 8; i++)
+		if (out[i] != 10 * i + 1)
+			return 4;
+	if (ioctl(f, RT_KADDR_IN, &pair) != -1 || errno != EFAULT)
+		return 5;
+	if (ioctl(f, RT_KADDR_OUT, &pair) != -1 || errno != EFAULT)
+		return 6;
+	if (ioctl(f, RT_FOREVER, &pair) != -1 || errno != EIO)
+		return 7;
+	if (read(f, t, 1) != 0)
+		return 8;
+	close(f);
+	return 0;
+}
+
+/* A FUSD_REPLY_RETRY to @id with @nin in and @nout out ranges; returns 0 or -errno. */
+static int rt_retry(int fd, __u64 id, int result, __u32 flags, __u32 nin, __u32 nout,
+		    const struct fusd_ioctl_range *r, size_t nranges)
+{
+	static unsigned char buf[sizeof(struct fusd_reply) + sizeof(struct fusd_ioctl_retry) +
+				 100 * sizeof(struct fusd_ioctl_range)];
+	struct fusd_reply *rep = (struct fusd_reply *)buf;
+	struct fusd_ioctl_retry *list = (struct fusd_ioctl_retry *)(rep + 1);
+	size_t len = sizeof(*list) + nranges * sizeof(*r);
+
+	ft_reply_head(rep, id, result, len);
+	rep->flags = flags;
+	list->in_count = nin;
+	list->out_count = nout;
+	memcpy(list + 1, r, nranges * sizeof(*r));
+	return write(fd, buf, rep->size) < 0 ? -errno : 0;
+}
+
+/* The next request, which must be an IOCTL of @cmd with @in payload bytes and @out reply_max. */
+static struct fusd_req_header *rt_next(int fd, unsigned char *msg, __u32 cmd, __u32 in, __u32 out)
+{
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	ssize_t n = read(fd, msg, FUSD_MIN_READ_BUFFER);
+
+	CHECK(n == (ssize_t)(sizeof(*h) + in) && h->opcode == FUSD_OP_IOCTL && h->ioctl_cmd == cmd &&
+	      h->reply_max == out, "cmd %#x: got %zd bytes, opcode %u cmd %#x reply_max %u", cmd, n,
+	      h->opcode, h->ioctl_cmd, h->reply_max);
+	return h;
+}
+
+static void t_retry(void)
+{
+	const char *dev = "fusd-t-retry";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), t[KT_TERMIOS + 1];
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	const __u64 kaddr = 0xffff888000000000ULL, big = FUSD_CHUNK_MAX;
+	struct fusd_ioctl_range r[FUSD_RETRY_RANGES_MAX + 1];
+	struct rt_pair pair;
+	unsigned char out[8];
+	int fd = ft_channel(), st, i;
+	__u64 dev_id, arg;
+	pid_t c;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, &dev_id) == 0, "register");
+	c = fork();
+	if (c == 0)
+		_exit(retry_caller(dev));
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) == sizeof(*h) && h->opcode == FUSD_OP_OPEN, "OPEN");
+	CHECK(ft_reply(fd, h->id, 0, NULL, 0) == 0, "OPEN reply");
+
+	/* TCGETS carries no size in its number: the table gives it the kernel's termios */
+	h = rt_next(fd, msg, TCGETS, 0, KT_TERMIOS);
+	CHECK(h->len == KT_TERMIOS, "TCGETS len %u", h->len);
+	memset(t, 'T', sizeof(t));
+	CHECK(ft_reply(fd, h->id, 0, t, KT_TERMIOS + 1) == -EINVAL, "more than TCGETS takes");
+	CHECK(ft_reply(fd, h->id, 0, t, KT_TERMIOS) == 0, "TCGETS reply");
+
+	/* RT_PAIR: every bad list is refused and changes nothing; then the good ones */
+	h = rt_next(fd, msg, RT_PAIR, 0, 0);
+	arg = h->ioctl_arg;
+	r[0] = (struct fusd_ioctl_range){ arg, sizeof(pair) };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 0, 0, r, 0) == -EINVAL, "no ranges");
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 1, 0, r, 0) == -EINVAL, "count > given");
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 0, 0, r, 1) == -EINVAL, "count < given");
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 0x80000000u, 0x80000001u, r, 1) == -EINVAL,
+	      "counts that wrap");
+	for (i = 0; i <= FUSD_RETRY_RANGES_MAX; i++)
+		r[i] = (struct fusd_ioctl_range){ arg, 1 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, FUSD_RETRY_RANGES_MAX + 1, 0, r,
+		       FUSD_RETRY_RANGES_MAX + 1) == -EINVAL, "too many ranges");
+	r[0] = (struct fusd_ioctl_range){ arg, 0 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 1, 0, r, 1) == -EINVAL, "empty range");
+	r[0] = (struct fusd_ioctl_range){ arg, big + 1 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 0, 1, r, 1) == -EINVAL, "range too long");
+	r[0] = (struct fusd_ioctl_range){ arg, ~0ULL };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 1, 0, r, 1) == -EINVAL, "huge range");
+	r[0] = (struct fusd_ioctl_range){ arg, big };
+	r[1] = (struct fusd_ioctl_range){ arg, 1 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 2, 0, r, 2) == -EINVAL, "in total too big");
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 0, 2, r, 2) == -EINVAL, "out total too big");
+	r[0] = (struct fusd_ioctl_range){ ~0ULL - 4, 16 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 1, 0, r, 1) == -EINVAL, "wraps");
+	r[0] = (struct fusd_ioctl_range){ arg, sizeof(pair) };
+	CHECK(rt_retry(fd, h->id, 1, FUSD_REPLY_RETRY, 1, 0, r, 1) == -EINVAL, "result 1");
+	CHECK(rt_retry(fd, h->id, -5, FUSD_REPLY_RETRY, 1, 0, r, 1) == -EINVAL, "result -5");
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY | FUSD_REPLY_POLL, 1, 0, r, 1) == -EINVAL,
+	      "with FUSD_REPLY_POLL");
+	CHECK(rt_retry(fd, h->id + 1000, 0, FUSD_REPLY_RETRY, 1, 0, r, 1) == -ENOENT, "unknown id");
+	/* in ranges may overlap: the argument, and its second half again */
+	r[1] = (struct fusd_ioctl_range){ arg + 8, 8 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 2, 0, r, 2) == 0, "first retry");
+	h = rt_next(fd, msg, RT_PAIR, sizeof(pair) + 8, 0);
+	memcpy(&pair, h + 1, sizeof(pair));
+	CHECK(!memcmp((char *)(h + 1) + sizeof(pair), &pair.out, 8), "overlapping range's bytes");
+	r[1] = (struct fusd_ioctl_range){ pair.in, 8 };
+	r[2] = (struct fusd_ioctl_range){ pair.out, 3 };	/* out in two pieces */
+	r[3] = (struct fusd_ioctl_range){ pair.out + 3, 5 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 2, 2, r, 4) == 0, "second retry");
+	h = rt_next(fd, msg, RT_PAIR, sizeof(pair) + 8, 8);
+	CHECK(h->len == 8, "a retried request's len is its out total: %u", h->len);
+	for (i = 0; i < 8; i++)
+		out[i] = ((unsigned char *)(h + 1))[sizeof(pair) + i] + 1;
+	CHECK(ft_reply(fd, h->id, 8, out, sizeof(out)) == 0, "RT_PAIR reply");
+
+	/* kernel addresses are the caller's to refuse: EFAULT, in and out */
+	h = rt_next(fd, msg, RT_KADDR_IN, 0, 0);
+	r[0] = (struct fusd_ioctl_range){ kaddr, 8 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 1, 0, r, 1) == 0, "retry in kernel memory");
+	h = rt_next(fd, msg, RT_KADDR_OUT, 0, 0);
+	r[0] = (struct fusd_ioctl_range){ 0xffffffff81000000ULL, 8 };
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 0, 1, r, 1) == 0, "retry out to the kernel");
+	h = rt_next(fd, msg, RT_KADDR_OUT, 0, 8);
+	CHECK(ft_reply(fd, h->id, 0, out, 8) == 0, "reply to be copied to the kernel");
+
+	/* retries are bounded */
+	r[0] = (struct fusd_ioctl_range){ h->ioctl_arg, 1 };
+	for (i = 0; i <= FUSD_RETRY_ROUNDS_MAX; i++) {
+		h = rt_next(fd, msg, RT_FOREVER, i ? 1 : 0, 0);
+		CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 1, 0, r, 1) == 0, "retry %d", i);
+	}
+
+	/* only ioctls retry */
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) == sizeof(*h) && h->opcode == FUSD_OP_READ, "READ");
+	CHECK(rt_retry(fd, h->id, 0, FUSD_REPLY_RETRY, 1, 0, r, 1) == -EINVAL, "retry of a READ");
+	CHECK(ft_reply(fd, h->id, 0, NULL, 0) == 0, "READ reply");
+	CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "caller: status %#x", st);
+	close(fd);
+	free(msg);
+}
+
 static unsigned long long rng_state = 88172645463325252ULL;
 
 static unsigned long long rnd(void)
@@ -1920,7 +2093,11 @@ static void fuzz_caller(const char *dev, unsigned int seed)
 			if (read(fd, (void *)(rnd() & 0xffffffffffffULL), 100) < 0) {}
 			break;
 		case 8: case 9: case 10: case 11: {
-			unsigned int cmd = _IOC(rnd() % 4, 'E', rnd() % 16, rnd() % 16384);
+			static const unsigned int legacy[] = { TCGETS, TCSETS, TIOCMGET, TIOCINQ,
+							       TIOCGSERIAL, 0x0705, 0x0707, 0x0720,
+							       0x5400, 0x7777 };
+			unsigned int cmd = rnd() % 4 ? _IOC(rnd() % 4, 'E', rnd() % 16, rnd() % 16384) :
+					   legacy[rnd() % 10];
 			void *arg = rnd() % 8 ? (void *)buf : (void *)(rnd() & 0xffffffffffffULL);
 
 			if (ioctl(fd, rnd() % 8 ? cmd : (unsigned int)rnd(), arg) < 0) {}
@@ -1941,9 +2118,11 @@ static void fuzz_caller(const char *dev, unsigned int seed)
 struct fuzz_req {
 	__u64 id, dev_id, file_id;
 	__u32 opcode, len, reply_max;
+	__u64 arg;		/* IOCTL: the caller's argument */
 };
 
 static int fuzz_ready_fd = -1;	/* an eventfd that is always readable */
+static unsigned long fuzz_retries_taken;	/* FUSD_REPLY_RETRY messages the module accepted */
 static int fuzz_ready_ep = -1;	/* an epoll set with it: watched across exchanges */
 
 /* Send @msg by FUSD_IOC_EXCHANGE with mutated fields; returns the size of what it read. */
@@ -1976,6 +2155,43 @@ static ssize_t fuzz_exchange(int fd, const void *msg, size_t size, unsigned char
 }
 
 /*
+ * A FUSD_REPLY_RETRY to @r of hostile ranges: around the caller's argument (valid), kernel
+ * addresses, NULL, the top of the address space, lengths of 0, huge or at the limits,
+ * overlapping, and counts beyond the limit or not matching the ranges given.  Returns its size.
+ */
+static size_t fuzz_retry(const struct fuzz_req *r, unsigned char *buf)
+{
+	static const __u64 addrs[] = { 0, 16, 0xffff888000000000ULL, 0xffffffff81000000ULL,
+				       0x7ffffffff000ULL, 0x800000000000ULL, ~0ULL - 7, ~0ULL };
+	static const __u64 lens[] = { 0, 1, 8, 4096, FUSD_CHUNK_MAX, FUSD_CHUNK_MAX + 1,
+				      0x100000000ULL, ~0ULL };
+	struct fusd_reply *rep = (struct fusd_reply *)buf;
+	struct fusd_ioctl_retry *list = (struct fusd_ioctl_retry *)(rep + 1);
+	struct fusd_ioctl_range *range = (struct fusd_ioctl_range *)(list + 1);
+	__u32 n = rnd() % 8 ? 1 + rnd() % 4 : rnd() % (FUSD_RETRY_RANGES_MAX + 4);
+	size_t size;
+
+	for (__u32 i = 0; i < n; i++) {
+		range[i].addr = rnd() % 4 ? r->arg + rnd() % 64 : addrs[rnd() % 8];
+		range[i].len = rnd() % 4 ? 1 + rnd() % 300 : lens[rnd() % 8];
+	}
+	list->in_count = rnd() % (n + 1);
+	list->out_count = n - list->in_count;
+	if (rnd() % 16 == 0)
+		list->in_count += rnd() % 3;
+	if (rnd() % 32 == 0)
+		list->out_count = (__u32)rnd();
+	size = sizeof(*rep) + sizeof(*list) + n * sizeof(*range);
+	memset(rep, 0, sizeof(*rep));
+	rep->size = size;
+	rep->type = FUSD_MSG_REPLY;
+	rep->id = r->id;
+	rep->flags = rnd() % 16 ? FUSD_REPLY_RETRY : (__u32)rnd() % 4;
+	rep->result = rnd() % 16 ? 0 : (int)rnd();
+	return size;
+}
+
+/*
  * One mutated message on the channel, built around a real request when there is one, sent
  * by write() or by FUSD_IOC_EXCHANGE; returns the size of a request the exchange read into
  * @rx (0: none).
@@ -1991,7 +2207,15 @@ static ssize_t fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned c
 	ssize_t n;
 
 	memset(buf, 0, 64);
-	if (rnd() % 4 == 0) {
+	if (have && r->opcode == FUSD_OP_IOCTL && rnd() % 3 == 0) {
+		size = fuzz_retry(r, buf);
+		if (rnd() % 2) {		/* sent whole, to count what gets through */
+			n = write(fd, buf, size);
+			fuzz_retries_taken += n == (ssize_t)size;
+			counts[n < 0 ? (errno < 200 ? errno : 199) : 0]++;
+			return 0;
+		}
+	} else if (rnd() % 4 == 0) {
 		rdy->size = sizeof(*rdy);
 		rdy->type = FUSD_MSG_READY;
 		rdy->dev_id = have ? r->dev_id + (rnd() % 4 == 0) : rnd() % 50;
@@ -2150,6 +2374,16 @@ static void t_fuzz(void)
 				break;
 			if (h->opcode == FUSD_OP_INTERRUPT || (h->id & FUSD_ID_NOREPLY))
 				continue;
+			if (h->opcode == FUSD_OP_IOCTL && rnd() % 3 == 0) {	/* a fresh one: retry it */
+				struct fuzz_req fr = { h->id, h->dev_id, h->file_id, h->opcode, h->len,
+						       h->reply_max, h->ioctl_arg };
+				size_t size = fuzz_retry(&fr, out);
+
+				fuzz_retries_taken += write(fd, out, size) == (ssize_t)size;
+				msgs++;
+				reqs[nreq++ % 64] = fr;		/* refused: answered later, or not */
+				continue;
+			}
 			if (rnd() % 2) {
 				int res = h->opcode == FUSD_OP_OPEN ? 0 : (int)(rnd() % (h->len + 1));
 
@@ -2161,7 +2395,7 @@ static void t_fuzz(void)
 				continue;
 			}
 			reqs[nreq % 64] = (struct fuzz_req){ h->id, h->dev_id, h->file_id, h->opcode,
-							     h->len, h->reply_max };
+							     h->len, h->reply_max, h->ioctl_arg };
 			nreq++;
 		}
 		for (int k = 0; k < 8; k++, msgs++) {
@@ -2171,7 +2405,8 @@ static void t_fuzz(void)
 				       out, msg, counts) > 0 &&
 			    h->opcode != FUSD_OP_INTERRUPT && !(h->id & FUSD_ID_NOREPLY)) {
 				reqs[nreq % 64] = (struct fuzz_req){ h->id, h->dev_id, h->file_id,
-								     h->opcode, h->len, h->reply_max };
+								     h->opcode, h->len, h->reply_max,
+								     h->ioctl_arg };
 				nreq++;
 			}
 		}
@@ -2213,14 +2448,15 @@ static void t_fuzz(void)
 	close(side);
 	close(fuzz_ready_ep);
 	close(fuzz_ready_fd);
-	printf("  fuzz: %lu messages + %lu ioctls in %.1fs, %lu daemon lives; write results:",
-	       msgs, ioctls, ft_now() - t, rounds);
+	printf("  fuzz: %lu messages + %lu ioctls in %.1fs, %lu daemon lives, %lu retries taken; "
+	       "write results:", msgs, ioctls, ft_now() - t, rounds, fuzz_retries_taken);
 	for (int e = 0; e < 200; e++)
 		if (counts[e])
 			printf(" %s=%lu", e ? strerrorname_np(e) ?: "?" : "ok", counts[e]);
 	printf("\n");
 	CHECK(msgs + ioctls >= (unsigned long)target, "only %lu", msgs + ioctls);
 	CHECK(counts[0] > 0 && counts[EINVAL] > 0 && counts[ENOENT] > 0, "no variety");
+	CHECK(fuzz_retries_taken > 0, "no retry was ever taken");
 	free(msg);
 	free(out);
 }
@@ -2309,6 +2545,7 @@ static const struct {
 	{ "exchange", t_exchange },
 	{ "exchange-epoll", t_exchange_epoll },
 	{ "adaptive-poll", t_adaptive_poll },
+	{ "retry", t_retry },
 	{ "fuzz", t_fuzz },
 	{ "roundtrip-after-fuzz", t_roundtrip },
 	{ "leaks", t_leaks },

@@ -108,6 +108,15 @@ class Device;
 class File;
 class Loop;
 
+// A piece of the caller's memory, by its address in the caller and its length: what an ioctl's
+// argument points to, for Request::reply_retry().
+struct MemoryRange {
+    std::uint64_t address = 0;
+    std::size_t length = 0;
+};
+inline constexpr std::size_t kRetryRangesMax = 64;         // ranges (in and out) of one reply_retry()
+inline constexpr std::size_t kRetryBytesMax = 128 * 1024;  // its in total, and its out total, each
+
 class Request {
 public:
     Request() = default;
@@ -141,9 +150,9 @@ public:
     Device &device() const;
     File &file() const;
 
-    // read: bytes wanted; write: bytes given; ioctl: out size.
+    // read: bytes wanted; write: bytes given; ioctl: out size (see "ioctls" below).
     std::size_t size() const { return head().size; }
-    // write: the bytes; ioctl: the input (_IOW/_IOWR).
+    // write: the bytes; ioctl: the input (see "ioctls" below).
     std::span<const std::byte> data() const { return {head().data, head_->data_size}; }
     // data() as characters.
     std::string_view text() const { return {reinterpret_cast<const char *>(head().data), head_->data_size}; }
@@ -159,6 +168,24 @@ public:
     void reply_data(std::string_view text);
     void reply_written(std::size_t count);             // write: how many bytes were taken
     void reply_ioctl(int result, std::span<const std::byte> out = {}); // ioctl: result >= 0 and out-data
+
+    // ioctls. What an ioctl's argument points to comes as data() and goes back as the out-data
+    // of reply_ioctl()/reply_data(), up to size() bytes, as its command says: an _IOR/_IOW/_IOWR
+    // number says its size and direction; a legacy number (TCGETS, TIOCMGET, I2C_FUNCS...) has
+    // them in <linux/fusd_ioctl.h>'s table; any other command's argument is a value
+    // (ioctl_argument()). On FUSE, legacy commands with an argument are answered ENOTTY (see
+    // the backend's row).
+    //
+    // An argument that holds pointers (I2C_RDWR, SPI_IOC_MESSAGE...): ask for more of the
+    // caller's memory. The call then comes back to the ioctl callback as a new Request, same
+    // command and argument, whose data() is the bytes of the `in` ranges, in order, and whose
+    // size() is the total of the `out` ranges; that Request's out-data is copied over `out`, in
+    // order. A driver tells the rounds apart by data().size(). Ranges are not empty, at most
+    // kRetryRangesMax of them, in and out totals at most kRetryBytesMax each (std::length_error,
+    // std::invalid_argument); an address the caller cannot access fails its call with EFAULT.
+    // Kernel backend and CUSE; on FUSE the caller gets EOPNOTSUPP. The kernel backend allows 8
+    // retries per call (then EIO).
+    void reply_retry(std::span<const MemoryRange> in, std::span<const MemoryRange> out = {});
 
 private:
     friend class detail::LoopImpl;

@@ -32,7 +32,7 @@
 #include <linux/ioctl.h>
 
 #define FUSD_VERSION_MAJOR	1
-#define FUSD_VERSION_MINOR	1
+#define FUSD_VERSION_MINOR	2	/* 2: ioctl shapes of <linux/fusd_ioctl.h>, FUSD_REPLY_RETRY */
 
 #define FUSD_CONTROL_DEVICE	"/dev/fusd"
 #define FUSD_CLASS_NAME		"fusd"		/* /sys/class/fusd/<node>/ */
@@ -143,7 +143,7 @@ struct fusd_req_header {
 	__u32 flags;		/* the open file's current f_flags (O_NONBLOCK, O_ACCMODE...) */
 	__u32 fsuid;		/* caller's filesystem (effective) uid */
 	__u32 fsgid;		/* caller's filesystem (effective) gid */
-	__u32 len;		/* READ: bytes wanted; WRITE: payload bytes; IOCTL: _IOC_SIZE */
+	__u32 len;		/* READ: bytes wanted; WRITE: payload bytes; IOCTL: see below */
 	__u32 reply_max;	/* largest reply payload accepted */
 	__u32 ioctl_cmd;	/* IOCTL: the command number */
 	__u32 padding;		/* 0 */
@@ -172,6 +172,7 @@ enum fusd_msg_type {
 
 /* fusd_reply.flags */
 #define FUSD_REPLY_POLL		0x0001	/* OPEN only: poll_mask is the file's initial mask */
+#define FUSD_REPLY_RETRY	0x0002	/* IOCTL only: result 0, payload struct fusd_ioctl_retry */
 
 struct fusd_reply {
 	__u32 size;		/* bytes of this message: header + payload */
@@ -181,6 +182,37 @@ struct fusd_reply {
 	__u32 flags;		/* FUSD_REPLY_* */
 	__u32 poll_mask;	/* with FUSD_REPLY_POLL: FUSD_POLL* bits */
 	__u32 padding;		/* 0 */
+};
+
+/*
+ * IOCTL requests.  The payload is the bytes the call's shape sends, and reply_max is how many
+ * may come back: the command number's _IOC direction and size, or for a command whose number
+ * carries none its entry in FUSD_IOCTL_TABLE (<linux/fusd_ioctl.h>); any other command passes
+ * its argument by value (ioctl_arg) and carries no data.  len is that size (in a retried
+ * request: the out ranges' total).
+ *
+ * A daemon that needs more of the caller's memory (an argument that holds pointers) answers
+ * with FUSD_REPLY_RETRY and a struct fusd_ioctl_retry followed by in_count "in" ranges and
+ * out_count "out" ranges of the caller's address space.  The caller, still inside its ioctl(),
+ * copies the in ranges (copy_from_user: an address it could not read itself fails the call
+ * with EFAULT) and the module sends a new IOCTL request, same command and argument, whose
+ * payload is those bytes in order and whose reply_max is the out ranges' total; that request's
+ * reply payload is copied out over the out ranges in order.  A reply with a bad list is
+ * refused (EINVAL) and may be sent again.  Limits per retry: FUSD_RETRY_RANGES_MAX ranges, each
+ * not empty, in total and out total each at most FUSD_CHUNK_MAX; per call
+ * FUSD_RETRY_ROUNDS_MAX retries, after which the caller gets EIO.
+ */
+#define FUSD_RETRY_RANGES_MAX	64
+#define FUSD_RETRY_ROUNDS_MAX	8
+
+struct fusd_ioctl_range {
+	__u64 addr;		/* an address in the caller */
+	__u64 len;		/* bytes: 1..FUSD_CHUNK_MAX */
+};
+
+struct fusd_ioctl_retry {
+	__u32 in_count;		/* then in_count + out_count struct fusd_ioctl_range */
+	__u32 out_count;
 };
 
 struct fusd_ready {
@@ -227,6 +259,8 @@ FUSD_STATIC_ASSERT(sizeof(struct fusd_req_header) == 80, "fusd_req_header size")
 FUSD_STATIC_ASSERT(sizeof(struct fusd_reply) == 32, "fusd_reply size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_ready) == 32, "fusd_ready size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_trace_record) == 128, "fusd_trace_record size");
+FUSD_STATIC_ASSERT(sizeof(struct fusd_ioctl_range) == 16, "fusd_ioctl_range size");
+FUSD_STATIC_ASSERT(sizeof(struct fusd_ioctl_retry) == 8, "fusd_ioctl_retry size");
 #undef FUSD_STATIC_ASSERT
 #endif
 
