@@ -7,6 +7,7 @@
  * fixed size and loop while chunks come back full; ioctl copies _IOC_SIZE bytes in and/or
  * out as the command number's direction says, and passes _IO arguments by value.
  * poll() never asks the daemon: it answers from the mask the daemon last set.
+ * mmap asks the daemon for shared memory of its own (mmap.c).
  */
 #include <linux/fs.h>
 #include <linux/poll.h>
@@ -221,5 +222,6 @@ const struct file_operations fusd_node_fops = {
 	.unlocked_ioctl = fusd_node_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.poll = fusd_node_poll,
+	.mmap = fusd_node_mmap,
 	.llseek = no_llseek,
 };
