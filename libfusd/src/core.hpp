@@ -101,7 +101,7 @@ public:
     // backend connection is gone for good (unmounted, aborted, forced unregister).
     virtual bool on_readable() = 0;
     // Send the answer of `slot` (result >= 0 or -errno). Called once per slot, from any thread,
-    // under the device's shared lock.
+    // under the device's shared lock. An mmap answer of 0 carries one MapReply in `bytes`.
     virtual void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) = 0;
     // The readiness of `file` changed. From any thread, under the device's shared lock.
     virtual void notify_ready(FileState &file, unsigned events) = 0;
@@ -119,6 +119,12 @@ public:
 
 protected:
     bool arms_requests_ = false;
+};
+
+// What Request::reply_map() passes to the transport, as the bytes of its answer.
+struct MapReply {
+    int fd;
+    std::uint64_t offset;
 };
 
 struct FileState : std::enable_shared_from_this<FileState> {
@@ -166,6 +172,9 @@ struct Incoming {
     std::uint32_t ioctl_command = 0;
     std::uint64_t ioctl_argument = 0;
     std::uint64_t offset = 0;
+    std::uint64_t map_offset = 0;      // mmap
+    int map_prot = 0;
+    int map_flags = 0;
 };
 
 // Validated absolute /dev path (see fusd::device_path).
