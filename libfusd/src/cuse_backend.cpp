@@ -10,7 +10,7 @@ constinit const BackendRow cuse_backend{
     .backend = Backend::cuse,
     .name = "cuse",
     .differences = "a real character device node (test -c, a dynamic major) made by CUSE; the offset is always "
-                   "0: lseek() succeeds and returns 0 and pread/pwrite ignore the offset (no ESPIPE); no mmap; "
+                   "0: lseek() succeeds and returns 0 and pread/pwrite ignore the offset (no ESPIPE); mmap fails with ENODEV; "
                    "ioctls only with _IOC-encoded sizes, and FIONREAD reaches the driver; reads and writes "
                    "arrive in chunks of at most 128 KiB; close() waits for the driver's release; after "
                    "`rm --force` of a stopped daemon the name stays taken (/sys/class/cuse) until that "

@@ -10,7 +10,8 @@ constinit const BackendRow fuse_backend{
     .backend = Backend::fuse,
     .name = "fuse",
     .differences = "the node is a regular file with a FUSE mount over it: stat(2) shows a regular file "
-                   "(test -c fails, isatty() is 0); ioctls only with _IOC-encoded sizes; FIONREAD and "
+                   "(test -c fails, isatty() is 0); mmap: MAP_SHARED fails with ENODEV, MAP_PRIVATE maps an empty file "
+                   "(SIGBUS on access); ioctls only with _IOC-encoded sizes; FIONREAD and "
                    "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE; writes from different "
                    "opens are serialized by the kernel (a write the driver holds back delays other openers' "
                    "writes)",

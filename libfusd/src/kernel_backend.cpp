@@ -12,8 +12,8 @@ constinit const BackendRow kernel_backend{
     .name = "kernel",
     // probe_kernel() adds the module's poll_ns setting, read at probe time.
     .differences = "a real character device node (test -c) made by the fusd module with the requested mode and "
-                   "owner (udev: SUBSYSTEM==\"fusd\"); lseek/pread/pwrite fail with ESPIPE; mmap fails with "
-                   "ENODEV; ioctls only with _IOC-encoded sizes (up to 16383 bytes; FIONBIO, FIOASYNC, FIOCLEX, "
+                   "owner (udev: SUBSYSTEM==\"fusd\"); lseek/pread/pwrite fail with ESPIPE; mmap maps the "
+                   "driver's shared memory (a memfd or another tmpfs file; SIGBUS once the device is removed); ioctls only with _IOC-encoded sizes (up to 16383 bytes; FIONBIO, FIOASYNC, FIOCLEX, "
                    "FIONCLEX are the kernel's, FIONREAD reaches the driver); reads and writes above 128 KiB are "
                    "split into 128 KiB requests; close() does not wait for the driver; names only of "
                    "A-Z a-z 0-9 . _ - + : @ , (63 bytes); status in /sys/class/fusd/NAME/",
