@@ -2,8 +2,10 @@
 // memfd and answers mmap with it, so the caller's mapping and the driver's are the same memory.
 //   ioctl(fd, SHM_BUFFER_CAPTURE)  the driver fills the next frame; returns its number
 //   read(fd, ...)                  the note a caller left at SHM_BUFFER_NOTE, as the driver reads it
+// With --anonymous the frame is MAP_SHARED | MAP_ANONYMOUS memory answered by its address
+// (reply_map_memory), as a classic FUSD driver's mmap member answers.
 // mmap works on the kernel backend only; on CUSE and FUSE it fails with ENODEV.
-//   sudo ./shm-buffer [/dev/shm-buffer]
+//   sudo ./shm-buffer [/dev/shm-buffer] [--backend NAME] [--anonymous]
 //   then: python3 -c 'import mmap,os; f=os.open("/dev/shm-buffer",os.O_RDWR); print(mmap.mmap(f,8192)[:8])'
 #include <cerrno>
 #include <cstdio>
@@ -22,15 +24,18 @@ namespace {
 constexpr std::size_t kFrameSize = 2 * 4096; // a multiple of every page size up to 8 KiB
 constexpr std::size_t kNoteOffset = 4096;     // where a caller leaves a note for the driver
 
-// The frame: a memfd, mapped here too so that the driver can fill it.
+// The frame: a memfd, mapped here too so that the driver can fill it; or anonymous shared memory.
 class FrameBuffer {
 public:
-    FrameBuffer()
+    explicit FrameBuffer(bool anonymous)
     {
-        fd_ = memfd_create("shm-buffer", MFD_CLOEXEC);
-        if (fd_ < 0 || ftruncate(fd_, kFrameSize) < 0)
-            throw fusd::Error(errno, "shm-buffer: memfd");
-        void *p = mmap(nullptr, kFrameSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+        if (!anonymous) {
+            fd_ = memfd_create("shm-buffer", MFD_CLOEXEC);
+            if (fd_ < 0 || ftruncate(fd_, kFrameSize) < 0)
+                throw fusd::Error(errno, "shm-buffer: memfd");
+        }
+        void *p = mmap(nullptr, kFrameSize, PROT_READ | PROT_WRITE, MAP_SHARED | (anonymous ? MAP_ANONYMOUS : 0),
+                       fd_, 0);
         if (p == MAP_FAILED)
             throw fusd::Error(errno, "shm-buffer: mapping the memfd");
         frame_ = static_cast<char *>(p);
@@ -39,12 +44,14 @@ public:
     ~FrameBuffer()
     {
         munmap(frame_, kFrameSize);
-        close(fd_);
+        if (fd_ >= 0)
+            close(fd_);
     }
     FrameBuffer(const FrameBuffer &) = delete;
     FrameBuffer &operator=(const FrameBuffer &) = delete;
 
-    int fd() const { return fd_; }
+    int fd() const { return fd_; } // -1 for anonymous memory
+    const char *data() const { return frame_; }
     // The next frame: a header line, then a pattern, up to the note area.
     int capture()
     {
@@ -67,9 +74,28 @@ private:
 int main(int argc, char **argv)
 {
     try {
-        FrameBuffer buffer;
+        fusd::DeviceOptions options;
+        options.name = "shm-buffer";
+        options.mode = 0666;
+        bool anonymous = false;
+        for (int i = 1; i < argc; ++i) {
+            std::string arg = argv[i];
+            if (arg == "--anonymous") {
+                anonymous = true;
+            } else if (arg == "--backend" && i + 1 < argc) {
+                auto b = fusd::parse_backend(argv[++i]);
+                if (!b)
+                    throw fusd::Error(EINVAL, std::string("shm-buffer: no backend ") + argv[i]);
+                options.backend = *b;
+            } else {
+                options.name = arg;
+            }
+        }
+        FrameBuffer buffer(anonymous);
         fusd::Callbacks cb;
         cb.mmap = [&buffer](fusd::Request req) {
+            if (buffer.fd() < 0) // anonymous: by address, as a classic driver answers
+                return req.reply_map_memory(buffer.data(), kFrameSize);
             // The module checks the range against the memfd (ENXIO past its end).
             req.reply_map(buffer.fd(), req.map_offset());
         };
@@ -83,15 +109,6 @@ int main(int argc, char **argv)
             req.reply_data(std::string_view(note).substr(0, req.size()));
         };
         fusd::Loop loop;
-        fusd::DeviceOptions options;
-        options.name = argc > 1 ? argv[1] : "shm-buffer";
-        options.mode = 0666;
-        if (argc > 3 && std::string(argv[2]) == "--backend") {
-            auto b = fusd::parse_backend(argv[3]);
-            if (!b)
-                throw fusd::Error(EINVAL, std::string("shm-buffer: no backend ") + argv[3]);
-            options.backend = *b;
-        }
         fusd::Device &dev = loop.add(options, cb);
         std::cout << "serving " << dev.path() << " (" << fusd::to_string(dev.backend()) << ")" << std::endl;
         loop.run();

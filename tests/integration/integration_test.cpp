@@ -667,10 +667,19 @@ namespace {
 constexpr unsigned long kShmCapture = _IO('S', 1); // SHM_BUFFER_CAPTURE
 constexpr std::size_t kShmFrame = 8192, kShmNote = 4096;
 
-// A shm-buffer daemon; kernel() says whether the kernel backend serves it.
+// A shm-buffer daemon (its frame in a memfd, or with `anonymous` in MAP_SHARED | MAP_ANONYMOUS
+// memory answered by address); kernel() says whether the kernel backend serves it.
 struct ShmBuffer {
+    explicit ShmBuffer(bool anonymous = false) : daemon(argv(path, anonymous)) {}
+    static std::vector<std::string> argv(const std::string &path, bool anonymous)
+    {
+        std::vector<std::string> v{example("shm-buffer"), path, "--backend", backend()};
+        if (anonymous)
+            v.push_back("--anonymous");
+        return v;
+    }
     std::string path = "/dev/" + unique_name("shm");
-    Daemon daemon{{example("shm-buffer"), path, "--backend", backend()}};
+    Daemon daemon;
     bool kernel() const { return daemon.first_line().ends_with("(kernel)"); }
     ~ShmBuffer()
     {
@@ -688,6 +697,7 @@ int touch_in_child(volatile char *p, bool write)
 {
     pid_t child = fork();
     if (child == 0) {
+        std::signal(SIGBUS, SIG_DFL); // not a sanitizer's report: the death itself is the result
         char c = *p;
         if (write)
             *p = c;
@@ -708,9 +718,11 @@ char *map_frame(int fd, std::size_t length = kShmFrame, off_t offset = 0, int fl
 
 } // namespace
 
-TEST(Mmap, SharedFrameBufferSeenByBothSidesOnTheKernelBackendEnodevElsewhere)
+class Mmap : public ::testing::TestWithParam<bool> {}; // the frame in a memfd, or anonymous
+
+TEST_P(Mmap, SharedFrameBufferSeenByBothSidesOnTheKernelBackendEnodevElsewhere)
 {
-    ShmBuffer shm;
+    ShmBuffer shm(GetParam());
     ASSERT_TRUE(shm.daemon.ready());
     int fd = ::open(shm.path.c_str(), O_RDWR | O_CLOEXEC);
     ASSERT_GE(fd, 0) << strerror(errno);
@@ -775,9 +787,9 @@ TEST(Mmap, SharedFrameBufferSeenByBothSidesOnTheKernelBackendEnodevElsewhere)
     close(fd);
 }
 
-TEST(Mmap, DaemonKilledWhileMappedGivesSigbus)
+TEST_P(Mmap, DaemonKilledWhileMappedGivesSigbus)
 {
-    ShmBuffer shm;
+    ShmBuffer shm(GetParam());
     ASSERT_TRUE(shm.daemon.ready());
     if (!shm.kernel())
         GTEST_SKIP() << "mmap is served on the kernel backend only (see the test above for " << backend() << ")";
@@ -792,3 +804,6 @@ TEST(Mmap, DaemonKilledWhileMappedGivesSigbus)
     munmap(frame, kShmFrame);
     close(fd);
 }
+
+INSTANTIATE_TEST_SUITE_P(Memory, Mmap, ::testing::Values(false, true),
+                         [](const auto &info) { return info.param ? "AnonymousByAddress" : "Memfd"; });

@@ -174,6 +174,13 @@ public:
     // error, and the daemon logs it. The mapping works while the device exists: after its removal
     // (the daemon's exit, `fusdctl rm --force`) an access gets SIGBUS.
     void reply_map(int fd, std::uint64_t offset);
+    // mmap: the same for a pointer, as the classic API's mmap member answers: `base` is the start of
+    // the device's memory (`size` bytes), of which the caller maps [map_offset(), + size()). That
+    // memory must be a MAP_SHARED mapping in this process of a memfd, a tmpfs file, or
+    // MAP_SHARED | MAP_ANONYMOUS memory: its file is opened through /proc/self/map_files (which
+    // takes CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE). Otherwise the caller gets ENXIO (range past
+    // `size`), EFAULT (not one mapping), ENODEV (private memory) or EACCES, and the daemon logs why.
+    void reply_map_memory(const void *base, std::size_t size);
 
 private:
     friend class detail::LoopImpl;
