@@ -2193,7 +2193,7 @@ static void fuzz_caller(const char *dev, unsigned int seed)
 			poll(&p, 1, 0);
 			break;
 		}
-		case 13: case 14: {	/* mmap, touch every page (SIGBUS caught), unmap */
+		case 13: case 14: case 15: {	/* mmap, touch every page (SIGBUS caught), unmap */
 			long pages = rnd() % 3 + 1, ps = sysconf(_SC_PAGESIZE);
 			int w = rnd() % 2;
 			char *m = map_pages(fd, (long)(rnd() % 4 ? rnd() % 3 : rnd() % 1000),
