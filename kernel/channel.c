@@ -38,6 +38,8 @@ static void fusd_req_release(struct kref *kref)
 	if (req->buf != req->inline_buf)
 		kvfree(req->buf);
 	kfree(req->retry);
+	if (req->map_file)
+		fput(req->map_file);	/* a checked MMAP reply whose caller left */
 	kfree(req);
 	atomic_long_dec(&fusd_live_requests);
 }
@@ -637,6 +639,9 @@ static int fusd_reply_check(const struct fusd_req *req, const struct fusd_reply 
 		return rep->result >= 0 && (size_t)rep->result != plen ? -EINVAL : 0;
 	case FUSD_OP_WRITE:
 		return rep->result > (s64)req->hdr.len ? -EINVAL : 0;
+	case FUSD_OP_MMAP:
+		return rep->result > 0 ||
+		       (!rep->result && plen != sizeof(struct fusd_mmap_reply)) ? -EINVAL : 0;
 	default:
 		return 0;
 	}
@@ -743,7 +748,9 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 		return err;
 	}
 
-	if (plen && copy_from_user(req->buf, buf + sizeof(rep), plen))
+	if (req->hdr.opcode == FUSD_OP_MMAP)
+		err = fusd_map_reply(req, buf + sizeof(rep), plen);	/* its descriptor: ours */
+	else if (plen && copy_from_user(req->buf, buf + sizeof(rep), plen))
 		err = -EFAULT;
 
 	spin_lock(&chan->lock);
@@ -924,10 +931,12 @@ static long fusd_ioc_hello(struct fusd_channel *chan, void __user *arg)
 {
 	struct fusd_hello hello;
 	bool match;
+	u32 minor;
 	int err = 0;
 
 	if (copy_from_user(&hello, arg, sizeof(hello)))
 		return -EFAULT;
+	minor = hello.minor;
 	if (hello.chunk_max || hello.min_read || hello.reserved[0] || hello.reserved[1])
 		return -EINVAL;
 	match = hello.major == FUSD_VERSION_MAJOR;
@@ -940,10 +949,12 @@ static long fusd_ioc_hello(struct fusd_channel *chan, void __user *arg)
 	if (!match)
 		return -EPROTO;
 	spin_lock(&chan->lock);
-	if (chan->hello)
+	if (chan->hello) {
 		err = -EALREADY;
-	else
+	} else {
+		WRITE_ONCE(chan->minor, minor);
 		WRITE_ONCE(chan->hello, true);
+	}
 	spin_unlock(&chan->lock);
 	return err;
 }

@@ -29,6 +29,7 @@
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
+#include <linux/rwsem.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
 #include <linux/sched/signal.h>
@@ -58,6 +59,7 @@ struct fusd_channel {
 	struct list_head devices;	/* fusd_device.chan_node */
 	u64 last_id;			/* last request id issued */
 	bool hello;			/* FUSD_IOC_HELLO done */
+	u32 minor;			/* the daemon's FUSD_VERSION_MINOR, from its HELLO */
 	bool dead;			/* its file was released */
 	struct fusd_tracer *tracer;	/* set once by FUSD_IOC_TRACE */
 	struct mutex waker_lock;	/* tried by an exchange that waits (waker.c) */
@@ -85,6 +87,9 @@ struct fusd_device {
 	atomic_t open_files;
 	atomic64_t calls;		/* requests answered by the daemon */
 	struct fusd_req *gone_msg;	/* preallocated FUSD_OP_GONE */
+	struct rw_semaphore map_lock;	/* faults (read) against revocation, @maps (write) */
+	struct list_head maps;		/* fusd_map.dev_node: its mappings (mmap.c) */
+	bool map_revoked;		/* removed: mappings get SIGBUS (map_lock) */
 	char name[FUSD_NAME_MAX];
 };
 
@@ -132,6 +137,7 @@ struct fusd_req {
 	bool abandoned;			/* the caller left after the daemon read it */
 	u64 start_ns;
 	struct fusd_retry_list *retry;	/* IOCTL answered with FUSD_REPLY_RETRY */
+	struct file *map_file;		/* MMAP reply: the daemon's file, counted (mmap.c) */
 	void *buf;			/* payload both ways: inline_buf or a bounce buffer */
 	u8 inline_buf[FUSD_INLINE_BUF];
 };
@@ -147,6 +153,7 @@ extern unsigned int fusd_poll_ns;
 extern atomic_long_t fusd_polls_attempted, fusd_polls_successful;
 extern atomic_long_t fusd_live_channels, fusd_live_devices, fusd_live_files, fusd_live_requests,
 	fusd_live_wakers;
+extern atomic_long_t fusd_live_maps;
 long fusd_ioc_register(struct fusd_channel *chan, void __user *arg);
 long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg);
 long fusd_ioc_force_unregister(void __user *arg);
@@ -175,6 +182,11 @@ extern const struct file_operations fusd_node_fops;
 
 /* ioctl.c */
 long fusd_node_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+/* mmap.c */
+void fusd_map_device_init(struct fusd_device *fdev);
+void fusd_map_revoke(struct fusd_device *fdev);
+int fusd_map_reply(struct fusd_req *req, const void __user *ubuf, size_t plen);
+int fusd_node_mmap(struct file *file, struct vm_area_struct *vma);
 
 /*
  * Adaptive polling.  A caller waiting for its reply and a daemon waiting for its next

@@ -15,6 +15,8 @@
  *              wait for its reply; carries a bounce buffer of a fixed size class.
  *   waker      (struct fusd_waker, waker.c) - the epoll set a channel's FUSD_IOC_EXCHANGE
  *              waits also end for, watched from one exchange to the next.
+ *   mapping    (struct fusd_map, mmap.c) - one mmap() of a node: the daemon's shared memory
+ *              in the caller, revoked when the device goes.
  *
  * The flow of one call, read(2) on /dev/foo:
  *   fusd_node_read() builds a READ request for at most FUSD_CHUNK_MAX bytes;
@@ -80,6 +82,9 @@ module_param_cb(live_requests, &fusd_counter_ops, &fusd_live_requests, 0444);
 MODULE_PARM_DESC(live_requests, "request objects allocated");
 module_param_cb(live_wakers, &fusd_counter_ops, &fusd_live_wakers, 0444);
 MODULE_PARM_DESC(live_wakers, "wake_fds watched across FUSD_IOC_EXCHANGE waits");
+atomic_long_t fusd_live_maps;
+module_param_cb(live_maps, &fusd_counter_ops, &fusd_live_maps, 0444);
+MODULE_PARM_DESC(live_maps, "mmap()s of fusd nodes still mapped");
 
 /* ---- adaptive polling: /sys/module/fusd/parameters/poll_ns (see fusd_poll()) ---- */
 
@@ -350,6 +355,7 @@ static struct fusd_device *fusd_device_alloc(struct fusd_channel *chan,
 		kfree(fdev);
 		return NULL;
 	}
+	fusd_map_device_init(fdev);
 	atomic_long_inc(&fusd_live_devices);
 	INIT_LIST_HEAD(&fdev->chan_node);
 	INIT_LIST_HEAD(&fdev->all_node);
@@ -463,6 +469,7 @@ static void fusd_device_remove(struct fusd_device *fdev, int err, bool notify)
 	}
 	spin_unlock(&chan->lock);
 	fusd_chan_purge(chan, fdev, err);
+	fusd_map_revoke(fdev);
 	if (gone)			/* after the purge, which would drop it */
 		fusd_queue_noreply(chan, gone);
 

@@ -6,6 +6,7 @@
  * read/write move at most FUSD_CHUNK_MAX bytes per request through a bounce buffer of a
  * fixed size and loop while chunks come back full; ioctl is ioctl.c's.
  * poll() never asks the daemon: it answers from the mask the daemon last set.
+ * mmap asks the daemon for shared memory of its own (mmap.c).
  */
 #include <linux/fs.h>
 #include <linux/poll.h>
@@ -187,5 +188,6 @@ const struct file_operations fusd_node_fops = {
 	.unlocked_ioctl = fusd_node_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.poll = fusd_node_poll,
+	.mmap = fusd_node_mmap,
 	.llseek = no_llseek,
 };

@@ -160,7 +160,7 @@ struct TraceSubscription::Impl {
         e.pid = j.value("pid", 0);
         e.comm = j.value("comm", "");
         std::string op = j.value("op", "");
-        for (Op o : {Op::open, Op::release, Op::read, Op::write, Op::ioctl, Op::poll, Op::interrupt})
+        for (Op o : {Op::open, Op::release, Op::read, Op::write, Op::ioctl, Op::poll, Op::interrupt, Op::mmap})
             if (op == to_string(o))
                 e.op = o;
         e.size = j.value("size", std::uint64_t(0));

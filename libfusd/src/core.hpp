@@ -101,7 +101,7 @@ public:
     // backend connection is gone for good (unmounted, aborted, forced unregister).
     virtual bool on_readable() = 0;
     // Send the answer of `slot` (result >= 0 or -errno). Called once per slot, from any thread,
-    // under the device's shared lock.
+    // under the device's shared lock. An mmap answer of 0 carries one MapReply in `bytes`.
     virtual void reply(RequestSlot &slot, int result, std::span<const std::byte> bytes) = 0;
     // Ask for more of the caller's memory (Request::reply_retry, ranges already checked): the
     // answer of `slot`. Backends that cannot answer EOPNOTSUPP. As reply().
@@ -126,6 +126,12 @@ public:
 
 protected:
     bool arms_requests_ = false;
+};
+
+// What Request::reply_map() passes to the transport, as the bytes of its answer.
+struct MapReply {
+    int fd;
+    std::uint64_t offset;
 };
 
 struct FileState : std::enable_shared_from_this<FileState> {
@@ -173,6 +179,9 @@ struct Incoming {
     std::uint32_t ioctl_command = 0;
     std::uint64_t ioctl_argument = 0;
     std::uint64_t offset = 0;
+    std::uint64_t map_offset = 0;      // mmap
+    int map_prot = 0;
+    int map_flags = 0;
 };
 
 // How an ioctl command's argument travels: _IOC_WRITE (size bytes at it go to the driver),

@@ -10,7 +10,7 @@ constinit const BackendRow cuse_backend{
     .backend = Backend::cuse,
     .name = "cuse",
     .differences = "a real character device node (test -c, a dynamic major) made by CUSE; the offset is always "
-                   "0: lseek() succeeds and returns 0 and pread/pwrite ignore the offset (no ESPIPE); no mmap; "
+                   "0: lseek() succeeds and returns 0 and pread/pwrite ignore the offset (no ESPIPE); mmap fails with ENODEV; "
                    "ioctls: _IOC-encoded sizes, the terminal and I2C commands of <linux/fusd_ioctl.h> with their "
                    "real sizes, and pointer-carrying ioctls by retry (unrestricted CUSE ioctls; FIONREAD "
                    "reaches the driver); reads and writes "

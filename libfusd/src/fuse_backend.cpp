@@ -10,7 +10,8 @@ constinit const BackendRow fuse_backend{
     .backend = Backend::fuse,
     .name = "fuse",
     .differences = "the node is a regular file with a FUSE mount over it: stat(2) shows a regular file "
-                   "(test -c fails, isatty() is 0); ioctls: _IOC-encoded sizes only (the kernel restricts a "
+                   "(test -c fails, isatty() is 0); mmap: MAP_SHARED fails with ENODEV, MAP_PRIVATE maps an empty "
+                   "file (SIGBUS on access); ioctls: _IOC-encoded sizes only (the kernel restricts a "
                    "regular file's ioctls): the terminal and I2C commands of <linux/fusd_ioctl.h> fail with "
                    "ENOTTY and pointer-carrying ioctls by retry with EOPNOTSUPP; FIONREAD and "
                    "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE; writes from different "

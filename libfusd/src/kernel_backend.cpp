@@ -12,8 +12,9 @@ constinit const BackendRow kernel_backend{
     .name = "kernel",
     // probe_kernel() adds the module's poll_ns setting, read at probe time.
     .differences = "a real character device node (test -c) made by the fusd module with the requested mode and "
-                   "owner (udev: SUBSYSTEM==\"fusd\"); lseek/pread/pwrite fail with ESPIPE; mmap fails with "
-                   "ENODEV; ioctls: _IOC-encoded sizes (up to 16383 bytes), the terminal and I2C commands of "
+                   "owner (udev: SUBSYSTEM==\"fusd\"); lseek/pread/pwrite fail with ESPIPE; mmap maps the "
+                   "driver's shared memory (a memfd or another tmpfs file; SIGBUS once the device is removed); "
+                   "ioctls: _IOC-encoded sizes (up to 16383 bytes), the terminal and I2C commands of "
                    "<linux/fusd_ioctl.h> with their real sizes, and pointer-carrying ioctls by retry "
                    "(FIONBIO, FIOASYNC, FIOCLEX, FIONCLEX are the kernel's, FIONREAD reaches the driver); "
                    "reads and writes above 128 KiB are "

@@ -38,6 +38,10 @@
 //    FUSD_OP_INTERRUPT with the same id; we find the slot by id among those still out and tell
 //    the core.
 //    The caller has already left: a reply to that id would fail with ENOENT, so none is sent.
+//  - mmap (protocol 1.2): FUSD_OP_MMAP becomes Op::mmap; the driver's reply_map() names a
+//    descriptor of its own, which the module looks up when the reply is written: so that reply is
+//    written at once, never batched (the driver may close the fd when reply_map() returns). A
+//    reply the module refuses (a bad descriptor) is answered with the module's error instead.
 //  - RELEASE takes no reply and the caller of close() does not wait for it; it may name a file
 //    whose open the core already failed (the opener was interrupted): such ids are ignored.
 //  - shutdown(): FUSD_IOC_UNREGISTER (waiting callers get ENODEV, the node goes at once), close.
@@ -111,6 +115,7 @@ private:
     [[gnu::noinline]] void send_now(const fusd_reply &head, std::span<const std::byte> payload,
                                     const std::shared_ptr<FileState> &open_file);
     void answer_now(const fusd_req_header &hdr, int result); // for requests the core never sees
+    void send_map(fusd_reply head, std::span<const std::byte> bytes);
 
     DeviceState &dev_;
     LoopImpl &loop_;
@@ -326,6 +331,22 @@ inline bool KernelTransport::decode(std::size_t got)
         run_callback(std::move(file), in);
         return true;
     }
+    case FUSD_OP_MMAP: {
+        auto file = file_of(hdr.file_id);
+        fusd_mmap_request mr{};
+        if (!file || payload_size != sizeof mr) {
+            answer_now(hdr, file ? -EPROTO : -EBADF);
+            return true;
+        }
+        std::memcpy(&mr, payload, sizeof mr);
+        in.op = Op::mmap;
+        in.size = std::size_t(mr.length);
+        in.map_offset = mr.offset;
+        in.map_prot = int(mr.prot);
+        in.map_flags = int(mr.flags);
+        run_callback(std::move(file), in);
+        return true;
+    }
     case FUSD_OP_INTERRUPT:
         on_interrupt(hdr.id);
         return true;
@@ -433,6 +454,9 @@ void KernelTransport::reply(RequestSlot &slot, int result, std::span<const std::
     case Op::ioctl:
         send(head, bytes);
         break;
+    case Op::mmap:
+        send_map(head, bytes);
+        break;
     default: // write: result is the count taken
         head.size = sizeof head;
         send(head, {});
@@ -462,6 +486,31 @@ void KernelTransport::retry(RequestSlot &slot, std::span<const MemoryRange> in, 
     head.id = slot.transport_id.load(std::memory_order_acquire);
     head.flags = FUSD_REPLY_RETRY;
     send(head, {payload, sizeof list + n * sizeof ranges[0]});
+}
+
+// An mmap answer, written now: the module looks its descriptor up in this process as it takes the
+// reply. Refused (a bad descriptor), the caller gets the module's error.
+void KernelTransport::send_map(fusd_reply head, std::span<const std::byte> bytes)
+{
+    MapReply map{};
+    std::memcpy(&map, bytes.data(), std::min(bytes.size(), sizeof map));
+    fusd_mmap_reply payload{};
+    payload.fd = map.fd;
+    payload.offset = map.offset;
+    std::byte msg[sizeof head + sizeof payload];
+    head.size = sizeof msg;
+    std::memcpy(msg, &head, sizeof head);
+    std::memcpy(msg + sizeof head, &payload, sizeof payload);
+    int err = channel_.write_message(msg, sizeof msg);
+    if (!err || err == ENOENT) // ENOENT: the caller left
+        return;
+    LoopImpl::log_error(dev_.path + ": the fusd module refused the mmap reply (descriptor " + std::to_string(map.fd) +
+                        ", offset " + std::to_string(map.offset) + "): " + std::strerror(err) +
+                        "; the caller gets that error");
+    head.size = sizeof head;
+    head.result = -err;
+    if (int refused = channel_.write_message(&head, sizeof head); refused && refused != ENOENT)
+        LoopImpl::log_error(dev_.path + ": the fusd module refused an error reply: " + std::strerror(refused));
 }
 
 void KernelTransport::notify_ready(FileState &file, unsigned)

@@ -376,6 +376,9 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     slot->ioctl_command = in.ioctl_command;
     slot->ioctl_argument = in.ioctl_argument;
     slot->offset = in.offset;
+    slot->map_offset = in.map_offset;
+    slot->map_prot = in.map_prot;
+    slot->map_flags = in.map_flags;
     slot->start_ns = 0;
     if (tracing()) { // only while someone traces: the caller may be gone by the time we answer
         slot->start_ns = monotonic_ns();
@@ -392,6 +395,7 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     case Op::read: fn = &cb.read; break;
     case Op::write: fn = &cb.write; break;
     case Op::ioctl: fn = &cb.ioctl; break;
+    case Op::mmap: fn = &cb.mmap; break;
     default: break;
     }
     if (!dev.gone && dev.transport->arms_requests()) // loop thread: the only one that sets gone
@@ -417,6 +421,7 @@ void LoopImpl::default_answer(Request req)
     case Op::read: req.reply_data(std::span<const std::byte>{}); break;
     case Op::write: req.reply_written(req.size()); break;
     case Op::ioctl: req.reply_error(ENOTTY); break;
+    case Op::mmap: req.reply_error(ENODEV); break;
     default: req.reply_ok(); break;
     }
 }

@@ -19,7 +19,7 @@ void LoopImpl::trace(const RequestSlot &slot, int result)
     rec.comm = slot.comm;
     rec.op = slot.interrupted.load() ? Op::interrupt : slot.op;
     rec.size = slot.op == Op::write ? slot.data_size : slot.size;
-    rec.offset = slot.offset;
+    rec.offset = slot.op == Op::mmap ? slot.map_offset : slot.offset;
     rec.ioctl = slot.ioctl_command;
     rec.result = result;
     rec.latency_us = std::uint64_t(monotonic_ns() - slot.start_ns) / 1000;

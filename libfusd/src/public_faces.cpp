@@ -5,6 +5,8 @@
 // LoopImpl::complete(), down to the transport's reply(): see RequestHead for why.
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "loop_impl.hpp"
 
 namespace fusd {
@@ -119,6 +121,20 @@ void Request::reply_retry(std::span<const MemoryRange> in, std::span<const Memor
     loop->unref(slot);
 }
 
+void Request::reply_map(int fd, std::uint64_t offset)
+{
+    const detail::RequestHead &s = head();
+    if (s.op != Op::mmap)
+        throw std::logic_error("fusd::Request::reply_map: not an mmap request");
+    if (fd < 0)
+        throw std::invalid_argument("fusd::Request::reply_map: negative descriptor");
+    if (offset % std::uint64_t(::sysconf(_SC_PAGESIZE)))
+        throw std::invalid_argument("fusd::Request::reply_map: offset " + std::to_string(offset) +
+                                    " is not a multiple of the page size");
+    const detail::MapReply map{fd, offset};
+    answer(0, std::as_bytes(std::span(&map, 1)));
+}
+
 Device &File::device() const { return *state_->device->face; }
 std::uint64_t File::id() const { return state_->id; }
 unsigned File::flags() const { return state_->flags; }
@@ -184,6 +200,7 @@ std::string_view to_string(Op op)
     case Op::ioctl: return "ioctl";
     case Op::poll: return "poll";
     case Op::interrupt: return "interrupt";
+    case Op::mmap: return "mmap";
     }
     return "?";
 }

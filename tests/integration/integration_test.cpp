@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -773,3 +774,151 @@ TEST(Examples, HelloEchoUidFilterAndClassic)
         EXPECT_EQ(line, "hello root");
     }
 }
+
+// ---- mmap: examples/shm-buffer, a frame buffer in the driver's memfd ----
+
+namespace {
+
+constexpr unsigned long kShmCapture = _IO('S', 1); // SHM_BUFFER_CAPTURE
+constexpr std::size_t kShmFrame = 8192, kShmNote = 4096;
+
+// A shm-buffer daemon (its frame in a memfd, or with `anonymous` in MAP_SHARED | MAP_ANONYMOUS
+// memory answered by address); kernel() says whether the kernel backend serves it.
+struct ShmBuffer {
+    explicit ShmBuffer(bool anonymous = false) : daemon(argv(path, anonymous)) {}
+    static std::vector<std::string> argv(const std::string &path, bool anonymous)
+    {
+        std::vector<std::string> v{example("shm-buffer"), path, "--backend", backend()};
+        if (anonymous)
+            v.push_back("--anonymous");
+        return v;
+    }
+    std::string path = "/dev/" + unique_name("shm");
+    Daemon daemon;
+    bool kernel() const { return daemon.first_line().ends_with("(kernel)"); }
+    ~ShmBuffer()
+    {
+        daemon.stop();
+        if (exists(path))
+            try {
+                fusd::admin::remove_device(path, true);
+            } catch (...) {
+            }
+    }
+};
+
+// In a child: read (and with `write`, also write) one byte at p. Returns the child's wait status.
+int touch_in_child(volatile char *p, bool write)
+{
+    pid_t child = fork();
+    if (child == 0) {
+        std::signal(SIGBUS, SIG_DFL); // not a sanitizer's report: the death itself is the result
+        char c = *p;
+        if (write)
+            *p = c;
+        _exit(c ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    return status;
+}
+
+bool died_of_sigbus(int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS; }
+
+char *map_frame(int fd, std::size_t length = kShmFrame, off_t offset = 0, int flags = MAP_SHARED)
+{
+    void *p = mmap(nullptr, length, PROT_READ | PROT_WRITE, flags, fd, offset);
+    return p == MAP_FAILED ? nullptr : static_cast<char *>(p);
+}
+
+} // namespace
+
+class Mmap : public ::testing::TestWithParam<bool> {}; // the frame in a memfd, or anonymous
+
+TEST_P(Mmap, SharedFrameBufferSeenByBothSidesOnTheKernelBackendEnodevElsewhere)
+{
+    ShmBuffer shm(GetParam());
+    ASSERT_TRUE(shm.daemon.ready());
+    int fd = ::open(shm.path.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    char *frame = map_frame(fd);
+    if (!shm.kernel()) {
+        // CUSE: a character device without mmap. FUSE: a regular file opened direct_io, whose
+        // kernel refuses shared mappings; a private one is allowed but the file is empty (SIGBUS).
+        EXPECT_EQ(frame, nullptr);
+        EXPECT_EQ(errno, ENODEV);
+        if (char *priv = map_frame(fd, kShmFrame, 0, MAP_PRIVATE)) {
+            EXPECT_TRUE(died_of_sigbus(touch_in_child(priv, false))) << "a private mapping on " << backend();
+            munmap(priv, kShmFrame);
+        } else {
+            EXPECT_EQ(errno, ENODEV);
+        }
+        close(fd);
+        return;
+    }
+    ASSERT_NE(frame, nullptr) << strerror(errno);
+    EXPECT_EQ(std::string(frame, 8), "frame 1\n");
+    EXPECT_EQ(ioctl(fd, kShmCapture), 2);
+    EXPECT_EQ(std::string(frame, 8), "frame 2\n") << "the driver's writes show in the mapping";
+    std::strcpy(frame + kShmNote, "hello driver");
+    char line[64] = {};
+    EXPECT_EQ(read(fd, line, sizeof line), 13);
+    EXPECT_STREQ(line, "hello driver\n") << "the driver sees the caller's writes";
+
+    char *priv = map_frame(fd, kShmFrame, 0, MAP_PRIVATE);
+    ASSERT_NE(priv, nullptr) << strerror(errno);
+    std::strcpy(priv + kShmNote, "private");
+    EXPECT_EQ(read(fd, line, sizeof line), 13);
+    EXPECT_STREQ(line, "hello driver\n") << "MAP_PRIVATE writes stay the caller's";
+    munmap(priv, kShmFrame);
+
+    // Refused by the module (past the memfd's end): the caller gets its error through libfusd.
+    EXPECT_EQ(map_frame(fd, 3 * kShmFrame), nullptr);
+    EXPECT_EQ(errno, ENXIO);
+    EXPECT_EQ(map_frame(fd, kShmNote, off_t(kShmFrame)), nullptr);
+    EXPECT_EQ(errno, ENXIO);
+    int ro = ::open(shm.path.c_str(), O_RDONLY | O_CLOEXEC);
+    EXPECT_EQ(map_frame(ro), nullptr);
+    EXPECT_EQ(errno, EACCES) << "PROT_WRITE, MAP_SHARED on an O_RDONLY open";
+    close(ro);
+
+    // A caller that exits with the buffer mapped leaves the driver serving.
+    pid_t child = fork();
+    if (child == 0) {
+        char *m = map_frame(fd);
+        _exit(m && m[0] == 'f' ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    EXPECT_EQ(ioctl(fd, kShmCapture), 3);
+    EXPECT_EQ(std::string(frame, 8), "frame 3\n");
+
+    // Forced removal (fusdctl rm --force) while mapped: the next access gets SIGBUS.
+    fusd::admin::remove_device(shm.path, true);
+    EXPECT_TRUE(died_of_sigbus(touch_in_child(frame, false)));
+    EXPECT_TRUE(died_of_sigbus(touch_in_child(frame + kShmNote, true)));
+    munmap(frame, kShmFrame);
+    close(fd);
+}
+
+TEST_P(Mmap, DaemonKilledWhileMappedGivesSigbus)
+{
+    ShmBuffer shm(GetParam());
+    ASSERT_TRUE(shm.daemon.ready());
+    if (!shm.kernel())
+        GTEST_SKIP() << "mmap is served on the kernel backend only (see the test above for " << backend() << ")";
+    int fd = ::open(shm.path.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    char *frame = map_frame(fd);
+    ASSERT_NE(frame, nullptr) << strerror(errno);
+    EXPECT_TRUE(WIFEXITED(touch_in_child(frame, true)));
+    shm.daemon.stop(SIGKILL);
+    EXPECT_TRUE(died_of_sigbus(touch_in_child(frame, false)));
+    EXPECT_EQ(mmap(nullptr, kShmFrame, PROT_READ, MAP_SHARED, fd, 0), MAP_FAILED);
+    munmap(frame, kShmFrame);
+    close(fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(Memory, Mmap, ::testing::Values(false, true),
+                         [](const auto &info) { return info.param ? "AnonymousByAddress" : "Memfd"; });

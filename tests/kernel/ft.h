@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -35,7 +36,7 @@
 
 #include <linux/fusd.h>
 
-enum ft_kind { FT_ECHO, FT_ZERO, FT_HOLD };
+enum ft_kind { FT_ECHO, FT_ZERO, FT_HOLD, FT_SHM };	/* FT_SHM: echo that answers mmap */
 
 struct ft_whoami {
 	__u32 pid, uid, gid, fsuid, fsgid, flags;
@@ -60,6 +61,19 @@ struct ft_stats {
 #define FT_IOC_BIG	_IOWR('E', 7, struct ft_big)	/* bytes reversed */
 #define FT_IOC_STATS	_IOR('E', 8, struct ft_stats)
 #define FT_IOC_FAIL	_IO('E', 9)			/* returns -arg */
+#define FT_IOC_PEEK	_IOWR('E', 10, struct ft_echo)	/* in: u64 offset; out: 64 bytes of the memfd */
+#define FT_IOC_POKE	_IOW('E', 11, struct ft_echo)	/* u64 offset, then 56 bytes for the memfd */
+#define FT_IOC_RENEW	_IO('E', 12)			/* close the memfd, make a new one */
+#define FT_IOC_SHM_CTL	_IO('E', 13)			/* arg 1: shrink the memfd to 1 page; 2: seal
+							   it against writes; 3: back as it was */
+
+/*
+ * An FT_SHM device's memory: a memfd of FT_SHM_PAGES pages, page i starting "shm page i".  An
+ * mmap at device page FT_MAP_BAD + k gets the k-th bad answer of ft_do_mmap(); others map the
+ * memfd at the same offset.
+ */
+#define FT_SHM_PAGES	4
+#define FT_MAP_BAD	100
 
 #define FT_AFTER_INTERRUPT "after-interrupt"
 #define FT_FIFO_MAX	(4u << 20)
@@ -214,6 +228,31 @@ static inline int ft_ready(int fd, __u64 dev_id, __u64 file_id, __u32 mask)
 
 /* ---- the test daemon ---- */
 
+/* A memfd of FT_SHM_PAGES pages, page i starting "shm page i". */
+static inline int ft_shm_new(void)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	int fd = memfd_create("ft-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	char line[32];
+
+	if (fd < 0 || ftruncate(fd, FT_SHM_PAGES * ps))
+		ft_die("memfd");
+	for (int i = 0; i < FT_SHM_PAGES; i++)
+		if (pwrite(fd, line, snprintf(line, sizeof(line), "shm page %d", i) + 1, i * ps) < 0)
+			ft_die("memfd write");
+	return fd;
+}
+
+static inline int ft_sealed_new(void)
+{
+	int fd = memfd_create("ft-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0 || ftruncate(fd, sysconf(_SC_PAGESIZE)) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW))
+		ft_die("sealed memfd");
+	return fd;
+}
+
 struct ft_dev {
 	__u64 id;
 	int kind;
@@ -242,6 +281,7 @@ struct ft_daemon {
 	__u32 value;
 	struct ft_stats st;
 	unsigned char *msg;
+	int shm, sealed;	/* FT_SHM: the memfd, and a write-sealed one */
 };
 
 static inline void ft_event(struct ft_daemon *d, const char *fmt, ...)
@@ -453,9 +493,89 @@ static inline void ft_do_ioctl(struct ft_daemon *d, struct fusd_req_header *h,
 	case FT_IOC_FAIL:
 		ft_reply(d->fd, h->id, -(int)h->ioctl_arg, NULL, 0);
 		return;
+	case FT_IOC_PEEK: {
+		unsigned char out[64] = { 0 };
+		__u64 off;
+
+		memcpy(&off, data, sizeof(off));
+		ft_reply(d->fd, h->id, pread(d->shm, out, sizeof(out), off) < 0 ? -errno : 0, out,
+			 sizeof(out));
+		return;
+	}
+	case FT_IOC_POKE: {
+		__u64 off;
+
+		memcpy(&off, data, sizeof(off));
+		ft_reply(d->fd, h->id, pwrite(d->shm, data + 8, 56, off) == 56 ? 0 : -EIO, NULL, 0);
+		return;
+	}
+	case FT_IOC_SHM_CTL: {
+		long ps = sysconf(_SC_PAGESIZE);
+		char line[32];
+		int r = h->ioctl_arg == 1 ? ftruncate(d->shm, ps) :
+			h->ioctl_arg == 2 ? fcntl(d->shm, F_ADD_SEALS, F_SEAL_WRITE) :
+			ftruncate(d->shm, FT_SHM_PAGES * ps);
+
+		for (int i = 1; h->ioctl_arg == 3 && !r && i < FT_SHM_PAGES; i++)
+			if (pwrite(d->shm, line, snprintf(line, sizeof(line), "shm page %d", i) + 1,
+				   i * ps) < 0)
+				r = -1;
+
+		ft_reply(d->fd, h->id, r < 0 ? -errno : 0, NULL, 0);
+		return;
+	}
+	case FT_IOC_RENEW:
+		close(d->shm);
+		d->shm = ft_shm_new();
+		ft_reply(d->fd, h->id, d->shm < 0 ? -ENOMEM : 0, NULL, 0);
+		return;
 	default:
 		ft_reply(d->fd, h->id, -ENOTTY, NULL, 0);
 	}
+}
+
+/* Each bad answer to an mmap at device page FT_MAP_BAD + k, and what the caller gets. */
+static inline void ft_do_mmap(struct ft_daemon *d, struct fusd_req_header *h, struct ft_dev *dev,
+			      const unsigned char *data)
+{
+	struct fusd_mmap_request mr;
+	struct fusd_mmap_reply rep = { 0 };
+	long ps = sysconf(_SC_PAGESIZE);
+	size_t len = sizeof(rep);
+	int result = 0, err, tmp = -1;
+	char path[64];
+
+	if (dev->kind != FT_SHM || h->len != sizeof(mr)) {
+		ft_reply(d->fd, h->id, -ENODEV, NULL, 0);
+		return;
+	}
+	memcpy(&mr, data, sizeof(mr));
+	rep.fd = d->shm;
+	rep.offset = mr.offset;
+	switch (mr.offset / ps) {
+	case FT_MAP_BAD + 0: rep.fd = -1; break;			/* EBADF */
+	case FT_MAP_BAD + 1: rep.fd = 987; break;			/* EBADF: not open */
+	case FT_MAP_BAD + 2: rep.fd = d->fd; rep.offset = 0; break;	/* ENODEV: not shmem */
+	case FT_MAP_BAD + 3:					/* read-only: EACCES for shared writes */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", d->shm);
+		rep.fd = tmp = open(path, O_RDONLY);
+		rep.offset = 0;
+		break;
+	case FT_MAP_BAD + 4: rep.offset = 1; break;			/* EINVAL: unaligned */
+	case FT_MAP_BAD + 5: rep.offset = 0; rep.flags = 1; break;	/* EINVAL: flags */
+	case FT_MAP_BAD + 6: len = sizeof(rep) - 1; break;		/* EINVAL: short payload */
+	case FT_MAP_BAD + 7: result = 1; len = 0; break;		/* EINVAL: result > 0 */
+	case FT_MAP_BAD + 8: result = -EPERM; len = 0; break;		/* the driver's own error */
+	case FT_MAP_BAD + 9: rep.fd = d->sealed; rep.offset = 0; break;	/* write-sealed */
+	case FT_MAP_BAD + 10: rep.offset = -(__u64)ps; break;		/* EINVAL: overflow */
+	default: break;						/* past the memfd's end: ENXIO */
+	}
+	err = ft_reply(d->fd, h->id, result, &rep, len);
+	if (err)	/* refused: answer the caller with the reason, as libfusd does */
+		ft_reply(d->fd, h->id, err, NULL, 0);
+	if (tmp >= 0)
+		close(tmp);
+	ft_event(d, "mmap %llu %d", (unsigned long long)(mr.offset / ps), err);
 }
 
 static inline void ft_do_interrupt(struct ft_daemon *d, struct fusd_req_header *h)
@@ -518,6 +638,9 @@ static inline void ft_handle(struct ft_daemon *d, ssize_t n)
 	case FUSD_OP_IOCTL:
 		ft_do_ioctl(d, h, data);
 		break;
+	case FUSD_OP_MMAP:
+		ft_do_mmap(d, h, dev, data);
+		break;
 	default:
 		ft_event(d, "unknown opcode %u", h->opcode);
 		ft_reply(d->fd, h->id, -ENOSYS, NULL, 0);
@@ -529,6 +652,8 @@ static inline void ft_daemon_init(struct ft_daemon *d, int fd, int ev)
 	memset(d, 0, sizeof(*d));
 	d->fd = fd;
 	d->ev = ev;
+	d->shm = ft_shm_new();
+	d->sealed = ft_sealed_new();
 	d->msg = malloc(FUSD_MIN_READ_BUFFER);
 	if (!d->msg)
 		ft_die("malloc");

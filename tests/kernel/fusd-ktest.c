@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <grp.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -2051,6 +2052,266 @@ static void t_retry(void)
 	free(msg);
 }
 
+/* ---- mmap ---- */
+
+static sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* The byte at @p (written first with @write), or -1 if the access got SIGBUS. */
+static int touch(volatile char *p, int write)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	int v;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(bus_jmp, 1)) {
+		v = -1;
+	} else {
+		if (write)
+			*p = *p;
+		v = (unsigned char)*p;
+	}
+	sigaction(SIGBUS, &old, NULL);
+	return v;
+}
+
+/* 64 bytes of the daemon's memfd at @off, as the daemon reads them. */
+static void shm_peek(int fd, __u64 off, char *out)
+{
+	struct ft_echo e = { { 0 } };
+
+	memcpy(e.b, &off, sizeof(off));
+	if (ioctl(fd, FT_IOC_PEEK, &e))
+		memset(e.b, 0, sizeof(e.b));
+	memcpy(out, e.b, sizeof(e.b));
+	out[63] = 0;
+}
+
+/* The daemon writes @text into its memfd at @off. */
+static int shm_poke(int fd, __u64 off, const char *text)
+{
+	struct ft_echo e = { { 0 } };
+
+	memcpy(e.b, &off, sizeof(off));
+	strncpy((char *)e.b + 8, text, 55);
+	return ioctl(fd, FT_IOC_POKE, &e);
+}
+
+static void *map_pages(int fd, long page, long pages, int prot, int flags)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+
+	return mmap(NULL, pages * ps, prot, flags, fd, page * ps);
+}
+
+static int map_as_nobody(void *dev)
+{
+	int fd = open_node(dev, O_RDWR);
+	char *m = fd < 0 ? MAP_FAILED : map_pages(fd, 1, 1, PROT_READ | PROT_WRITE, MAP_SHARED);
+
+	return m != MAP_FAILED && !strcmp(m, "shm page 1") ? 0 : 1;
+}
+
+/* A daemon of protocol 1.1 never gets FUSD_OP_MMAP: its callers' mmap() fails with ENODEV. */
+static void mmap_old_daemon(void)
+{
+	const char *dev = "fusd-t-shm-old";
+	struct fusd_hello h = { .major = FUSD_VERSION_MAJOR, .minor = 1 };
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *hdr = (struct fusd_req_header *)msg;
+	int c = open(FUSD_CONTROL_DEVICE, O_RDWR | O_CLOEXEC), st = -1;
+	pid_t child;
+
+	if (c < 0 || ioctl(c, FUSD_IOC_HELLO, &h) || ft_register(c, dev, 0666, 0, 0, NULL)) {
+		CHECK(0, "old-protocol channel: %s", strerror(errno));
+		goto out;
+	}
+	child = fork();
+	if (child == 0) {
+		int fd = open_node(dev, O_RDWR);
+
+		_exit(fd >= 0 && map_pages(fd, 0, 1, PROT_READ, MAP_SHARED) == MAP_FAILED &&
+		      errno == ENODEV ? 0 : 1);
+	}
+	while (read(c, msg, FUSD_MIN_READ_BUFFER) > 0 && hdr->opcode != FUSD_OP_RELEASE)
+		if (hdr->opcode == FUSD_OP_OPEN)
+			ft_reply(c, hdr->id, 0, NULL, 0);
+		else if (!(hdr->id & FUSD_ID_NOREPLY))
+			ft_reply(c, hdr->id, -EPROTO, NULL, 0);
+	waitpid(child, &st, 0);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mmap on a 1.1 daemon's node: ENODEV (%#x)", st);
+out:
+	if (c >= 0)
+		close(c);
+	free(msg);
+}
+
+static void t_mmap(void)
+{
+	static const struct { int k, prot, err; } bad[] = {
+		{ 0, PROT_READ, EBADF }, { 1, PROT_READ, EBADF }, { 2, PROT_READ, ENODEV },
+		{ 3, PROT_READ | PROT_WRITE, EACCES }, { 4, PROT_READ, EINVAL },
+		{ 5, PROT_READ, EINVAL }, { 6, PROT_READ, EINVAL }, { 7, PROT_READ, EINVAL },
+		{ 8, PROT_READ, EPERM }, { 9, PROT_READ, EPERM },
+		{ 10, PROT_READ, EINVAL },
+	};
+	const char *dev = "fusd-t-shm";
+	const int rw = PROT_READ | PROT_WRITE;
+	long ps = sysconf(_SC_PAGESIZE);
+	pid_t d = ft_spawn(dev, FT_SHM, 0666, NULL), child;
+	int fd = open_node(dev, O_RDWR), ro = open_node(dev, O_RDONLY), c, st;
+	char got[64], *m, *p;
+
+	m = map_pages(fd, 0, FT_SHM_PAGES, rw, MAP_SHARED);
+	CHECK(m != MAP_FAILED, "mmap: %s", strerror(errno));
+	if (m == MAP_FAILED)
+		goto out;
+	CHECK(!strcmp(m, "shm page 0") && !strcmp(m + 3 * ps, "shm page 3"), "the driver's data: %s",
+	      m);
+	CHECK(live("maps") == 1, "live_maps %ld", live("maps"));
+	strcpy(m + ps + 100, "from the caller");
+	shm_peek(fd, ps + 100, got);
+	CHECK(!strcmp(got, "from the caller"), "the driver sees the caller's write: %s", got);
+	CHECK(shm_poke(fd, 2 * ps + 100, "from the driver") == 0 &&
+	      !strcmp(m + 2 * ps + 100, "from the driver"), "the caller sees the driver's write: %s",
+	      m + 2 * ps + 100);
+	errno = 0;
+	CHECK(ioctl(fd, FT_IOC_SHM_CTL, 2) == -1 && errno == EBUSY,
+	      "no write seal while mapped writable: %s", strerror(errno));
+	CHECK(mremap(m, FT_SHM_PAGES * ps, (FT_SHM_PAGES + 1) * ps, MREMAP_MAYMOVE) == MAP_FAILED,
+	      "mremap cannot grow a mapping");
+	CHECK(munmap(m + ps, ps) == 0 && m[0] == 's' && m[2 * ps] == 's' && live("maps") == 1,
+	      "a split mapping");
+	munmap(m, FT_SHM_PAGES * ps);
+	CHECK(live("maps") == 0, "live_maps after munmap: %ld", live("maps"));
+
+	m = map_pages(fd, 0, 3, PROT_READ, MAP_SHARED);
+	CHECK(m != MAP_FAILED && touch(m + ps, 0) == 's', "mapped: %s", strerror(errno));
+	if (m != MAP_FAILED) {
+		CHECK(ioctl(fd, FT_IOC_SHM_CTL, 1) == 0 && touch(m, 0) == 's' &&
+		      touch(m + ps, 0) == -1 && touch(m + 2 * ps, 0) == -1,
+		      "the driver shrank its memfd: SIGBUS past its end");
+		CHECK(ioctl(fd, FT_IOC_SHM_CTL, 3) == 0 && touch(m + 2 * ps, 0) == 's',
+		      "grown again");
+		munmap(m, 3 * ps);
+	}
+
+	p = map_pages(fd, 0, 1, rw, MAP_PRIVATE);
+	CHECK(p != MAP_FAILED, "MAP_PRIVATE: %s", strerror(errno));
+	if (p != MAP_FAILED) {
+		CHECK(shm_poke(fd, 16, "driver") == 0 && !strcmp(p + 16, "driver"),
+		      "MAP_PRIVATE sees the driver's writes before its own");
+		strcpy(p + 16, "private");
+		shm_peek(fd, 16, got);
+		CHECK(!strcmp(got, "driver") && !strcmp(p + 16, "private"),
+		      "MAP_PRIVATE writes stay private: %s", got);
+		munmap(p, ps);
+	}
+	p = map_pages(fd, 2, 1, PROT_READ, MAP_SHARED);
+	CHECK(p != MAP_FAILED && !strcmp(p, "shm page 2"), "an offset");
+	if (p != MAP_FAILED)
+		munmap(p, ps);
+
+	CHECK(map_pages(ro, 0, 1, rw, MAP_SHARED) == MAP_FAILED && errno == EACCES,
+	      "PROT_WRITE, MAP_SHARED on an O_RDONLY file: EACCES");
+	p = map_pages(ro, 0, 1, PROT_READ, MAP_SHARED);
+	CHECK(p != MAP_FAILED && !strcmp(p, "shm page 0"), "PROT_READ on an O_RDONLY file");
+	if (p != MAP_FAILED) {
+		CHECK(mprotect(p, ps, rw) == -1 && errno == EACCES, "... cannot become writable");
+		munmap(p, ps);
+	}
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = map_pages(fd, FT_MAP_BAD + bad[i].k, 1, bad[i].prot, MAP_SHARED);
+		CHECK(p == MAP_FAILED && errno == bad[i].err, "bad answer %d: %s, wanted %s", bad[i].k,
+		      p == MAP_FAILED ? strerror(errno) : "mapped", strerror(bad[i].err));
+		if (p != MAP_FAILED)
+			munmap(p, ps);
+	}
+	for (int k = 3; k <= 9; k += 6) {	/* read-only and sealed memory: read-only mappings */
+		p = map_pages(k == 3 ? fd : ro, FT_MAP_BAD + k, 1, PROT_READ, MAP_SHARED);
+		CHECK(p != MAP_FAILED, "bad answer %d, PROT_READ: %s", k, strerror(errno));
+		if (p != MAP_FAILED) {
+			CHECK(mprotect(p, ps, rw) == -1 && errno == EACCES,
+			      "bad answer %d: never writable", k);
+			munmap(p, ps);
+		}
+	}
+	CHECK(map_pages(fd, 0, FT_SHM_PAGES + 1, PROT_READ, MAP_SHARED) == MAP_FAILED &&
+	      errno == ENXIO, "longer than the memfd: ENXIO");
+	CHECK(map_pages(fd, FT_SHM_PAGES, 1, PROT_READ, MAP_SHARED) == MAP_FAILED && errno == ENXIO,
+	      "past the memfd: ENXIO");
+
+	/* the driver closes its memfd: the mapping keeps that memory, a new one gets the new */
+	m = map_pages(fd, 0, 1, rw, MAP_SHARED);
+	CHECK(m != MAP_FAILED && ioctl(fd, FT_IOC_RENEW) == 0, "renew: %s", strerror(errno));
+	if (m != MAP_FAILED) {
+		strcpy(m, "old memory");
+		p = map_pages(fd, 0, 1, PROT_READ, MAP_SHARED);
+		CHECK(p != MAP_FAILED && !strcmp(p, "shm page 0") && !strcmp(m, "old memory"),
+		      "after the driver closed its memfd");
+		if (p != MAP_FAILED)
+			munmap(p, ps);
+		munmap(m, ps);
+	}
+	CHECK(live("maps") == 0, "live_maps %ld", live("maps"));
+	CHECK(as_user(65534, 65534, map_as_nobody, (void *)dev) == 0, "mmap as nobody");
+
+	/* the mapping outlives its descriptor, is inherited, and is revoked by rm --force */
+	c = open_node(dev, O_RDWR);
+	m = c < 0 ? MAP_FAILED : map_pages(c, 0, 2, rw, MAP_SHARED);
+	if (c >= 0)
+		close(c);
+	CHECK(m != MAP_FAILED && touch(m, 1) == 's', "mapped after close()");
+	if (m == MAP_FAILED)
+		goto out;
+	child = fork();
+	if (child == 0)
+		_exit(touch(m + ps, 1) == 's' ? 0 : 1);
+	CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "a forked child reads the mapping");
+	c = ft_channel();
+	CHECK(c >= 0 && ft_force_unregister(c, dev) == 0, "rm --force");
+	if (c >= 0)
+		close(c);
+	CHECK(touch(m, 0) == -1 && touch(m + ps, 1) == -1, "SIGBUS after rm --force");
+	CHECK(map_pages(fd, 0, 1, PROT_READ, MAP_SHARED) == MAP_FAILED && errno == ENODEV,
+	      "no new mmap: %s", strerror(errno));
+	munmap(m, 2 * ps);
+	CHECK(live("maps") == 0, "live_maps %ld", live("maps"));
+	close(fd);
+	close(ro);
+	fd = ro = -1;
+	ft_reap(d);
+
+	/* the daemon dies while mapped */
+	d = ft_spawn(dev, FT_SHM, 0666, NULL);
+	fd = open_node(dev, O_RDWR);
+	m = fd < 0 ? MAP_FAILED : map_pages(fd, 0, 1, rw, MAP_SHARED);
+	CHECK(m != MAP_FAILED && touch(m, 1) == 's', "mapped");
+	ft_reap(d);
+	d = -1;
+	if (m != MAP_FAILED) {
+		CHECK(touch(m, 0) == -1, "SIGBUS after the daemon's death");
+		munmap(m, ps);
+	}
+	mmap_old_daemon();
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ro >= 0)
+		close(ro);
+	if (d > 0)
+		ft_reap(d);
+	CHECK(live("maps") == 0, "live_maps %ld", live("maps"));
+}
+
 static unsigned long long rng_state = 88172645463325252ULL;
 
 static unsigned long long rnd(void)
@@ -2109,6 +2370,20 @@ static void fuzz_caller(const char *dev, unsigned int seed)
 			poll(&p, 1, 0);
 			break;
 		}
+		case 13: case 14: case 15: {	/* mmap, touch every page (SIGBUS caught), unmap */
+			long pages = rnd() % 3 + 1, ps = sysconf(_SC_PAGESIZE);
+			int w = rnd() % 2;
+			char *m = map_pages(fd, (long)(rnd() % 4 ? rnd() % 3 : rnd() % 1000),
+					    pages, PROT_READ | (w ? PROT_WRITE : 0),
+					    rnd() % 4 ? MAP_SHARED : MAP_PRIVATE);
+
+			if (m == MAP_FAILED)
+				break;
+			for (long i = 0; i < pages; i++)
+				touch(m + i * ps, w);
+			munmap(m, pages * ps);
+			break;
+		}
 		default:
 			if (ioctl(fd, FT_IOC_PLAIN, 1) < 0) {}
 		}
@@ -2123,6 +2398,7 @@ struct fuzz_req {
 
 static int fuzz_ready_fd = -1;	/* an eventfd that is always readable */
 static unsigned long fuzz_retries_taken;	/* FUSD_REPLY_RETRY messages the module accepted */
+static int fuzz_shm = -1;	/* a memfd of two pages, for MMAP replies */
 static int fuzz_ready_ep = -1;	/* an epoll set with it: watched across exchanges */
 
 /* Send @msg by FUSD_IOC_EXCHANGE with mutated fields; returns the size of what it read. */
@@ -2152,6 +2428,23 @@ static ssize_t fuzz_exchange(int fd, const void *msg, size_t size, unsigned char
 	r = ioctl(fd, FUSD_IOC_EXCHANGE, rnd() % 128 ? (void *)&ex : bad_ptr);
 	*err = r < 0 ? errno : ex.msg && ex.msg_result < 0 ? -ex.msg_result : 0;
 	return r > 0 ? r : 0;
+}
+
+/* A reply to an MMAP request: mostly well formed, with hostile descriptors and offsets. */
+static size_t fuzz_mmap_reply(struct fusd_reply *rep, unsigned char *payload, int chan)
+{
+	const int fds[] = { fuzz_shm, fuzz_shm, -1, chan, fuzz_ready_fd, 1000, (int)rnd(), 0 };
+	const __u64 offsets[] = { 0, 4096, 8192, 1, 4095, -4096ULL, 1ULL << 62, rnd() };
+	struct fusd_mmap_reply mr = { 0 };
+
+	mr.fd = fds[rnd() % 8];
+	mr.offset = offsets[rnd() % 8];
+	mr.flags = rnd() % 16 ? 0 : (__u32)rnd();
+	memcpy(payload, &mr, sizeof(mr));
+	rep->result = rnd() % 8 ? 0 : rnd() % 2 ? 1 : -EIO;
+	rep->flags = 0;
+	rep->poll_mask = 0;
+	return sizeof(*rep) + (rnd() % 8 ? sizeof(mr) : rnd() % 32);
 }
 
 /*
@@ -2236,6 +2529,8 @@ static ssize_t fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned c
 		size = sizeof(*rep) + (rnd() % 2 ? (have ? r->len : 0) : rnd() % 100);
 		if (rnd() % 64 == 0)
 			size = rnd() % (sizeof(*rep) + FUSD_CHUNK_MAX + 10);
+		if (have && r->opcode == FUSD_OP_MMAP && rnd() % 2)
+			size = fuzz_mmap_reply(rep, buf + sizeof(*rep), fd);
 	}
 	if (rnd() % 8 == 0)
 		buf[rnd() % 32] = rnd();		/* flip a byte of the header */
@@ -2331,7 +2626,7 @@ static void t_fuzz(void)
 	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *out = malloc(2 * FUSD_MIN_READ_BUFFER);
 	struct fusd_req_header *h = (struct fusd_req_header *)msg;
 	struct fuzz_req reqs[64];
-	unsigned long counts[200] = { 0 }, ioctls = 0, msgs = 0, rounds = 0;
+	unsigned long counts[200] = { 0 }, ioctls = 0, msgs = 0, rounds = 0, mmaps = 0;
 	const long target = getenv("FUSD_FUZZ_N") ? atol(getenv("FUSD_FUZZ_N")) : 200000;
 	int fd = -1, side = ft_channel(), nreq = 0;
 	pid_t callers[3];
@@ -2343,6 +2638,9 @@ static void t_fuzz(void)
 
 	fuzz_ready_fd = eventfd(1, EFD_CLOEXEC);
 	fuzz_ready_ep = epoll_with(fuzz_ready_fd);
+	fuzz_shm = memfd_create("fuzz-shm", MFD_CLOEXEC);
+	if (fuzz_shm < 0 || ftruncate(fuzz_shm, 2 * sysconf(_SC_PAGESIZE)))
+		CHECK(0, "fuzz: memfd");
 
 	for (long i = 0; msgs + ioctls < (unsigned long)target; i++) {
 		if (fd < 0) {		/* (re)start the daemon side: a fresh channel and device */
@@ -2372,6 +2670,7 @@ static void t_fuzz(void)
 
 			if (n <= 0)
 				break;
+			mmaps += h->opcode == FUSD_OP_MMAP;
 			if (h->opcode == FUSD_OP_INTERRUPT || (h->id & FUSD_ID_NOREPLY))
 				continue;
 			if (h->opcode == FUSD_OP_IOCTL && rnd() % 3 == 0) {	/* a fresh one: retry it */
@@ -2382,6 +2681,13 @@ static void t_fuzz(void)
 				fuzz_retries_taken += write(fd, out, size) == (ssize_t)size;
 				msgs++;
 				reqs[nreq++ % 64] = fr;		/* refused: answered later, or not */
+				continue;
+			}
+			if (rnd() % 2 && h->opcode == FUSD_OP_MMAP) {
+				struct fusd_mmap_reply mr = { fuzz_shm, 0, 0 };
+
+				if (ft_reply(fd, h->id, 0, &mr, sizeof(mr)))	/* too long: ENXIO */
+					ft_reply(fd, h->id, -ENXIO, NULL, 0);
 				continue;
 			}
 			if (rnd() % 2) {
@@ -2400,10 +2706,11 @@ static void t_fuzz(void)
 		}
 		for (int k = 0; k < 8; k++, msgs++) {
 			int have = nreq > 0;
+			ssize_t got = fuzz_write(fd, have ? &reqs[rnd() % (nreq < 64 ? nreq : 64)] : NULL,
+						 have, out, msg, counts);
 
-			if (fuzz_write(fd, have ? &reqs[rnd() % (nreq < 64 ? nreq : 64)] : NULL, have,
-				       out, msg, counts) > 0 &&
-			    h->opcode != FUSD_OP_INTERRUPT && !(h->id & FUSD_ID_NOREPLY)) {
+			mmaps += got > 0 && h->opcode == FUSD_OP_MMAP;
+			if (got > 0 && h->opcode != FUSD_OP_INTERRUPT && !(h->id & FUSD_ID_NOREPLY)) {
 				reqs[nreq % 64] = (struct fuzz_req){ h->id, h->dev_id, h->file_id,
 								     h->opcode, h->len, h->reply_max,
 								     h->ioctl_arg };
@@ -2448,14 +2755,16 @@ static void t_fuzz(void)
 	close(side);
 	close(fuzz_ready_ep);
 	close(fuzz_ready_fd);
-	printf("  fuzz: %lu messages + %lu ioctls in %.1fs, %lu daemon lives, %lu retries taken; "
-	       "write results:", msgs, ioctls, ft_now() - t, rounds, fuzz_retries_taken);
+	close(fuzz_shm);
+	printf("  fuzz: %lu messages + %lu ioctls in %.1fs, %lu daemon lives, %lu retries taken, "
+	       "%lu MMAP requests; write results:", msgs, ioctls, ft_now() - t, rounds,
+	       fuzz_retries_taken, mmaps);
 	for (int e = 0; e < 200; e++)
 		if (counts[e])
 			printf(" %s=%lu", e ? strerrorname_np(e) ?: "?" : "ok", counts[e]);
 	printf("\n");
 	CHECK(msgs + ioctls >= (unsigned long)target, "only %lu", msgs + ioctls);
-	CHECK(counts[0] > 0 && counts[EINVAL] > 0 && counts[ENOENT] > 0, "no variety");
+	CHECK(counts[0] > 0 && counts[EINVAL] > 0 && counts[ENOENT] > 0 && mmaps > 0, "no variety");
 	CHECK(fuzz_retries_taken > 0, "no retry was ever taken");
 	free(msg);
 	free(out);
@@ -2505,10 +2814,10 @@ static void show_holders(void)
 
 static void t_leaks(void)
 {
-	static const char *what[] = { "channels", "devices", "files", "requests", "wakers" };
+	static const char *what[] = { "channels", "devices", "files", "requests", "wakers", "maps" };
 	double end = ft_now() + 2;
 
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 6; i++) {
 		while (live(what[i]) != 0 && ft_now() < end)
 			ft_msleep(10);
 		CHECK(live(what[i]) == 0, "live_%s = %ld", what[i], live(what[i]));
@@ -2546,6 +2855,7 @@ static const struct {
 	{ "exchange-epoll", t_exchange_epoll },
 	{ "adaptive-poll", t_adaptive_poll },
 	{ "retry", t_retry },
+	{ "mmap", t_mmap },
 	{ "fuzz", t_fuzz },
 	{ "roundtrip-after-fuzz", t_roundtrip },
 	{ "leaks", t_leaks },

@@ -10,7 +10,7 @@
 //             CUSE or FUSE), with a table of Callbacks and device-wide state.
 //   File      one open file description of a Device: created by open(), gone after release.
 //             Holds the per-open state and the readiness (POLLIN/POLLOUT/...) that answers poll().
-//   Request   one system call in flight (open, read, write, ioctl, release). A move-only handle:
+//   Request   one system call in flight (open, read, write, ioctl, mmap, release). A move-only handle:
 //             the callback answers it now, or keeps it and answers later from any thread,
 //             exactly once. A Request destroyed unanswered answers EIO itself.
 //
@@ -60,7 +60,7 @@ std::optional<Backend> parse_backend(std::string_view name); // "auto", "kernel"
 std::string backend_names();
 
 // The system call a Request stands for.
-enum class Op : std::uint8_t { open, release, read, write, ioctl, poll, interrupt };
+enum class Op : std::uint8_t { open, release, read, write, ioctl, poll, interrupt, mmap };
 std::string_view to_string(Op op);
 
 // Who made the call: real values from the caller's credentials.
@@ -86,6 +86,9 @@ struct RequestHead {
     std::size_t data_size = 0;
     std::uint32_t ioctl_command = 0;
     std::uint64_t ioctl_argument = 0;
+    std::uint64_t map_offset = 0;
+    int map_prot = 0;
+    int map_flags = 0;
 };
 [[noreturn]] void throw_request_used(); // std::logic_error: used after it was answered or moved from
 } // namespace detail
@@ -150,7 +153,7 @@ public:
     Device &device() const;
     File &file() const;
 
-    // read: bytes wanted; write: bytes given; ioctl: out size (see "ioctls" below).
+    // read: bytes wanted; write: bytes given; ioctl: out size (see "ioctls" below); mmap: the length to map.
     std::size_t size() const { return head().size; }
     // write: the bytes; ioctl: the input (see "ioctls" below).
     std::span<const std::byte> data() const { return {head().data, head_->data_size}; }
@@ -159,6 +162,10 @@ public:
     std::uint32_t ioctl_command() const { return head().ioctl_command; }   // ioctl: the request number (_IOC encoded)
     std::uint64_t ioctl_argument() const { return head().ioctl_argument; } // ioctl: the argument of an _IO ioctl
     bool interrupted() const;                  // the caller was signalled; it has already been answered EINTR
+    // mmap (kernel backend only; see reply_map): where in the device, with what access, how shared.
+    std::uint64_t map_offset() const { return head().map_offset; } // a multiple of the page size
+    int map_prot() const { return head().map_prot; }                // PROT_READ | PROT_WRITE | PROT_EXEC
+    int map_flags() const { return head().map_flags; }              // MAP_SHARED or MAP_PRIVATE
 
     // Answers: exactly one, from any thread. Each one ends this handle (it becomes empty).
     void reply_ok();                                   // open, release, ioctl returning 0
@@ -168,6 +175,21 @@ public:
     void reply_data(std::string_view text);
     void reply_written(std::size_t count);             // write: how many bytes were taken
     void reply_ioctl(int result, std::span<const std::byte> out = {}); // ioctl: result >= 0 and out-data
+    // mmap: map size() bytes of `fd` (a memfd, or another file on tmpfs/shmem) from `offset` (a
+    // multiple of the page size) into the caller; MAP_SHARED writes are seen by both sides. fd is
+    // read during this call only: the driver keeps it and may close it afterwards (the mapping keeps
+    // the memory). A descriptor the module refuses (not shmem: ENODEV; not open for what the caller
+    // asked: EACCES; shorter than offset + size(): ENXIO; not open: EBADF) answers the caller that
+    // error, and the daemon logs it. The mapping works while the device exists: after its removal
+    // (the daemon's exit, `fusdctl rm --force`) an access gets SIGBUS.
+    void reply_map(int fd, std::uint64_t offset);
+    // mmap: the same for a pointer, as the classic API's mmap member answers: `base` is the start of
+    // the device's memory (`size` bytes), of which the caller maps [map_offset(), + size()). That
+    // memory must be a MAP_SHARED mapping in this process of a memfd, a tmpfs file, or
+    // MAP_SHARED | MAP_ANONYMOUS memory: its file is opened through /proc/self/map_files (which
+    // takes CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE). Otherwise the caller gets ENXIO (range past
+    // `size`), EFAULT (not one mapping), ENODEV (private memory) or EACCES, and the daemon logs why.
+    void reply_map_memory(const void *base, std::size_t size);
 
     // ioctls. What an ioctl's argument points to comes as data() and goes back as the out-data
     // of reply_ioctl()/reply_data(), up to size() bytes, as its command says: an _IOR/_IOW/_IOWR
@@ -202,13 +224,16 @@ private:
 };
 
 // The callback table. Every member may be left empty: defaults are open/release succeed,
-// read returns end of file, write takes everything, ioctl fails ENOTTY, interrupt does nothing.
+// read returns end of file, write takes everything, ioctl fails ENOTTY, mmap fails ENODEV,
+// interrupt does nothing. mmap reaches the driver on the kernel backend only: CUSE and FUSE cannot
+// map a daemon's memory into the caller, and mmap(2) there fails with ENODEV without asking.
 struct Callbacks {
     std::function<void(Request)> open;
     std::function<void(Request)> release;
     std::function<void(Request)> read;
     std::function<void(Request)> write;
     std::function<void(Request)> ioctl;
+    std::function<void(Request)> mmap;
     // The caller of request `id` on `file` was interrupted by a signal (or killed). It has already
     // been answered EINTR; a later reply to that request is harmless. Drop whatever waits for it.
     std::function<void(File &file, std::uint64_t id)> interrupt;

@@ -32,7 +32,7 @@
 #include <linux/ioctl.h>
 
 #define FUSD_VERSION_MAJOR	1
-#define FUSD_VERSION_MINOR	2	/* 2: ioctl shapes of <linux/fusd_ioctl.h>, FUSD_REPLY_RETRY */
+#define FUSD_VERSION_MINOR	2	/* 2: ioctl shapes of <linux/fusd_ioctl.h>, FUSD_REPLY_RETRY, FUSD_OP_MMAP */
 
 #define FUSD_CONTROL_DEVICE	"/dev/fusd"
 #define FUSD_CLASS_NAME		"fusd"		/* /sys/class/fusd/<node>/ */
@@ -125,7 +125,8 @@ enum fusd_opcode {
 	FUSD_OP_WRITE		= 4,	/* payload: len bytes; reply: result = bytes taken */
 	FUSD_OP_IOCTL		= 5,	/* payload: in-data; reply: result, out-data */
 	FUSD_OP_INTERRUPT	= 6,	/* no reply: id is the interrupted request's id */
-	FUSD_OP_GONE		= 7	/* no reply: dev_id was removed by force */
+	FUSD_OP_GONE		= 7,	/* no reply: dev_id was removed by force */
+	FUSD_OP_MMAP		= 8	/* payload: struct fusd_mmap_request; reply: see there */
 };
 
 /* Set in the id of every request that takes no reply (RELEASE, GONE). */
@@ -151,6 +152,35 @@ struct fusd_req_header {
 };
 
 #define FUSD_MIN_READ_BUFFER	(sizeof(struct fusd_req_header) + FUSD_CHUNK_MAX)
+
+/*
+ * FUSD_OP_MMAP (protocol 1.2; daemons that said an older minor in FUSD_IOC_HELLO never get it:
+ * their callers' mmap() fails with ENODEV).  The request's len is sizeof(struct
+ * fusd_mmap_request), its payload says what the caller's mmap(2) asked for.  The daemon answers
+ * -errno, or result 0 with a struct fusd_mmap_reply naming a descriptor of its own: a memfd or
+ * another file on shmem (tmpfs), looked up when the reply is written.  A reply whose descriptor
+ * is not open (EBADF), not a shmem file (ENODEV), not open for reading, or not for writing when
+ * the caller maps MAP_SHARED with PROT_WRITE (EACCES), or shorter than offset + length (ENXIO), is
+ * refused like any bad reply: the write fails with that error and changes nothing.
+ */
+struct fusd_mmap_request {
+	__u64 offset;		/* bytes into the device; a multiple of the page size */
+	__u64 length;		/* bytes; a multiple of the page size */
+	__u32 prot;		/* FUSD_PROT_* */
+	__u32 flags;		/* FUSD_MAP_SHARED or FUSD_MAP_PRIVATE */
+};
+
+#define FUSD_PROT_READ		0x1	/* the values of PROT_READ, PROT_WRITE, PROT_EXEC */
+#define FUSD_PROT_WRITE		0x2
+#define FUSD_PROT_EXEC		0x4
+#define FUSD_MAP_SHARED		0x1	/* the values of MAP_SHARED, MAP_PRIVATE */
+#define FUSD_MAP_PRIVATE	0x2
+
+struct fusd_mmap_reply {
+	__s32 fd;		/* the daemon's descriptor of the memory */
+	__u32 flags;		/* 0 */
+	__u64 offset;		/* where the mapping starts in it; a multiple of the page size */
+};
 
 /* ------------------------------------------------------------------------------------ */
 /* Messages: daemon -> module, one per write() of the channel                           */
@@ -261,6 +291,8 @@ FUSD_STATIC_ASSERT(sizeof(struct fusd_ready) == 32, "fusd_ready size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_trace_record) == 128, "fusd_trace_record size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_ioctl_range) == 16, "fusd_ioctl_range size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_ioctl_retry) == 8, "fusd_ioctl_retry size");
+FUSD_STATIC_ASSERT(sizeof(struct fusd_mmap_request) == 24, "fusd_mmap_request size");
+FUSD_STATIC_ASSERT(sizeof(struct fusd_mmap_reply) == 16, "fusd_mmap_reply size");
 #undef FUSD_STATIC_ASSERT
 #endif
 
