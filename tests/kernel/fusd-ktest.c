@@ -1769,12 +1769,12 @@ static void check_daemon_poll(int fd, int wake_fd, const char *what)
  * (Whether the signal ended a spin or a sleep is not told apart: another task waking on CPU 0
  * ends a spin too, and which comes first is the scheduler's business.)
  */
-static void check_caller_poll(int fd, const char *dev)
+static int caller_poll_once(int fd, const char *dev)
 {
 	static unsigned char buf[FUSD_MIN_READ_BUFFER];
 	struct fusd_req_header *h = (struct fusd_req_header *)buf;
 	long attempted = param("polls_attempted");
-	int pfd[2], n, got = 0;
+	int pfd[2], n, got = 0, spun;
 	double sent;
 	pid_t child;
 
@@ -1806,7 +1806,7 @@ static void check_caller_poll(int fd, const char *dev)
 			got = 1;
 	}
 	CHECK(got && n == -EINTR, "signalled while waiting: %d after %.3fs", got ? n : 0, ft_now() - sent);
-	CHECK(param("polls_attempted") > attempted, "a caller alone on its CPU spins");
+	spun = param("polls_attempted") > attempted;
 	ft_reap(child);
 	n = next_msg(fd, buf, 10);
 	CHECK(n > 0 && h->opcode == FUSD_OP_INTERRUPT, "the daemon is told: %d, op %u", n, h->opcode);
@@ -1814,6 +1814,21 @@ static void check_caller_poll(int fd, const char *dev)
 	CHECK(n > 0 && h->opcode == FUSD_OP_RELEASE, "then the release: %d, op %u", n, h->opcode);
 	close(pfd[0]);
 	close(pfd[1]);
+	return spun;
+}
+
+/*
+ * "Alone on its CPU" is the guest scheduler's to grant: on a loaded host a kworker or a timer
+ * may share CPU 0 for a whole wait, and then the caller rightly sleeps at once. So spinning must
+ * show in one of a few tries, as for the daemon above.
+ */
+static void check_caller_poll(int fd, const char *dev)
+{
+	int spun = 0;
+
+	for (int try = 0; try < 5 && !spun; try++)
+		spun = caller_poll_once(fd, dev);
+	CHECK(spun, "a caller alone on its CPU spins (in one of 5 tries)");
 }
 
 /*
