@@ -283,8 +283,13 @@ private:
     std::unique_ptr<detail::LoopImpl> impl_;
 };
 
-// Device names: "clock" and "/dev/clock" both mean /dev/clock. Throws fusd::Error(EINVAL or
-// ENAMETOOLONG) for empty, "..", "." components, non-printable characters, paths outside /dev.
+// Device names: "clock" and "/dev/clock" both mean /dev/clock; a name may be nested
+// ("input/event7" is /dev/input/event7, on every backend). Throws fusd::Error(EINVAL or
+// ENAMETOOLONG) for empty, "." or ".." components, a component starting with '.' or '-',
+// non-printable characters or spaces, paths outside /dev, more than 200 characters.
+// Loop::add makes a nested name's missing parent directories (0755) and removes them again when
+// the node goes and they are empty; an existing parent is used as it is. It refuses a parent that
+// is not a directory (ENOTDIR), a symbolic link (EINVAL) or another filesystem (EXDEV).
 std::string device_path(std::string_view name);
 
 // What a backend can do on this machine, for `fusdctl doctor` and for Backend::automatic.
