@@ -153,7 +153,8 @@ public:
 
     // Answers: exactly one, from any thread. Each one ends this handle (it becomes empty).
     void reply_ok();                                   // open, release, ioctl returning 0
-    void reply_error(int errnum);                      // any op: the call fails with errno = errnum (1..4095)
+    // any op: the call fails with errno = errnum (1..4095; 512 and above, where no errno is, give EIO)
+    void reply_error(int errnum);
     void reply_again() { reply_error(EAGAIN); }        // a nonblocking call that would block
     void reply_data(std::span<const std::byte> bytes); // read: the bytes (at most size()); ioctl: out-data
     void reply_data(std::string_view text);
