@@ -159,6 +159,7 @@ struct Incoming {
     Op op = Op::open;
     std::uintptr_t transport_id = 0;   // the fusd request id, the fuse_req_t, ...
     Caller caller;
+    bool caller_unresolved = false;    // caller.pid is a thread id: see RequestHead
     unsigned flags = 0;
     std::size_t size = 0;
     const std::byte *data = nullptr;
@@ -212,6 +213,9 @@ void force_remove_kernel(const std::string &path);
 
 std::int64_t monotonic_ns();
 void read_comm(pid_t pid, char (&comm)[16]);
+// A caller known by its thread id (CUSE, FUSE): its process id and real ids from
+// /proc/TID/status; pid 0 and real ids (uid_t)-1 when the thread is gone.
+void resolve_caller_ids(Caller &caller);
 std::int64_t realtime_ns();
 
 } // namespace fusd::detail

@@ -156,6 +156,8 @@ void LibfuseTransport::handle_open(fuse_req_t req, fuse_file_info *fi)
 {
     LibfuseTransport &t = self(req);
     Incoming in = incoming(req, Op::open);
+    resolve_caller_ids(in.caller); // File::opener() is complete from the start
+    in.caller_unresolved = false;
     in.flags = unsigned(fi->flags);
     t.loop_.deliver(t.loop_.new_file(t.dev_, in.caller, in.flags), in);
 }
@@ -191,8 +193,10 @@ void LibfuseTransport::handle_release(fuse_req_t req, fuse_file_info *fi)
     }
     delete h;
     Incoming in = incoming(req, Op::release);
-    if (in.caller.pid == 0) // RELEASE comes from no process in particular: name the opener
+    if (in.caller.pid == 0) { // RELEASE comes from no process in particular: name the opener
         in.caller = file->opener;
+        in.caller_unresolved = false;
+    }
     in.flags = unsigned(fi->flags);
     t.loop_.deliver(std::move(file), in);
 }
@@ -228,7 +232,8 @@ void LibfuseTransport::handle_poll(fuse_req_t req, fuse_file_info *fi, fuse_poll
         file.transport_data = reinterpret_cast<std::uintptr_t>(ph);
     }
     unsigned events = file.readiness.load();
-    t.loop_.trace_poll(t.dev_, caller_of(req), events);
+    if (t.loop_.tracing())
+        t.loop_.trace_poll(t.dev_, caller_of(req), events);
     fuse_reply_poll(req, events);
 }
 

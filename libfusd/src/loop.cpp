@@ -370,6 +370,7 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     slot->id = next_request_id_++;
     slot->op = in.op;
     slot->caller = in.caller;
+    slot->caller_unresolved = in.caller_unresolved;
     slot->flags = in.flags;
     slot->size = in.size;
     slot->data = in.data;
@@ -381,6 +382,8 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     if (tracing()) { // only while someone traces: the caller may be gone by the time we answer
         slot->start_ns = monotonic_ns();
         read_comm(in.caller.pid, slot->comm);
+        if (slot->caller_unresolved) // the trace names the process, read while it is there
+            resolve_caller(*slot);
     }
     DeviceState &dev = *file->device;
     slot->file = std::move(file);

@@ -14,7 +14,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/fsuid.h>
 #include <sys/wait.h>
+#include <grp.h>
+#include <functional>
+#include <optional>
 #include <thread>
 #include <unistd.h>
 
@@ -341,6 +345,97 @@ TEST(Device, ErrorNumbersAreTheSameOnEveryBackend)
     for (std::int32_t e : {512, 529, 530, 999, 1000, 4095})
         EXPECT_EQ(errno_seen_for(dev, e), EIO) << "errno " << e;
     EXPECT_EQ(errno_seen_for(dev, EHWPOISON), EHWPOISON) << "the device stopped serving";
+}
+
+// The Caller of a TESTD_GET_IDS ioctl made by a child process that first runs `become` (which
+// returns false when it cannot); nullopt when the child failed.
+std::optional<testd_ids> ids_seen_by_child(const std::string &path, const std::function<bool()> &become)
+{
+    int seen[2];
+    if (pipe2(seen, O_CLOEXEC) != 0)
+        return std::nullopt;
+    pid_t child = fork();
+    if (child == 0) {
+        testd_ids ids{};
+        int fd = become() ? ::open(path.c_str(), O_RDWR) : -1;
+        if (fd < 0 || ioctl(fd, TESTD_GET_IDS, &ids) != 0)
+            _exit(1);
+        ids.pid = ids.pid == std::uint32_t(getpid()) ? 1 : 0; // what the child checked: its own pid
+        _exit(::write(seen[1], &ids, sizeof ids) == sizeof ids ? 0 : 1);
+    }
+    close(seen[1]);
+    testd_ids ids{};
+    bool ok = ::read(seen[0], &ids, sizeof ids) == sizeof ids;
+    close(seen[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return std::nullopt;
+    return ids;
+}
+
+TEST(Caller, PidIsTheProcessIdAlsoFromAnotherThread)
+{
+    TestDevice dev("tgid");
+    int fd = dev.open();
+    ASSERT_GE(fd, 0);
+    testd_ids main_ids{}, thread_ids{};
+    pid_t thread_tid = 0;
+    ASSERT_EQ(ioctl(fd, TESTD_GET_IDS, &main_ids), 0);
+    std::thread([&] {
+        thread_tid = gettid();
+        if (ioctl(fd, TESTD_GET_IDS, &thread_ids) != 0)
+            thread_ids.pid = 0;
+    }).join();
+    close(fd);
+    ASSERT_NE(thread_tid, getpid());
+    EXPECT_EQ(main_ids.pid, std::uint32_t(getpid()));
+    EXPECT_EQ(thread_ids.pid, std::uint32_t(getpid())) << "the thread's id was " << thread_tid;
+    // and the file opened by another thread names this process as its opener, too
+    std::thread([&] {
+        int tfd = dev.open();
+        if (tfd >= 0) {
+            if (ioctl(tfd, TESTD_GET_IDS, &thread_ids) != 0)
+                thread_ids.pid = 0;
+            close(tfd);
+        }
+    }).join();
+    EXPECT_EQ(thread_ids.pid, std::uint32_t(getpid()));
+}
+
+TEST(Caller, UidAndGidAreTheFilesystemIdsAndTheRealOnesAreGivenToo)
+{
+    TestDevice dev("ids");
+    // As `setpriv --reuid=65534 --regid=65534 --clear-groups`: every id 65534.
+    auto nobody = ids_seen_by_child(dev.path, [] {
+        return setgroups(0, nullptr) == 0 && setregid(65534, 65534) == 0 && setreuid(65534, 65534) == 0;
+    });
+    ASSERT_TRUE(nobody);
+    EXPECT_EQ(nobody->pid, 1u) << "pid is not the caller's getpid()";
+    EXPECT_EQ(nobody->uid, 65534u);
+    EXPECT_EQ(nobody->gid, 65534u);
+    EXPECT_EQ(nobody->real_uid, 65534u);
+    EXPECT_EQ(nobody->real_gid, 65534u);
+    // Real ids of nobody, effective (and so filesystem) ids of root: they differ, both are given.
+    auto mixed = ids_seen_by_child(dev.path, [] {
+        return setresgid(65534, 0, 0) == 0 && setresuid(65534, 0, 0) == 0;
+    });
+    ASSERT_TRUE(mixed);
+    EXPECT_EQ(mixed->uid, 0u);
+    EXPECT_EQ(mixed->gid, 0u);
+    EXPECT_EQ(mixed->real_uid, 65534u);
+    EXPECT_EQ(mixed->real_gid, 65534u);
+    // setfsuid moves only the filesystem ids: uid follows it, real_uid does not.
+    auto fs_only = ids_seen_by_child(dev.path, [] {
+        setfsgid(4242);
+        setfsuid(4343);
+        return true;
+    });
+    ASSERT_TRUE(fs_only);
+    EXPECT_EQ(fs_only->uid, 4343u);
+    EXPECT_EQ(fs_only->gid, 4242u);
+    EXPECT_EQ(fs_only->real_uid, 0u);
+    EXPECT_EQ(fs_only->real_gid, 0u);
 }
 
 TEST(Device, ModeBitsKeepOtherUsersOut)

@@ -13,5 +13,10 @@ struct testd_caller {
 #define TESTD_ADD1 _IO('F', 5)
 #define TESTD_INTERRUPTS _IOR('F', 6, uint64_t)
 #define TESTD_BIG _IOR('F', 7, char[16000])
+// Every field of the request's Caller.
+struct testd_ids {
+    uint32_t pid, uid, gid, real_uid, real_gid;
+};
+#define TESTD_GET_IDS _IOR('F', 21, struct testd_ids)
 // Fails with the errno given (reply_error), whatever it is.
 #define TESTD_FAIL_WITH _IOW('F', 20, int32_t)

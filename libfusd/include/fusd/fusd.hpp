@@ -63,11 +63,25 @@ std::string backend_names();
 enum class Op : std::uint8_t { open, release, read, write, ioctl, poll, interrupt };
 std::string_view to_string(Op op);
 
-// Who made the call: real values from the caller's credentials.
+// Who made the call, the same on every backend.
+//  pid       the caller's process id (what its getpid() says, also from a thread other than its
+//            main one), in the daemon's pid namespace; 0 when it is not visible there or the
+//            caller was gone before its call was read.
+//  uid, gid  the caller's filesystem ids: those the kernel checked its access to the node with
+//            (its effective ids, unless it called setfsuid). Every backend's request carries them.
+//  real_uid, real_gid
+//            the caller's real ids (what its getuid() says); (uid_t)-1 when it was gone.
+// The kernel backend's request carries them all. CUSE and FUSE carry only the calling thread's
+// id and its filesystem ids: the library reads the process id and the real ids from
+// /proc/TID/status when Request::caller() is first called for the request (at once for an open,
+// so File::opener() is complete, and for every call while it is traced), so that a driver that
+// never asks pays nothing.
 struct Caller {
     pid_t pid = 0;
     uid_t uid = 0;
     gid_t gid = 0;
+    uid_t real_uid = 0;
+    gid_t real_gid = 0;
 };
 
 namespace detail {
@@ -80,14 +94,18 @@ struct RequestHead {
     std::uint64_t id = 0;
     Op op = Op::open;
     unsigned flags = 0;
-    Caller caller;
+    mutable Caller caller;
     std::size_t size = 0;
     const std::byte *data = nullptr;
     std::size_t data_size = 0;
     std::uint32_t ioctl_command = 0;
     std::uint64_t ioctl_argument = 0;
+    // CUSE and FUSE: caller.pid is still the calling thread's id and the real ids are not read
+    // yet (see Caller). Filled in by the first Request::caller(), from the Request's one holder.
+    mutable bool caller_unresolved = false;
 };
-[[noreturn]] void throw_request_used(); // std::logic_error: used after it was answered or moved from
+[[noreturn]] void throw_request_used();
+void resolve_caller(const RequestHead &head); // std::logic_error: used after it was answered or moved from
 } // namespace detail
 
 // Readiness bits for File::notify(), as poll(2) spells them.
@@ -133,7 +151,13 @@ public:
 
     std::uint64_t id() const { return head().id; } // unique within the Loop; what Callbacks::interrupt names
     Op op() const { return head().op; }
-    const Caller &caller() const { return head().caller; }
+    const Caller &caller() const
+    {
+        const detail::RequestHead &h = head();
+        if (h.caller_unresolved) [[unlikely]]
+            detail::resolve_caller(h);
+        return h.caller;
+    }
     // The open file's flags as of this call (O_NONBLOCK, O_ACCMODE).
     unsigned flags() const { return head().flags; }
     // flags() & O_NONBLOCK: answer reply_again() instead of waiting.
