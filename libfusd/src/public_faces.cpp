@@ -36,9 +36,8 @@ static RequestSlot &slot_of(detail::RequestHead *head)
 {
     RequestSlot *slot = &slot_of(head_);
     head_ = nullptr;
-    LoopImpl *loop = slot->file->device->loop;
-    loop->complete(*slot, result, bytes);
-    loop->unref(slot);
+    LoopImpl::complete(*slot, result, bytes);
+    LoopImpl::unref(slot);
 }
 
 void Request::abandon() noexcept

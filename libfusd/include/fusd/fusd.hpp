@@ -12,7 +12,10 @@
 //             Holds the per-open state and the readiness (POLLIN/POLLOUT/...) that answers poll().
 //   Request   one system call in flight (open, read, write, ioctl, release). A move-only handle:
 //             the callback answers it now, or keeps it and answers later from any thread,
-//             exactly once. A Request destroyed unanswered answers EIO itself.
+//             exactly once. A Request destroyed unanswered answers EIO itself. A Request kept
+//             after its device was removed or its Loop destroyed was answered then (ENODEV):
+//             answering or destroying it later is a harmless no-op (its other accessors must
+//             not be used once its Loop is gone).
 //
 //   caller: read(fd, buf, 10) ─► backend ─► transport decodes ─► Loop::dispatch() builds a Request
 //           ─► callbacks.read(Request) ─► req.reply_data(...) (now or later, any thread)
