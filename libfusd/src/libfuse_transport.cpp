@@ -146,8 +146,18 @@ void LibfuseTransport::forget_file(FileState &file)
 
 void LibfuseTransport::on_interrupt(fuse_req_t req, void *data)
 {
+    // libfuse read `data` before the driver's answer, on another thread, may have freed the
+    // request and recycled the slot (libfuse holds only its own request meanwhile, not ours).
+    // Like the kernel transport, take a reference first, and only on a slot still out (a slot at
+    // zero is free or being recycled); LoopImpl::interrupt then checks it is still this request.
     auto *slot = static_cast<RequestSlot *>(data);
-    slot->file->device->loop->interrupt(*slot, reinterpret_cast<std::uintptr_t>(req));
+    int refs = slot->refs.load(std::memory_order_acquire);
+    while (refs > 0 && !slot->refs.compare_exchange_weak(refs, refs + 1, std::memory_order_acq_rel))
+        ;
+    if (refs == 0)
+        return; // answered and recycled: nothing to interrupt
+    self(req).loop_.interrupt(*slot, reinterpret_cast<std::uintptr_t>(req));
+    LoopImpl::unref(slot);
 }
 
 // ---- request handlers (loop thread) ------------------------------------------------------------

@@ -547,6 +547,41 @@ TEST(Device, InterruptedCallerGetsEintrAndTheDriverIsTold)
     close(fd);
 }
 
+// Interrupts that arrive while the driver answers from its own thread (testd answers reads from a
+// worker): the backend's interrupt notice may name a request already answered, whose slot is being
+// recycled. The daemon must neither crash nor tell the wrong request; every read ends.
+TEST(Device, InterruptsRacingTheDriversAnswerLeaveTheDaemonServing)
+{
+    TestDevice dev("intr-race");
+    int fd = dev.open();
+    ASSERT_GE(fd, 0);
+    struct sigaction sa{};
+    sa.sa_handler = sigusr1_handler; // no SA_RESTART
+    sigaction(SIGUSR1, &sa, nullptr);
+    int answered = 0, interrupted = 0;
+    for (int round = 0; round < 300; ++round) {
+        BlockedReader reader(fd);
+        std::this_thread::sleep_for(std::chrono::microseconds(200 + round % 7 * 100));
+        if (round % 2) {
+            ASSERT_EQ(write(fd, "x", 1), 1);
+            pthread_kill(reader.native_handle(), SIGUSR1);
+        } else {
+            pthread_kill(reader.native_handle(), SIGUSR1);
+            ASSERT_EQ(write(fd, "x", 1), 1);
+        }
+        ASSERT_TRUE(reader.wait_done()) << "round " << round << ": the reader is still blocked";
+        if (reader.error() == EINTR)
+            ++interrupted;
+        else
+            ASSERT_EQ(reader.error(), 0) << "round " << round;
+        answered += reader.error() == 0;
+    }
+    EXPECT_EQ(answered + interrupted, 300);
+    std::uint64_t value = 0;
+    EXPECT_EQ(ioctl(fd, TESTD_GET, &value), 0) << "the daemon stopped serving";
+    close(fd);
+}
+
 TEST(Device, KilledCallerLeavesTheDaemonServing)
 {
     TestDevice dev("killcaller");
