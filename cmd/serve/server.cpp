@@ -58,8 +58,8 @@ void Server::on_open(fusd::Request req) {
     std::vector<std::string> env = {
         "FUSD_DEVICE=" + config_.path,
         fmt::format("FUSD_CALLER_PID={}", caller.pid),
-        fmt::format("FUSD_CALLER_UID={}", caller.uid),
-        fmt::format("FUSD_CALLER_GID={}", caller.gid),
+        fmt::format("FUSD_CALLER_UID={}", caller.real_uid),
+        fmt::format("FUSD_CALLER_GID={}", caller.real_gid),
         fmt::format("FUSD_OPEN_FLAGS={}", req.flags()),
     };
     Child child;

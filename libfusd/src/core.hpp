@@ -172,6 +172,7 @@ struct Incoming {
     Op op = Op::open;
     std::uintptr_t transport_id = 0;   // the fusd request id, the fuse_req_t, ...
     Caller caller;
+    bool caller_unresolved = false;    // caller.pid is a thread id: see RequestHead
     unsigned flags = 0;
     std::size_t size = 0;
     const std::byte *data = nullptr;
@@ -197,7 +198,15 @@ IoctlShape ioctl_shape(std::uint32_t command);
 // Validated absolute /dev path (see fusd::device_path).
 std::string checked_device_path(std::string_view name);
 
-// Backend factory: connect `device` through `backend` (never automatic). Throws fusd::Error.
+// Parent directories of nested names (parents.cpp). make_parents() checks those that exist (real
+// directories of /dev's filesystem) and makes, and records as fusd's, those missing; it throws
+// fusd::Error leaving nothing made. remove_made_parents() removes, deepest first, the empty ones
+// fusd made; it is called whenever a node goes (by its daemon, a forced removal, stale cleanup).
+void make_parents(const std::string &path);
+void remove_made_parents(const std::string &path);
+
+// Backend factory: connect `device` through `backend` (never automatic): makes the node's parent
+// directories, then the node. Throws fusd::Error, with nothing left behind.
 std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device);
 // What each backend's maker does: a T for `device`, started (its node made) before it is returned.
 template <class T> std::unique_ptr<Transport> start_transport(DeviceState &device)
@@ -230,6 +239,9 @@ void force_remove_kernel(const std::string &path);
 
 std::int64_t monotonic_ns();
 void read_comm(pid_t pid, char (&comm)[16]);
+// A caller known by its thread id (CUSE, FUSE): its process id and real ids from
+// /proc/TID/status; pid 0 and real ids (uid_t)-1 when the thread is gone.
+void resolve_caller_ids(Caller &caller);
 std::int64_t realtime_ns();
 
 } // namespace fusd::detail

@@ -273,7 +273,7 @@ inline bool KernelTransport::decode(std::size_t got)
     }
     Incoming in;
     in.transport_id = std::uintptr_t(hdr.id);
-    in.caller = {pid_t(hdr.pid), uid_t(hdr.uid), gid_t(hdr.gid)};
+    in.caller = {pid_t(hdr.pid), uid_t(hdr.fsuid), gid_t(hdr.fsgid), uid_t(hdr.uid), gid_t(hdr.gid)};
     in.flags = hdr.flags;
     const std::byte *payload = buf_ + sizeof hdr;
     const std::size_t payload_size = std::min<std::size_t>(got, hdr.size) - sizeof hdr;

@@ -171,8 +171,18 @@ void LibfuseTransport::forget_file(FileState &file)
 
 void LibfuseTransport::on_interrupt(fuse_req_t req, void *data)
 {
+    // libfuse read `data` before the driver's answer, on another thread, may have freed the
+    // request and recycled the slot (libfuse holds only its own request meanwhile, not ours).
+    // Like the kernel transport, take a reference first, and only on a slot still out (a slot at
+    // zero is free or being recycled); LoopImpl::interrupt then checks it is still this request.
     auto *slot = static_cast<RequestSlot *>(data);
-    slot->file->device->loop->interrupt(*slot, reinterpret_cast<std::uintptr_t>(req));
+    int refs = slot->refs.load(std::memory_order_acquire);
+    while (refs > 0 && !slot->refs.compare_exchange_weak(refs, refs + 1, std::memory_order_acq_rel))
+        ;
+    if (refs == 0)
+        return; // answered and recycled: nothing to interrupt
+    self(req).loop_.interrupt(*slot, reinterpret_cast<std::uintptr_t>(req));
+    LoopImpl::unref(slot);
 }
 
 // ---- request handlers (loop thread) ------------------------------------------------------------
@@ -181,6 +191,8 @@ void LibfuseTransport::handle_open(fuse_req_t req, fuse_file_info *fi)
 {
     LibfuseTransport &t = self(req);
     Incoming in = incoming(req, Op::open);
+    resolve_caller_ids(in.caller); // File::opener() is complete from the start
+    in.caller_unresolved = false;
     in.flags = unsigned(fi->flags);
     t.loop_.deliver(t.loop_.new_file(t.dev_, in.caller, in.flags), in);
 }
@@ -216,8 +228,10 @@ void LibfuseTransport::handle_release(fuse_req_t req, fuse_file_info *fi)
     }
     delete h;
     Incoming in = incoming(req, Op::release);
-    if (in.caller.pid == 0) // RELEASE comes from no process in particular: name the opener
+    if (in.caller.pid == 0) { // RELEASE comes from no process in particular: name the opener
         in.caller = file->opener;
+        in.caller_unresolved = false;
+    }
     in.flags = unsigned(fi->flags);
     t.loop_.deliver(std::move(file), in);
 }
@@ -269,7 +283,8 @@ void LibfuseTransport::handle_poll(fuse_req_t req, fuse_file_info *fi, fuse_poll
         file.transport_data = reinterpret_cast<std::uintptr_t>(ph);
     }
     unsigned events = file.readiness.load();
-    t.loop_.trace_poll(t.dev_, caller_of(req), events);
+    if (t.loop_.tracing())
+        t.loop_.trace_poll(t.dev_, caller_of(req), events);
     fuse_reply_poll(req, events);
 }
 

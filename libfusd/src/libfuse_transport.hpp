@@ -61,18 +61,28 @@ protected:
     {
         return *reinterpret_cast<std::shared_ptr<FileState> *>(static_cast<std::uintptr_t>(fi->fh));
     }
-    static Caller caller_of(fuse_req_t req)
+    // FUSE and CUSE give the calling thread's id and its filesystem ids: the process id and the
+    // real ids come from /proc, read when first asked for (see fusd::Caller) or at once here.
+    static Caller unresolved_caller_of(fuse_req_t req)
     {
         const fuse_ctx *ctx = fuse_req_ctx(req);
-        return {ctx->pid, ctx->uid, ctx->gid};
+        return {ctx->pid, ctx->uid, ctx->gid, uid_t(-1), gid_t(-1)};
     }
-    // A request's op, transport_id (the fuse_req_t) and caller; the handler adds the rest.
+    static Caller caller_of(fuse_req_t req)
+    {
+        Caller c = unresolved_caller_of(req);
+        resolve_caller_ids(c);
+        return c;
+    }
+    // A request's op, transport_id (the fuse_req_t) and caller (still unresolved); the handler
+    // adds the rest.
     static Incoming incoming(fuse_req_t req, Op op)
     {
         Incoming in;
         in.op = op;
         in.transport_id = reinterpret_cast<std::uintptr_t>(req);
-        in.caller = caller_of(req);
+        in.caller = unresolved_caller_of(req);
+        in.caller_unresolved = true;
         return in;
     }
 

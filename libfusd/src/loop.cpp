@@ -298,6 +298,7 @@ void LoopImpl::remove(Device &device)
         dev->gone = true;
         dev->transport->shutdown();
     }
+    remove_made_parents(dev->path);
     if (control_) // last: an entry that is gone means the node is gone
         control_->unpublish(*dev);
     // Files still open when the device goes get no release: drop the driver's per-open state now.
@@ -369,6 +370,7 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     slot->id = next_request_id_++;
     slot->op = in.op;
     slot->caller = in.caller;
+    slot->caller_unresolved = in.caller_unresolved;
     slot->flags = in.flags;
     slot->size = in.size;
     slot->data = in.data;
@@ -383,6 +385,8 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     if (tracing()) { // only while someone traces: the caller may be gone by the time we answer
         slot->start_ns = monotonic_ns();
         read_comm(in.caller.pid, slot->comm);
+        if (slot->caller_unresolved) // the trace names the process, read while it is there
+            resolve_caller(*slot);
     }
     DeviceState &dev = *file->device;
     slot->file = std::move(file);
@@ -439,7 +443,7 @@ void LoopImpl::complete_retry(RequestSlot &slot, std::span<const MemoryRange> in
     }
     dev.calls.fetch_add(1, std::memory_order_relaxed);
     if (slot.start_ns)
-        trace(slot, 0);
+        dev.loop->trace(slot, 0);
 }
 
 void LoopImpl::interrupt(RequestSlot &slot, std::uintptr_t transport_id)

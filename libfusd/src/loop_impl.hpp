@@ -105,16 +105,24 @@ public:
     void deliver(std::shared_ptr<FileState> file, const Incoming &in);
     void interrupt(RequestSlot &slot, std::uintptr_t transport_id);
     void trace_poll(DeviceState &dev, const Caller &caller, unsigned events);
-    // From any thread: the first answer of `slot` goes to the transport (defined below).
-    void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes);
-    // From any thread: an ioctl's answer that asks for more of the caller's memory.
-    void complete_retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out);
+    // From any thread: the first answer of `slot` goes to the transport (defined below). Static:
+    // a slot still unanswered has its Loop alive (removing a device answers its requests), and
+    // an answered one touches nothing else.
+    static void complete(RequestSlot &slot, int result, std::span<const std::byte> bytes);
+    // From any thread: an ioctl's answer that asks for more of the caller's memory. Static, as
+    // complete() is.
+    static void complete_retry(RequestSlot &slot, std::span<const MemoryRange> in, std::span<const MemoryRange> out);
     // Every request still out, each with a reference taken (drop it with unref).
     std::vector<RequestSlot *> pending_slots() { return pool_->take_pending(); }
-    void unref(RequestSlot *slot)
+    // Drops a reference; the last one recycles the slot into its device's pool, which it keeps
+    // alive meanwhile: after the Loop is gone, the slot's file may hold the pool's last owner.
+    // Static: a Request answered or destroyed after its Loop never touches the LoopImpl.
+    static void unref(RequestSlot *slot)
     {
-        if (slot->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
-            pool_->recycle(slot);
+        if (slot->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            std::shared_ptr<SlotPool> pool = slot->file->device->pool;
+            pool->recycle(slot);
+        }
     }
 
     // Tracing: counted by the control server; when zero, requests take no timestamps at all.
@@ -171,6 +179,7 @@ private:
         return; // already answered (EINTR, or teardown): a late reply is harmless
     FileState &file = *slot.file;
     DeviceState &dev = *file.device;
+    LoopImpl &loop = *dev.loop;
     {
         std::shared_lock lock(dev.lock);
         if (!dev.gone)
@@ -178,9 +187,9 @@ private:
     }
     dev.calls.fetch_add(1, std::memory_order_relaxed);
     if (slot.start_ns)
-        trace(slot, result);
+        loop.trace(slot, result);
     if (slot.op == Op::release || (slot.op == Op::open && result < 0))
-        release_file(file);
+        loop.release_file(file);
 }
 
 } // namespace fusd::detail

@@ -15,7 +15,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/fsuid.h>
 #include <sys/wait.h>
+#include <grp.h>
+#include <functional>
+#include <optional>
 #include <thread>
 #include <unistd.h>
 
@@ -334,6 +338,143 @@ TEST(Device, CallerCredentialsAreRealIncludingNonRoot)
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
 }
 
+// The errno a caller of `dev` gets from TESTD_FAIL_WITH `errnum`, in a child process so that a
+// caller left waiting cannot hang the test: -1 when it did not return within kHangGuard (the
+// daemon is then stopped, which releases it, even from an uninterruptible wait).
+int errno_seen_for(TestDevice &dev, std::int32_t errnum)
+{
+    int seen[2];
+    if (pipe2(seen, O_CLOEXEC) != 0)
+        return -3;
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = ::open(dev.path.c_str(), O_RDWR);
+        int err = fd < 0 ? -4 : ioctl(fd, TESTD_FAIL_WITH, &errnum) == 0 ? 0 : errno;
+        _exit(::write(seen[1], &err, sizeof err) == sizeof err ? 0 : 1);
+    }
+    close(seen[1]);
+    int status = 0;
+    for (auto until = std::chrono::steady_clock::now() + kHangGuard; std::chrono::steady_clock::now() < until;) {
+        if (waitpid(child, &status, WNOHANG) == child) {
+            int err = -2;
+            if (::read(seen[0], &err, sizeof err) != sizeof err)
+                err = -2;
+            close(seen[0]);
+            return err;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    close(seen[0]);
+    kill(child, SIGKILL);
+    dev.daemon->stop();
+    waitpid(child, &status, 0);
+    return -1;
+}
+
+TEST(Device, ErrorNumbersAreTheSameOnEveryBackend)
+{
+    TestDevice dev("errno");
+    // Every errno a caller can see (1..EHWPOISON, 133) passes unchanged, and so does anything
+    // below 512; from 512 (the kernel's own codes: ERESTARTSYS...) to 4095 no errno exists, the
+    // FUSE kernel refuses them, and the caller gets EIO, on every backend.
+    for (std::int32_t e : {EPERM, ENOENT, ENOTTY, EOWNERDEAD, ENOTRECOVERABLE, ERFKILL, EHWPOISON, 200, 511})
+        EXPECT_EQ(errno_seen_for(dev, e), e) << "errno " << e;
+    for (std::int32_t e : {512, 529, 530, 999, 1000, 4095})
+        EXPECT_EQ(errno_seen_for(dev, e), EIO) << "errno " << e;
+    EXPECT_EQ(errno_seen_for(dev, EHWPOISON), EHWPOISON) << "the device stopped serving";
+}
+
+// The Caller of a TESTD_GET_IDS ioctl made by a child process that first runs `become` (which
+// returns false when it cannot); nullopt when the child failed.
+std::optional<testd_ids> ids_seen_by_child(const std::string &path, const std::function<bool()> &become)
+{
+    int seen[2];
+    if (pipe2(seen, O_CLOEXEC) != 0)
+        return std::nullopt;
+    pid_t child = fork();
+    if (child == 0) {
+        testd_ids ids{};
+        int fd = become() ? ::open(path.c_str(), O_RDWR) : -1;
+        if (fd < 0 || ioctl(fd, TESTD_GET_IDS, &ids) != 0)
+            _exit(1);
+        ids.pid = ids.pid == std::uint32_t(getpid()) ? 1 : 0; // what the child checked: its own pid
+        _exit(::write(seen[1], &ids, sizeof ids) == sizeof ids ? 0 : 1);
+    }
+    close(seen[1]);
+    testd_ids ids{};
+    bool ok = ::read(seen[0], &ids, sizeof ids) == sizeof ids;
+    close(seen[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return std::nullopt;
+    return ids;
+}
+
+TEST(Caller, PidIsTheProcessIdAlsoFromAnotherThread)
+{
+    TestDevice dev("tgid");
+    int fd = dev.open();
+    ASSERT_GE(fd, 0);
+    testd_ids main_ids{}, thread_ids{};
+    pid_t thread_tid = 0;
+    ASSERT_EQ(ioctl(fd, TESTD_GET_IDS, &main_ids), 0);
+    std::thread([&] {
+        thread_tid = gettid();
+        if (ioctl(fd, TESTD_GET_IDS, &thread_ids) != 0)
+            thread_ids.pid = 0;
+    }).join();
+    close(fd);
+    ASSERT_NE(thread_tid, getpid());
+    EXPECT_EQ(main_ids.pid, std::uint32_t(getpid()));
+    EXPECT_EQ(thread_ids.pid, std::uint32_t(getpid())) << "the thread's id was " << thread_tid;
+    // and the file opened by another thread names this process as its opener, too
+    std::thread([&] {
+        int tfd = dev.open();
+        if (tfd >= 0) {
+            if (ioctl(tfd, TESTD_GET_IDS, &thread_ids) != 0)
+                thread_ids.pid = 0;
+            close(tfd);
+        }
+    }).join();
+    EXPECT_EQ(thread_ids.pid, std::uint32_t(getpid()));
+}
+
+TEST(Caller, UidAndGidAreTheFilesystemIdsAndTheRealOnesAreGivenToo)
+{
+    TestDevice dev("ids");
+    // As `setpriv --reuid=65534 --regid=65534 --clear-groups`: every id 65534.
+    auto nobody = ids_seen_by_child(dev.path, [] {
+        return setgroups(0, nullptr) == 0 && setregid(65534, 65534) == 0 && setreuid(65534, 65534) == 0;
+    });
+    ASSERT_TRUE(nobody);
+    EXPECT_EQ(nobody->pid, 1u) << "pid is not the caller's getpid()";
+    EXPECT_EQ(nobody->uid, 65534u);
+    EXPECT_EQ(nobody->gid, 65534u);
+    EXPECT_EQ(nobody->real_uid, 65534u);
+    EXPECT_EQ(nobody->real_gid, 65534u);
+    // Real ids of nobody, effective (and so filesystem) ids of root: they differ, both are given.
+    auto mixed = ids_seen_by_child(dev.path, [] {
+        return setresgid(65534, 0, 0) == 0 && setresuid(65534, 0, 0) == 0;
+    });
+    ASSERT_TRUE(mixed);
+    EXPECT_EQ(mixed->uid, 0u);
+    EXPECT_EQ(mixed->gid, 0u);
+    EXPECT_EQ(mixed->real_uid, 65534u);
+    EXPECT_EQ(mixed->real_gid, 65534u);
+    // setfsuid moves only the filesystem ids: uid follows it, real_uid does not.
+    auto fs_only = ids_seen_by_child(dev.path, [] {
+        setfsgid(4242);
+        setfsuid(4343);
+        return true;
+    });
+    ASSERT_TRUE(fs_only);
+    EXPECT_EQ(fs_only->uid, 4343u);
+    EXPECT_EQ(fs_only->gid, 4242u);
+    EXPECT_EQ(fs_only->real_uid, 0u);
+    EXPECT_EQ(fs_only->real_gid, 0u);
+}
+
 TEST(Device, ModeBitsKeepOtherUsersOut)
 {
     TestDevice dev("mode", "0600");
@@ -440,6 +581,41 @@ TEST(Device, InterruptedCallerGetsEintrAndTheDriverIsTold)
     ASSERT_EQ(write(fd, "ok", 2), 2);
     char buf[2];
     EXPECT_EQ(read(fd, buf, 2), 2);
+    close(fd);
+}
+
+// Interrupts that arrive while the driver answers from its own thread (testd answers reads from a
+// worker): the backend's interrupt notice may name a request already answered, whose slot is being
+// recycled. The daemon must neither crash nor tell the wrong request; every read ends.
+TEST(Device, InterruptsRacingTheDriversAnswerLeaveTheDaemonServing)
+{
+    TestDevice dev("intr-race");
+    int fd = dev.open();
+    ASSERT_GE(fd, 0);
+    struct sigaction sa{};
+    sa.sa_handler = sigusr1_handler; // no SA_RESTART
+    sigaction(SIGUSR1, &sa, nullptr);
+    int answered = 0, interrupted = 0;
+    for (int round = 0; round < 300; ++round) {
+        BlockedReader reader(fd);
+        std::this_thread::sleep_for(std::chrono::microseconds(200 + round % 7 * 100));
+        if (round % 2) {
+            ASSERT_EQ(write(fd, "x", 1), 1);
+            pthread_kill(reader.native_handle(), SIGUSR1);
+        } else {
+            pthread_kill(reader.native_handle(), SIGUSR1);
+            ASSERT_EQ(write(fd, "x", 1), 1);
+        }
+        ASSERT_TRUE(reader.wait_done()) << "round " << round << ": the reader is still blocked";
+        if (reader.error() == EINTR)
+            ++interrupted;
+        else
+            ASSERT_EQ(reader.error(), 0) << "round " << round;
+        answered += reader.error() == 0;
+    }
+    EXPECT_EQ(answered + interrupted, 300);
+    std::uint64_t value = 0;
+    EXPECT_EQ(ioctl(fd, TESTD_GET, &value), 0) << "the daemon stopped serving";
     close(fd);
 }
 

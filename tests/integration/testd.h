@@ -20,3 +20,10 @@ struct testd_gather {
     uint32_t in_len, out_len;
 };
 #define TESTD_GATHER _IO('F', 8)
+// Every field of the request's Caller.
+struct testd_ids {
+    uint32_t pid, uid, gid, real_uid, real_gid;
+};
+#define TESTD_GET_IDS _IOR('F', 21, struct testd_ids)
+// Fails with the errno given (reply_error), whatever it is.
+#define TESTD_FAIL_WITH _IOW('F', 20, int32_t)

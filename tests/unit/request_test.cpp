@@ -1,7 +1,11 @@
 // Request semantics through a real device served in-process (loop on its own thread).
+#include <atomic>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 #include <unistd.h>
 
 #include <fusd/fusd.hpp>
@@ -142,4 +146,54 @@ TEST(Request, DeferredWriteKeepsItsData)
     EXPECT_STREQ(buf, "first");
     close(wfd);
     close(rfd);
+}
+
+// A Request kept past its Loop's life: the Loop's destruction answered its caller (ENODEV);
+// answering it afterwards, and destroying it, touch nothing of the Loop (run under ASan).
+TEST(Request, AnsweringAfterTheLoopIsGoneIsHarmless)
+{
+    std::mutex mutex;
+    std::vector<fusd::Request> kept;
+    std::atomic<int> arrived{0};
+    auto loop = std::make_unique<fusd::Loop>(false);
+    fusd::Callbacks cb;
+    cb.read = [&](fusd::Request req) {
+        std::lock_guard lock(mutex);
+        kept.push_back(std::move(req));
+        arrived++;
+    };
+    fusd::DeviceOptions o;
+    o.name = "fusd-unit-" + std::to_string(getpid()) + "-outlive";
+    o.mode = 0666;
+    std::string path = loop->add(o, std::move(cb)).path();
+    std::thread server([&] { loop->run(); });
+    int fd = open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    std::atomic<ssize_t> got{0};
+    std::atomic<int> err{0};
+    std::thread reader([&] {
+        char c[2];
+        got = read(fd, c, 1);
+        err = errno;
+    });
+    std::thread second_reader([&] {
+        char c[2];
+        (void)!read(fd, c, 1);
+    });
+    for (int i = 0; i < 6000 && arrived.load() < 2; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(arrived.load(), 2);
+    loop->stop();
+    server.join();
+    loop.reset(); // the device goes; its waiting callers are answered
+    reader.join();
+    second_reader.join();
+    EXPECT_EQ(got.load(), -1);
+    EXPECT_NE(err.load(), 0);
+    close(fd);
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(kept.size(), 2u);
+    EXPECT_NO_THROW(kept[0].reply_data(std::string_view("x"))); // answered: a no-op
+    EXPECT_FALSE(kept[0]);
+    kept.clear(); // the other one destroyed unanswered: a no-op too
 }

@@ -12,7 +12,10 @@
 //             Holds the per-open state and the readiness (POLLIN/POLLOUT/...) that answers poll().
 //   Request   one system call in flight (open, read, write, ioctl, mmap, release). A move-only handle:
 //             the callback answers it now, or keeps it and answers later from any thread,
-//             exactly once. A Request destroyed unanswered answers EIO itself.
+//             exactly once. A Request destroyed unanswered answers EIO itself. A Request kept
+//             after its device was removed or its Loop destroyed was answered then (ENODEV):
+//             answering or destroying it later is a harmless no-op (its other accessors must
+//             not be used once its Loop is gone).
 //
 //   caller: read(fd, buf, 10) ─► backend ─► transport decodes ─► Loop::dispatch() builds a Request
 //           ─► callbacks.read(Request) ─► req.reply_data(...) (now or later, any thread)
@@ -63,11 +66,25 @@ std::string backend_names();
 enum class Op : std::uint8_t { open, release, read, write, ioctl, poll, interrupt, mmap };
 std::string_view to_string(Op op);
 
-// Who made the call: real values from the caller's credentials.
+// Who made the call, the same on every backend.
+//  pid       the caller's process id (what its getpid() says, also from a thread other than its
+//            main one), in the daemon's pid namespace; 0 when it is not visible there or the
+//            caller was gone before its call was read.
+//  uid, gid  the caller's filesystem ids: those the kernel checked its access to the node with
+//            (its effective ids, unless it called setfsuid). Every backend's request carries them.
+//  real_uid, real_gid
+//            the caller's real ids (what its getuid() says); (uid_t)-1 when it was gone.
+// The kernel backend's request carries them all. CUSE and FUSE carry only the calling thread's
+// id and its filesystem ids: the library reads the process id and the real ids from
+// /proc/TID/status when Request::caller() is first called for the request (at once for an open,
+// so File::opener() is complete, and for every call while it is traced), so that a driver that
+// never asks pays nothing.
 struct Caller {
     pid_t pid = 0;
     uid_t uid = 0;
     gid_t gid = 0;
+    uid_t real_uid = 0;
+    gid_t real_gid = 0;
 };
 
 namespace detail {
@@ -80,7 +97,7 @@ struct RequestHead {
     std::uint64_t id = 0;
     Op op = Op::open;
     unsigned flags = 0;
-    Caller caller;
+    mutable Caller caller;
     std::size_t size = 0;
     const std::byte *data = nullptr;
     std::size_t data_size = 0;
@@ -89,8 +106,12 @@ struct RequestHead {
     std::uint64_t map_offset = 0;
     int map_prot = 0;
     int map_flags = 0;
+    // CUSE and FUSE: caller.pid is still the calling thread's id and the real ids are not read
+    // yet (see Caller). Filled in by the first Request::caller(), from the Request's one holder.
+    mutable bool caller_unresolved = false;
 };
-[[noreturn]] void throw_request_used(); // std::logic_error: used after it was answered or moved from
+[[noreturn]] void throw_request_used();
+void resolve_caller(const RequestHead &head); // std::logic_error: used after it was answered or moved from
 } // namespace detail
 
 // Readiness bits for File::notify(), as poll(2) spells them.
@@ -145,7 +166,13 @@ public:
 
     std::uint64_t id() const { return head().id; } // unique within the Loop; what Callbacks::interrupt names
     Op op() const { return head().op; }
-    const Caller &caller() const { return head().caller; }
+    const Caller &caller() const
+    {
+        const detail::RequestHead &h = head();
+        if (h.caller_unresolved) [[unlikely]]
+            detail::resolve_caller(h);
+        return h.caller;
+    }
     // The open file's flags as of this call (O_NONBLOCK, O_ACCMODE).
     unsigned flags() const { return head().flags; }
     // flags() & O_NONBLOCK: answer reply_again() instead of waiting.
@@ -169,7 +196,8 @@ public:
 
     // Answers: exactly one, from any thread. Each one ends this handle (it becomes empty).
     void reply_ok();                                   // open, release, ioctl returning 0
-    void reply_error(int errnum);                      // any op: the call fails with errno = errnum (1..4095)
+    // any op: the call fails with errno = errnum (1..4095; 512 and above, where no errno is, give EIO)
+    void reply_error(int errnum);
     void reply_again() { reply_error(EAGAIN); }        // a nonblocking call that would block
     void reply_data(std::span<const std::byte> bytes); // read: the bytes (at most size()); ioctl: out-data
     void reply_data(std::string_view text);
@@ -335,8 +363,13 @@ private:
     std::unique_ptr<detail::LoopImpl> impl_;
 };
 
-// Device names: "clock" and "/dev/clock" both mean /dev/clock. Throws fusd::Error(EINVAL or
-// ENAMETOOLONG) for empty, "..", "." components, non-printable characters, paths outside /dev.
+// Device names: "clock" and "/dev/clock" both mean /dev/clock; a name may be nested
+// ("input/event7" is /dev/input/event7, on every backend). Throws fusd::Error(EINVAL or
+// ENAMETOOLONG) for empty, "." or ".." components, a component starting with '.' or '-',
+// non-printable characters or spaces, paths outside /dev, more than 200 characters.
+// Loop::add makes a nested name's missing parent directories (0755) and removes them again when
+// the node goes and they are empty; an existing parent is used as it is. It refuses a parent that
+// is not a directory (ENOTDIR), a symbolic link (EINVAL) or another filesystem (EXDEV).
 std::string device_path(std::string_view name);
 
 // What a backend can do on this machine, for `fusdctl doctor` and for Backend::automatic.
