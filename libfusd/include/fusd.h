@@ -16,6 +16,7 @@
 #define FUSD_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/select.h>
 #include <sys/types.h>
 
@@ -60,6 +61,10 @@ typedef struct fusd_file_operations {
 	int (*ioctl)(struct fusd_file_info *file, int request, void *data);
 	int (*poll_diff)(struct fusd_file_info *file, unsigned int cached_state);
 	int (*unblock)(struct fusd_file_info *file);
+	/* The later forks' mmap member, declared so that their drivers compile; libfusd does not call
+	 * it yet (mmap(2) on a classic device fails ENODEV). */
+	int (*mmap)(struct fusd_file_info *file, int offset, size_t length, int prot, int flags, void **addr,
+		    size_t *out_length);
 } fusd_file_operations_t;
 
 /* Registers /dev/NAME; returns a descriptor for select() and fusd_dispatch(), or -1 with errno. */
@@ -70,6 +75,15 @@ int fusd_register6(const char *name, const char *clazz, const char *devname, mod
 #define fusd_register(...) \
 	FUSD_REGISTER_PICK(__VA_ARGS__, fusd_register6, fusd_register5_invalid, fusd_register4, \
 			   fusd_register3_invalid, fusd_register2_invalid, fusd_register1_invalid)(__VA_ARGS__)
+
+/* The forks' one-statement registration: builds the operations table from designated
+ * initializers (C99 `.read = f` or GNU `read: f`) and prints a warning when registration fails. */
+#define fusd_simple_register(name, clazz, devname, perms, arg, ...) \
+	do { \
+		struct fusd_file_operations fusd_simple_fops_ = {__VA_ARGS__}; \
+		if (fusd_register(name, clazz, devname, perms, arg, &fusd_simple_fops_) < 0) \
+			perror("warning: fusd unavailable"); \
+	} while (0)
 
 int fusd_unregister(int fd);
 /* Answers a call kept with -FUSD_NOREPLY, exactly once, from any thread. */
@@ -92,6 +106,10 @@ int fusd_get_ioctl_request(struct fusd_file_info *file);
 unsigned long fusd_get_ioctl_arg(struct fusd_file_info *file);
 void *fusd_get_ioctl_buffer(struct fusd_file_info *file);
 unsigned int fusd_get_poll_diff_cached_state(struct fusd_file_info *file);
+
+/* poll_diff states as text, "RWE" with '-' for a clear bit (FUSD_NOTIFY_INPUT, OUTPUT, EXCEPT).
+ * The string lives in a small ring of per-thread buffers: valid for the next few calls. */
+char *fusd_unparse_flags(int flags);
 
 #ifdef __cplusplus
 }

@@ -428,4 +428,16 @@ void *fusd_get_ioctl_buffer(struct fusd_file_info *f)
 }
 unsigned int fusd_get_poll_diff_cached_state(struct fusd_file_info *f) { return f->fusd_msg->cached_state; }
 
+char *fusd_unparse_flags(int flags)
+{
+    thread_local char ring[8][4];
+    thread_local unsigned next;
+    char *s = ring[next++ % 8];
+    s[0] = flags & FUSD_NOTIFY_INPUT ? 'R' : '-';
+    s[1] = flags & FUSD_NOTIFY_OUTPUT ? 'W' : '-';
+    s[2] = flags & FUSD_NOTIFY_EXCEPT ? 'E' : '-';
+    s[3] = '\0';
+    return s;
+}
+
 } // extern "C"
