@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 #
 # Subcommands, their options, option values, live device names for rm and trace (from
-# `fusdctl ls -q`), and the command line after `serve ... --`. Works with or without the
-# bash-completion package (which, when present, completes the command's own arguments).
+# `fusdctl ls -q`, nested names too), the directories below /dev for a new device, and the
+# command line after `serve ... --`. Works with or without the bash-completion package (which,
+# when present, completes the command's own arguments).
 
 _fusdctl_devices() {
 	local prog=$1
@@ -108,9 +109,14 @@ _fusdctl() {
 				mapfile -t COMPREPLY < <(compgen -W "$serve_opts" -- "$cur")
 			fi
 		elif ((npos == 0)); then
-			# a new device: suggest the /dev/ prefix
-			mapfile -t COMPREPLY < <(compgen -W "/dev/" -- "$cur")
-			[[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == /dev/ ]] && compopt -o nospace 2>/dev/null
+			# a new device: the /dev/ prefix, then the directories below it (the parents of a
+			# nested name, /dev/input/)
+			if [[ $cur == /dev/?* ]]; then
+				mapfile -t COMPREPLY < <(compgen -d -S / -- "$cur")
+			else
+				mapfile -t COMPREPLY < <(compgen -W "/dev/" -- "$cur")
+			fi
+			[[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == */ ]] && compopt -o nospace 2>/dev/null
 		else
 			COMPREPLY=(--)
 		fi

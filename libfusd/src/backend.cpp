@@ -67,7 +67,21 @@ std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device)
         throw Error(EINVAL, "make_transport: no backend chosen");
     if (!row->built())
         throw Error(ENODEV, device.path + ": " + built_without(*row));
-    return row->open(device);
+    // A parent made here may be removed under us by another fusd daemon whose last node below it
+    // just went (it is empty until our node appears): then make it again.
+    for (int attempt = 1;; ++attempt) {
+        make_parents(device.path);
+        try {
+            return row->open(device);
+        } catch (const Error &e) {
+            remove_made_parents(device.path);
+            if (e.code().value() != ENOENT || attempt == 3)
+                throw;
+        } catch (...) {
+            remove_made_parents(device.path);
+            throw;
+        }
+    }
 }
 
 void force_remove_node(const std::string &path, const std::string &backend)
@@ -80,19 +94,24 @@ void force_remove_node(const std::string &path, const std::string &backend)
     if (!row->built())
         throw Error(ENODEV, path + ": served through the " + backend + " backend; " + built_without(*row));
     row->force_remove(path);
+    remove_made_parents(path);
 }
 
 bool clean_stale_node(const std::string &path, const std::string &backend)
 {
+    bool cleaned = false;
     if (backend.empty()) { // the entry was lost: whatever any backend's dead daemon may have left
-        bool cleaned = false;
         for (const BackendRow *row : kTable)
             if (row->built())
                 cleaned |= row->clean_stale(path);
-        return cleaned;
+    } else {
+        const BackendRow *row = find_backend(backend);
+        cleaned = row && row->built() && row->clean_stale(path); // unknown: not ours to guess
     }
-    const BackendRow *row = find_backend(backend);
-    return row && row->built() && row->clean_stale(path); // unknown: not ours to guess
+    // A dead daemon's node may have gone with it (kernel, CUSE): the directories fusd made for
+    // it stay until now.
+    remove_made_parents(path);
+    return cleaned;
 }
 
 } // namespace detail

@@ -171,7 +171,15 @@ struct Incoming {
 // Validated absolute /dev path (see fusd::device_path).
 std::string checked_device_path(std::string_view name);
 
-// Backend factory: connect `device` through `backend` (never automatic). Throws fusd::Error.
+// Parent directories of nested names (parents.cpp). make_parents() checks those that exist (real
+// directories of /dev's filesystem) and makes, and records as fusd's, those missing; it throws
+// fusd::Error leaving nothing made. remove_made_parents() removes, deepest first, the empty ones
+// fusd made; it is called whenever a node goes (by its daemon, a forced removal, stale cleanup).
+void make_parents(const std::string &path);
+void remove_made_parents(const std::string &path);
+
+// Backend factory: connect `device` through `backend` (never automatic): makes the node's parent
+// directories, then the node. Throws fusd::Error, with nothing left behind.
 std::unique_ptr<Transport> make_transport(Backend backend, DeviceState &device);
 // What each backend's maker does: a T for `device`, started (its node made) before it is returned.
 template <class T> std::unique_ptr<Transport> start_transport(DeviceState &device)

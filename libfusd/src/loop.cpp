@@ -298,6 +298,7 @@ void LoopImpl::remove(Device &device)
         dev->gone = true;
         dev->transport->shutdown();
     }
+    remove_made_parents(dev->path);
     if (control_) // last: an entry that is gone means the node is gone
         control_->unpublish(*dev);
     // Files still open when the device goes get no release: drop the driver's per-open state now.

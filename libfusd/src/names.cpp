@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Device names: what may become a node under /dev, checked before anything is created.
+// Device names: what may become a node under /dev, checked before anything is created. A name
+// may be nested ("input/event7"); what its parent directories must be is checked when the node
+// is made (parents.cpp), since only the filesystem can say.
 #include <cerrno>
 
 #include "core.hpp"
@@ -36,13 +38,21 @@ std::string device_path(std::string_view name)
         if (c == '\\' || c == '*' || c == '?' || c == '"' || c == '\'')
             throw invalid(std::string("character '") + c + "' is not allowed");
     }
-    if (rel == ".." || rel.substr(0, 3) == "../" || rel.find("/../") != std::string_view::npos ||
-        (rel.size() >= 3 && rel.substr(rel.size() - 3) == "/.."))
-        throw invalid("'..' is not allowed");
-    if (rel.find('/') != std::string_view::npos)
-        throw invalid("subdirectories are not supported; use a plain name such as 'clock'");
-    if (rel == "." || rel == ".." || rel.front() == '-' || rel.front() == '.')
-        throw invalid("must not start with '.' or '-'");
+    // Nested names ("input/event7", "bus/usb/001/002") are paths below /dev: each component a
+    // plain name. Their parent directories are made (and removed) with the node: see parents.cpp.
+    for (std::size_t start = 0; start <= rel.size();) {
+        std::size_t end = rel.find('/', start);
+        if (end == std::string_view::npos)
+            end = rel.size();
+        std::string_view component = rel.substr(start, end - start);
+        if (component.empty())
+            throw invalid("empty path component ('//' or a trailing '/')");
+        if (component == "." || component == "..")
+            throw invalid("'" + std::string(component) + "' components are not allowed");
+        if (component.front() == '-' || component.front() == '.')
+            throw invalid("a path component must not start with '.' or '-'");
+        start = end + 1;
+    }
     return "/dev/" + std::string(rel);
 }
 

@@ -12,6 +12,10 @@ namespace fusd {
 using detail::LoopImpl;
 using detail::RequestSlot;
 
+namespace {
+constexpr int kFirstKernelInternalErrno = 512; // ERESTARTSYS, <linux/errno.h>
+}
+
 namespace detail {
 void throw_request_used()
 {
@@ -52,6 +56,12 @@ void Request::reply_error(int errnum)
 {
     if (errnum <= 0 || errnum > 4095)
         throw std::invalid_argument("fusd::Request::reply_error: errno out of range: " + std::to_string(errnum));
+    // Every errno a caller can see is below 512 (the largest, EHWPOISON, is 133). From 512 on are
+    // the kernel's own codes (ERESTARTSYS...), which must never reach a caller, and no errno at
+    // all: the FUSE kernel refuses such a reply (the caller would wait on and the connection
+    // fail), the fusd module turns 512..529 into EIO. EIO for all of them, on every backend.
+    if (errnum >= kFirstKernelInternalErrno)
+        errnum = EIO;
     answer(-errnum, {});
 }
 

@@ -27,17 +27,26 @@ std::string dir() { return admin::runtime_dir(); }
 std::string devices_dir() { return dir() + "/devices"; }
 std::string sockets_dir() { return dir() + "/ctl"; }
 
-std::string entry_file(const std::string &device_path)
+std::string file_name_of(const std::string &path)
 {
-    // "/dev/clock" -> "dev:clock.json": device names carry no ':' or '/' beyond the prefix.
-    std::string name = device_path;
-    for (char &c : name)
+    // "/dev/clock" -> "dev:clock", "/dev/input/event7" -> "dev:input:event7": a '/' becomes ':'.
+    // A name may hold ':' and '%' itself, so those are escaped ("%3a", "%25"): no two paths
+    // share a file.
+    std::string name;
+    for (char c : std::string_view(path).substr(path.starts_with('/') ? 1 : 0)) {
         if (c == '/')
-            c = ':';
-    if (!name.empty() && name.front() == ':')
-        name.erase(0, 1);
-    return devices_dir() + "/" + name + ".json";
+            name += ':';
+        else if (c == ':')
+            name += "%3a";
+        else if (c == '%')
+            name += "%25";
+        else
+            name += c;
+    }
+    return name;
 }
+
+std::string entry_file(const std::string &device_path) { return devices_dir() + "/" + file_name_of(device_path) + ".json"; }
 
 std::uint64_t process_start_time(pid_t pid)
 {

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
 // The runtime registry: one JSON file per live device in $FUSD_RUNTIME_DIR/devices (default
-// /run/fusd/devices), written by the daemon that serves it, read by fusdctl. An entry names the
-// device, its backend, the serving pid and that process's start time (so a reused pid is never
-// mistaken for the daemon), its command line and its control socket. Entries are hints: liveness
-// is always checked against /proc before one is believed.
+// /run/fusd/devices; named by file_name_of() its path), written by the daemon that serves it,
+// read by fusdctl. An entry names the device, its backend, the serving pid and that process's
+// start time (so a reused pid is never mistaken for the daemon), its command line and its control
+// socket. Entries are hints: liveness is always checked against /proc before one is believed.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +20,8 @@ namespace fusd::detail::registry {
 std::string dir();
 std::string devices_dir();
 std::string sockets_dir();
+// A file name for an absolute path, one per path ("/dev/input/event7" -> "dev:input:event7").
+std::string file_name_of(const std::string &path);
 std::string entry_file(const std::string &device_path);
 
 // Start time of a process in clock ticks since boot (/proc/PID/stat field 22); 0 if gone.

@@ -297,6 +297,52 @@ TEST(Device, CallerCredentialsAreRealIncludingNonRoot)
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
 }
 
+// The errno a caller of `dev` gets from TESTD_FAIL_WITH `errnum`, in a child process so that a
+// caller left waiting cannot hang the test: -1 when it did not return within kHangGuard (the
+// daemon is then stopped, which releases it, even from an uninterruptible wait).
+int errno_seen_for(TestDevice &dev, std::int32_t errnum)
+{
+    int seen[2];
+    if (pipe2(seen, O_CLOEXEC) != 0)
+        return -3;
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = ::open(dev.path.c_str(), O_RDWR);
+        int err = fd < 0 ? -4 : ioctl(fd, TESTD_FAIL_WITH, &errnum) == 0 ? 0 : errno;
+        _exit(::write(seen[1], &err, sizeof err) == sizeof err ? 0 : 1);
+    }
+    close(seen[1]);
+    int status = 0;
+    for (auto until = std::chrono::steady_clock::now() + kHangGuard; std::chrono::steady_clock::now() < until;) {
+        if (waitpid(child, &status, WNOHANG) == child) {
+            int err = -2;
+            if (::read(seen[0], &err, sizeof err) != sizeof err)
+                err = -2;
+            close(seen[0]);
+            return err;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    close(seen[0]);
+    kill(child, SIGKILL);
+    dev.daemon->stop();
+    waitpid(child, &status, 0);
+    return -1;
+}
+
+TEST(Device, ErrorNumbersAreTheSameOnEveryBackend)
+{
+    TestDevice dev("errno");
+    // Every errno a caller can see (1..EHWPOISON, 133) passes unchanged, and so does anything
+    // below 512; from 512 (the kernel's own codes: ERESTARTSYS...) to 4095 no errno exists, the
+    // FUSE kernel refuses them, and the caller gets EIO, on every backend.
+    for (std::int32_t e : {EPERM, ENOENT, ENOTTY, EOWNERDEAD, ENOTRECOVERABLE, ERFKILL, EHWPOISON, 200, 511})
+        EXPECT_EQ(errno_seen_for(dev, e), e) << "errno " << e;
+    for (std::int32_t e : {512, 529, 530, 999, 1000, 4095})
+        EXPECT_EQ(errno_seen_for(dev, e), EIO) << "errno " << e;
+    EXPECT_EQ(errno_seen_for(dev, EHWPOISON), EHWPOISON) << "the device stopped serving";
+}
+
 TEST(Device, ModeBitsKeepOtherUsersOut)
 {
     TestDevice dev("mode", "0600");

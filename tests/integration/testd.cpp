@@ -122,6 +122,13 @@ void ioctl_answer(fusd::Request req)
             big[i] = char('a' + i % 26);
         return out(big.data(), big.size());
     }
+    case TESTD_FAIL_WITH: {
+        std::int32_t errnum = 0;
+        if (req.data().size() != sizeof errnum)
+            return req.reply_error(EINVAL);
+        std::memcpy(&errnum, req.data().data(), sizeof errnum);
+        return req.reply_error(errnum);
+    }
     default:
         return req.reply_error(ENOTTY);
     }

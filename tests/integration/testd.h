@@ -13,3 +13,5 @@ struct testd_caller {
 #define TESTD_ADD1 _IO('F', 5)
 #define TESTD_INTERRUPTS _IOR('F', 6, uint64_t)
 #define TESTD_BIG _IOR('F', 7, char[16000])
+// Fails with the errno given (reply_error), whatever it is.
+#define TESTD_FAIL_WITH _IOW('F', 20, int32_t)

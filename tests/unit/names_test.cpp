@@ -30,7 +30,6 @@ TEST(DevicePath, BadNamesAreRefusedWithAReason)
     EXPECT_EQ(error_of("../etc/passwd"), EINVAL);
     EXPECT_EQ(error_of("/etc/passwd"), EINVAL);
     EXPECT_EQ(error_of("/dev/../etc"), EINVAL);
-    EXPECT_EQ(error_of("sub/dir"), EINVAL);
     EXPECT_EQ(error_of("with space"), EINVAL);
     EXPECT_EQ(error_of("tab\there"), EINVAL);
     EXPECT_EQ(error_of(std::string("nul\0x", 5)), EINVAL);
@@ -40,6 +39,32 @@ TEST(DevicePath, BadNamesAreRefusedWithAReason)
     EXPECT_EQ(error_of(".hidden"), EINVAL);
     EXPECT_EQ(error_of(std::string(201, 'x')), ENAMETOOLONG);
     EXPECT_EQ(error_of(std::string(200, 'x')), 0);
+}
+
+TEST(DevicePath, NestedNamesAreAccepted)
+{
+    EXPECT_EQ(fusd::device_path("input/event7"), "/dev/input/event7");
+    EXPECT_EQ(fusd::device_path("/dev/bus/usb/001/002"), "/dev/bus/usb/001/002");
+    EXPECT_EQ(fusd::device_path("/dev/drums/bam"), "/dev/drums/bam");
+    EXPECT_EQ(fusd::device_path("a/b.c/d-e_f"), "/dev/a/b.c/d-e_f");
+    EXPECT_EQ(error_of(std::string(100, 'x') + "/" + std::string(99, 'y')), 0);
+}
+
+TEST(DevicePath, BadNestedNamesAreRefusedWithAReason)
+{
+    EXPECT_EQ(error_of("sub//dir"), EINVAL);       // empty component
+    EXPECT_EQ(error_of("sub/"), EINVAL);           // trailing slash: an empty last component
+    EXPECT_EQ(error_of("/dev//sub"), EINVAL);
+    EXPECT_EQ(error_of("sub/./dir"), EINVAL);
+    EXPECT_EQ(error_of("sub/."), EINVAL);
+    EXPECT_EQ(error_of("./sub"), EINVAL);
+    EXPECT_EQ(error_of("sub/../dir"), EINVAL);
+    EXPECT_EQ(error_of("sub/.."), EINVAL);
+    EXPECT_EQ(error_of("/dev/sub/../../etc/passwd"), EINVAL);
+    EXPECT_EQ(error_of("sub/.hidden"), EINVAL);
+    EXPECT_EQ(error_of("sub/-rf"), EINVAL);
+    EXPECT_EQ(error_of("sub/with space"), EINVAL);
+    EXPECT_EQ(error_of(std::string(100, 'x') + "/" + std::string(100, 'y')), ENAMETOOLONG);
 }
 
 TEST(Backend, NamesRoundTrip)

@@ -153,7 +153,8 @@ public:
 
     // Answers: exactly one, from any thread. Each one ends this handle (it becomes empty).
     void reply_ok();                                   // open, release, ioctl returning 0
-    void reply_error(int errnum);                      // any op: the call fails with errno = errnum (1..4095)
+    // any op: the call fails with errno = errnum (1..4095; 512 and above, where no errno is, give EIO)
+    void reply_error(int errnum);
     void reply_again() { reply_error(EAGAIN); }        // a nonblocking call that would block
     void reply_data(std::span<const std::byte> bytes); // read: the bytes (at most size()); ioctl: out-data
     void reply_data(std::string_view text);
@@ -283,8 +284,13 @@ private:
     std::unique_ptr<detail::LoopImpl> impl_;
 };
 
-// Device names: "clock" and "/dev/clock" both mean /dev/clock. Throws fusd::Error(EINVAL or
-// ENAMETOOLONG) for empty, "..", "." components, non-printable characters, paths outside /dev.
+// Device names: "clock" and "/dev/clock" both mean /dev/clock; a name may be nested
+// ("input/event7" is /dev/input/event7, on every backend). Throws fusd::Error(EINVAL or
+// ENAMETOOLONG) for empty, "." or ".." components, a component starting with '.' or '-',
+// non-printable characters or spaces, paths outside /dev, more than 200 characters.
+// Loop::add makes a nested name's missing parent directories (0755) and removes them again when
+// the node goes and they are empty; an existing parent is used as it is. It refuses a parent that
+// is not a directory (ENOTDIR), a symbolic link (EINVAL) or another filesystem (EXDEV).
 std::string device_path(std::string_view name);
 
 // What a backend can do on this machine, for `fusdctl doctor` and for Backend::automatic.
