@@ -153,15 +153,16 @@ std::shared_ptr<fusd::File> open_file(CFile &cfile)
     return file && !file->released() ? file : nullptr;
 }
 
-void unregister_all()
+// The driver is ending: every device goes with the loop, and callers still waiting get EPIPE,
+// as from a FUSD daemon that died.
+void shut_down()
 {
     std::lock_guard lock(g_mutex);
-    for (auto &[fd, dev] : g_devices) {
-        if (fusd::Device *d = live_device(*dev))
-            g_loop->remove(*d);
+    g_signal_loop.store(nullptr);
+    for (auto &[fd, dev] : g_devices)
         dev->fd.reset();
-    }
     g_devices.clear();
+    g_loop.reset();
 }
 
 // A SIGINT or SIGTERM taken by on_stop_signal ends the driver here, outside any callback.
@@ -170,7 +171,7 @@ void end_on_signal()
     int sig = g_signal.exchange(0);
     if (!sig)
         return;
-    unregister_all();
+    shut_down();
     std::signal(sig, SIG_DFL);
     std::raise(sig);
 }
@@ -573,7 +574,7 @@ void fusd_run(void)
     }
     end_on_signal();
     try {
-        unregister_all();
+        shut_down();
     } catch (...) {
         fail_current("fusd_run");
     }
