@@ -2,15 +2,30 @@
 /*
  * fusd.h - the classic FUSD C API (FUSD 1.10, 2003, and its forks), as a thin layer over libfusd.
  *
- * A FUSD-era driver compiles and works unchanged. Differences from the original, all fixes:
- *  - callbacks may return any -errno (1..4095), not only values up to 255;
- *  - fusd_file_info carries the caller's real pid, uid and gid;
- *  - fusd_destroy() on an unanswered call answers it with EIO: no caller is left blocked;
- *  - poll_diff is emulated on libfusd's readiness model: it is called after open and after every
- *    readiness change with the cached state, and its (possibly deferred) answer is the new state.
+ * A FUSD-era driver compiles and works unchanged (examples/classic/ holds such drivers, run as
+ * tests on every backend). The semantics, in libfusd(3)'s words:
+ *  - offsets: each open file has a position, 0 at open; read and write get it in *offset, and
+ *    after a successful answer the position is what the driver left there (the driver advances
+ *    it itself; the count returned does not move it);
+ *  - -FUSD_NOREPLY keeps a call for one later fusd_return() from any thread; a callback may also
+ *    fusd_return() its own call and then return -FUSD_NOREPLY; fusd_destroy() on an unanswered
+ *    call answers it EIO, so no caller is left blocked;
+ *  - poll_diff runs on the dispatching thread, never inside another callback: after open with
+ *    cached state 0, again whenever an answer differs from the state it was asked with, and after
+ *    I/O on a file whose last answer changed nothing; INPUT is POLLIN, OUTPUT POLLOUT, EXCEPT
+ *    POLLPRI (select()'s exceptfds);
+ *  - unblock gets a call of its own (FUSD_UNBLOCK) when a caller of a kept call is interrupted;
+ *    the interrupted call stays the driver's to fusd_return() or fusd_destroy();
+ *  - signals: no signal is blocked. SIGINT and SIGTERM left at their default get a handler that
+ *    wakes the loop; the next fusd_run()/fusd_dispatch()/fusd_dispatch_fdset() unregisters every
+ *    device and re-raises the signal, so the driver ends by it and leaves nothing behind;
+ *  - fusd_run() exits 0 once no device is left, 1 if none was registered; it never returns;
+ *  - fixes over the original: callbacks may return any -errno, not only values up to 255 (as
+ *    for the C++ reply_error(): from 512 on, where no errno is, the caller gets EIO); fusd_file_info carries the caller's real pid, uid and gid; no C++ exception leaves
+ *    these functions.
  * Both registration signatures exist: fusd_register(name, mode, device_info, fops) (1.10) and
- * fusd_register(name, clazz, devname, mode, device_info, fops) (later forks; clazz is ignored,
- * the node is /dev/NAME).
+ * fusd_register(name, clazz, devname, mode, device_info, fops) (later forks; clazz and devname are
+ * used by no backend, the node is /dev/NAME).
  */
 #ifndef FUSD_H
 #define FUSD_H
@@ -92,7 +107,7 @@ int fusd_return(struct fusd_file_info *file, ssize_t retval);
 void fusd_destroy(struct fusd_file_info *file);
 /* Handles whatever is ready; never blocks. Returns 0, or -1 with errno. */
 int fusd_dispatch(int fd);
-/* Dispatches forever (until SIGINT/SIGTERM, which unregister everything and exit(0)). */
+/* Dispatches until a signal (see above) or until no device is left, then exit(0); never returns. */
 void fusd_run(void);
 void fusd_fdset_add(fd_set *set, int *max);
 void fusd_dispatch_fdset(fd_set *set);

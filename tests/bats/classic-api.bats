@@ -29,7 +29,7 @@ REGRESS=$BUILD/tests/classic-regress
 	assert_output "gen 1"
 	alive "$DRIVER"
 	run cat "$DEV-ctl"
-	assert_output "violations 0"
+	assert_line "violations 0"
 }
 
 @test "classic: poll_diff runs on the loop's thread, never inside another callback" {
@@ -48,7 +48,7 @@ REGRESS=$BUILD/tests/classic-regress
 	done
 	alive "$DRIVER"
 	run cat "$DEV-ctl"
-	assert_output "violations 0"
+	assert_line "violations 0"
 }
 
 @test "classic: FUSD_NOTIFY_EXCEPT is what select() reports as an exceptional condition" {
@@ -89,7 +89,7 @@ print("before", bool(before), "after", bool(after))
 	echo unregister >"$DEV-ctl"
 	alive "$DRIVER"
 	run cat "$DEV-ctl"
-	assert_output "violations 0"
+	assert_line "violations 0"
 }
 
 @test "classic: a kept poll_diff answered after its device was removed under an open file" {
@@ -102,7 +102,7 @@ print("before", bool(before), "after", bool(after))
 	exec 5<&-
 	alive "$DRIVER"
 	run cat "$DEV-ctl"
-	assert_output "violations 0"
+	assert_line "violations 0"
 }
 
 @test "classic signals: SIGINT and SIGTERM are not blocked in the driver (nor in its children)" {
@@ -114,7 +114,7 @@ print("before", bool(before), "after", bool(after))
 @test "classic signals: Ctrl-C ends a driver with its own select loop, nothing left behind" {
 	driver "$DEV" "$DEV-ctl" "$DEV-direct" -- "$REGRESS" --own-loop "$DEV"
 	run cat "$DEV-ctl"
-	assert_output "violations 0"
+	assert_line "violations 0"
 	kill -INT "$DRIVER"
 	wait_gone "$DRIVER" "$GUARD"
 	status=0
@@ -151,4 +151,33 @@ print("before", bool(before), "after", bool(after))
 	wait "$DRIVER" || status=$?
 	[ "$status" = 0 ] || fail "exit status $status"
 	gone "$DEV"
+}
+
+@test "classic fusd_run: with no device registered it says so and exits 1" {
+	run timeout "$GUARD" "$EX/drums" "/dev/../tmp/not-under-dev"
+	assert_failure 1
+	assert_line "fusd_run: no device is registered"
+}
+
+@test "classic signals: Ctrl-C ends a driver blocked in a callback (console-read), nothing left" {
+	mkfifo "$T/console"
+	exec 6<>"$T/console"
+	driver "$DEV" -- sh -c 'exec "$1" "$2" <"$3"' sh "$EX/console-read" "$NAME" "$T/console"
+	timeout "$GUARD" cat "$DEV" >"$T/reader.out" 2>&1 &
+	reader=$!
+	wait_for "$GUARD" grep -q "answer?" "$T/driver.out"
+	kill -INT "$DRIVER"
+	wait_gone "$DRIVER" "$GUARD"
+	status=0
+	wait "$DRIVER" || status=$?
+	exec 6>&-
+	[ "$status" = 130 ] || fail "exit status $status, not 130 (killed by SIGINT)"
+	wait "$reader" || true
+	gone "$DEV"
+}
+
+@test "classic fusd_unparse_flags: a poll state as RWE" {
+	driver "$DEV" "$DEV-ctl" "$DEV-direct" -- "$REGRESS" "$DEV"
+	run cat "$DEV-ctl"
+	assert_line "unparse R-E -W-"
 }

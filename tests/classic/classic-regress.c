@@ -11,7 +11,8 @@
  *             (so the library asks again after each read).
  *   NAME-ctl  write "data" (a new generation, answered from the write callback), "thread" (the
  *             same, answered from another thread), "except", "unregister" (fusd_unregister(NAME),
- *             whose -errno the write returns); read: "violations N\n".
+ *             whose -errno the write returns); read: "violations N\n" and a line of
+ *             fusd_unparse_flags() results.
  *
  * Options: --own-loop serves from a select() loop of its own instead of fusd_run();
  * --handler FILE installs a SIGINT handler first, and the own loop then writes "handler ran" to
@@ -203,13 +204,14 @@ static ssize_t ctl_write(struct fusd_file_info *file, const char *buffer, size_t
 
 static ssize_t ctl_read(struct fusd_file_info *file, char *buffer, size_t length, loff_t *offset)
 {
-	char line[32];
+	char line[64];
 	size_t n;
 	(void)file;
 	ENTER();
 	if (*offset > 0)
 		LEAVE(0);
-	n = snprintf(line, sizeof line, "violations %d\n", violations);
+	n = snprintf(line, sizeof line, "violations %d\nunparse %s %s\n", violations,
+		     fusd_unparse_flags(FUSD_NOTIFY_INPUT | FUSD_NOTIFY_EXCEPT), fusd_unparse_flags(FUSD_NOTIFY_OUTPUT));
 	if (n > length)
 		n = length;
 	memcpy(buffer, line, n);
