@@ -2,20 +2,36 @@
 /*
  * fusd.h - the classic FUSD C API (FUSD 1.10, 2003, and its forks), as a thin layer over libfusd.
  *
- * A FUSD-era driver compiles and works unchanged. Differences from the original, all fixes:
- *  - callbacks may return any -errno (1..4095), not only values up to 255;
- *  - fusd_file_info carries the caller's real pid, uid and gid;
- *  - fusd_destroy() on an unanswered call answers it with EIO: no caller is left blocked;
- *  - poll_diff is emulated on libfusd's readiness model: it is called after open and after every
- *    readiness change with the cached state, and its (possibly deferred) answer is the new state.
+ * A FUSD-era driver compiles and works unchanged (examples/classic/ holds such drivers, run as
+ * tests on every backend). The semantics, in libfusd(3)'s words:
+ *  - offsets: each open file has a position, 0 at open; read and write get it in *offset, and
+ *    after a successful answer the position is what the driver left there (the driver advances
+ *    it itself; the count returned does not move it);
+ *  - -FUSD_NOREPLY keeps a call for one later fusd_return() from any thread; a callback may also
+ *    fusd_return() its own call and then return -FUSD_NOREPLY; fusd_destroy() on an unanswered
+ *    call answers it EIO, so no caller is left blocked;
+ *  - poll_diff runs on the dispatching thread, never inside another callback: after open with
+ *    cached state 0, again whenever an answer differs from the state it was asked with, and after
+ *    I/O on a file whose last answer changed nothing; INPUT is POLLIN, OUTPUT POLLOUT, EXCEPT
+ *    POLLPRI (select()'s exceptfds);
+ *  - unblock gets a call of its own (FUSD_UNBLOCK) when a caller of a kept call is interrupted;
+ *    the interrupted call stays the driver's to fusd_return() or fusd_destroy();
+ *  - signals: no signal is blocked. SIGINT and SIGTERM left at their default get a handler that
+ *    wakes the loop; the next fusd_run()/fusd_dispatch()/fusd_dispatch_fdset() unregisters every
+ *    device and re-raises the signal, so the driver ends by it and leaves nothing behind;
+ *  - fusd_run() exits 0 once no device is left, 1 if none was registered; it never returns;
+ *  - fixes over the original: callbacks may return any -errno, not only values up to 255 (as
+ *    for the C++ reply_error(): from 512 on, where no errno is, the caller gets EIO); fusd_file_info carries the caller's real pid, uid and gid; no C++ exception leaves
+ *    these functions.
  * Both registration signatures exist: fusd_register(name, mode, device_info, fops) (1.10) and
- * fusd_register(name, clazz, devname, mode, device_info, fops) (later forks; clazz is ignored,
- * the node is /dev/NAME).
+ * fusd_register(name, clazz, devname, mode, device_info, fops) (later forks; clazz and devname are
+ * used by no backend, the node is /dev/NAME).
  */
 #ifndef FUSD_H
 #define FUSD_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/select.h>
 #include <sys/types.h>
 
@@ -60,6 +76,10 @@ typedef struct fusd_file_operations {
 	int (*ioctl)(struct fusd_file_info *file, int request, void *data);
 	int (*poll_diff)(struct fusd_file_info *file, unsigned int cached_state);
 	int (*unblock)(struct fusd_file_info *file);
+	/* The later forks' mmap member, declared so that their drivers compile; libfusd does not call
+	 * it yet (mmap(2) on a classic device fails ENODEV). */
+	int (*mmap)(struct fusd_file_info *file, int offset, size_t length, int prot, int flags, void **addr,
+		    size_t *out_length);
 } fusd_file_operations_t;
 
 /* Registers /dev/NAME; returns a descriptor for select() and fusd_dispatch(), or -1 with errno. */
@@ -71,6 +91,15 @@ int fusd_register6(const char *name, const char *clazz, const char *devname, mod
 	FUSD_REGISTER_PICK(__VA_ARGS__, fusd_register6, fusd_register5_invalid, fusd_register4, \
 			   fusd_register3_invalid, fusd_register2_invalid, fusd_register1_invalid)(__VA_ARGS__)
 
+/* The forks' one-statement registration: builds the operations table from designated
+ * initializers (C99 `.read = f` or GNU `read: f`) and prints a warning when registration fails. */
+#define fusd_simple_register(name, clazz, devname, perms, arg, ...) \
+	do { \
+		struct fusd_file_operations fusd_simple_fops_ = {__VA_ARGS__}; \
+		if (fusd_register(name, clazz, devname, perms, arg, &fusd_simple_fops_) < 0) \
+			perror("warning: fusd unavailable"); \
+	} while (0)
+
 int fusd_unregister(int fd);
 /* Answers a call kept with -FUSD_NOREPLY, exactly once, from any thread. */
 int fusd_return(struct fusd_file_info *file, ssize_t retval);
@@ -78,7 +107,7 @@ int fusd_return(struct fusd_file_info *file, ssize_t retval);
 void fusd_destroy(struct fusd_file_info *file);
 /* Handles whatever is ready; never blocks. Returns 0, or -1 with errno. */
 int fusd_dispatch(int fd);
-/* Dispatches forever (until SIGINT/SIGTERM, which unregister everything and exit(0)). */
+/* Dispatches until a signal (see above) or until no device is left, then exit(0); never returns. */
 void fusd_run(void);
 void fusd_fdset_add(fd_set *set, int *max);
 void fusd_dispatch_fdset(fd_set *set);
@@ -92,6 +121,10 @@ int fusd_get_ioctl_request(struct fusd_file_info *file);
 unsigned long fusd_get_ioctl_arg(struct fusd_file_info *file);
 void *fusd_get_ioctl_buffer(struct fusd_file_info *file);
 unsigned int fusd_get_poll_diff_cached_state(struct fusd_file_info *file);
+
+/* poll_diff states as text, "RWE" with '-' for a clear bit (FUSD_NOTIFY_INPUT, OUTPUT, EXCEPT).
+ * The string lives in a small ring of per-thread buffers: valid for the next few calls. */
+char *fusd_unparse_flags(int flags);
 
 #ifdef __cplusplus
 }

@@ -148,6 +148,9 @@ void KernelTransport::start()
 void KernelTransport::shutdown()
 {
     if (channel_.is_open()) {
+        // Replies held by a callback that removes its device (a classic driver's exit() inside
+        // its ioctl callback) go out first: unregistering would answer their callers ENODEV.
+        replies_.flush();
         if (!gone_)
             channel_.unregister();
         channel_.close();

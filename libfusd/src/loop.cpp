@@ -93,6 +93,7 @@ void LoopImpl::on_signal()
 
 LoopImpl::~LoopImpl()
 {
+    removal_error_ = EPIPE; // the daemon is going away: its callers see what a dead daemon's see
     while (!devices_.empty())
         remove(*devices_.back()->face);
     control_.reset();
@@ -285,11 +286,11 @@ void LoopImpl::remove(Device &device)
         return;
     std::shared_ptr<DeviceState> keep = *it;
     devices_.erase(it);
-    // Callers still waiting get ENODEV now, through the backend, which also frees what the backend
-    // keeps per request; a driver's later reply to them is harmless.
+    // Callers still waiting get ENODEV now (EPIPE when the loop itself goes), through the backend,
+    // which also frees what the backend keeps per request; a driver's later reply is harmless.
     for (RequestSlot *slot : pending_slots()) {
         if (!slot->answered.load() && slot->file && slot->file->device.get() == dev)
-            complete(*slot, -ENODEV, {});
+            complete(*slot, -removal_error_, {});
         unref(slot);
     }
     unwatch(dev->transport->fd());

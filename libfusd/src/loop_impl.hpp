@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -158,6 +159,7 @@ private:
     std::vector<std::function<void()>> posted_;
     std::atomic<bool> stop_{false};
     int stop_signal_ = 0;
+    int removal_error_ = ENODEV;       // what remove() answers callers still waiting
     std::vector<std::shared_ptr<DeviceState>> devices_;
     std::atomic<std::uint64_t> next_file_id_{0};
     std::uint64_t next_request_id_ = 1;

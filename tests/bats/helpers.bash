@@ -191,3 +191,34 @@ complete_fish() {
 	PATH=$(dirname "$FUSDCTL"):$PATH fish -c 'source $argv[1]; complete -C $argv[2]' \
 		"$REPO/completions/fusdctl.fish" "$1" | cut -f1
 }
+
+# driver NODE... -- COMMAND...: a classic driver in the background of the test (output in
+# $T/driver.out), tracked for teardown; returns once every NODE exists. Sets DRIVER.
+driver() {
+	local nodes=() node
+	while [ "$1" != -- ]; do
+		nodes+=("$1")
+		track_dev "$1"
+		shift
+	done
+	shift
+	command -v "$1" >/dev/null || fail "$1 is not built (ninja -C $BUILD)"
+	# a background job of a script starts with SIGINT ignored: give the driver the defaults a
+	# driver started from a terminal has
+	env --default-signal=INT,TERM "$@" >"$T/driver.out" 2>&1 &
+	DRIVER=$!
+	track_pid "$DRIVER"
+	for node in "${nodes[@]}"; do
+		wait_for "$GUARD" test -e "$node" || fail "$node did not appear: $(cat "$T/driver.out")"
+	done
+}
+
+# gone NODE...: the nodes and their registry entries are gone.
+gone() {
+	local node
+	for node in "$@"; do
+		[ ! -e "$node" ] || fail "$node is still there"
+		not grep -q " $node " /proc/mounts || fail "$node is still mounted"
+		not listed "$node" || fail "$node is still listed"
+	done
+}

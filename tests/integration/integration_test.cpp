@@ -918,7 +918,7 @@ TEST(Examples, HelloEchoUidFilterAndClassic)
         EXPECT_EQ(line, "Hello, world!");
     }
     {
-        Daemon classic({example("classic"), base.substr(5) + "-classic"});
+        Daemon classic({example("classic/classic"), base.substr(5) + "-classic"});
         ASSERT_TRUE(classic.ready()) << "classic did not start";
         int fd = ::open((base + "-classic").c_str(), O_RDONLY);
         ASSERT_GE(fd, 0);

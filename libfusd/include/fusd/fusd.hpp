@@ -328,14 +328,14 @@ private:
 class Loop {
 public:
     explicit Loop(bool handle_signals = true);
-    ~Loop();                           // unregisters every device that is still registered
+    ~Loop();                           // unregisters every device still registered; waiting callers get EPIPE
     Loop(const Loop &) = delete;
     Loop &operator=(const Loop &) = delete;
 
     // Makes the node and returns once it is ready to open. Throws fusd::Error (EEXIST, EINVAL,
     // ENAMETOOLONG, EACCES, ENODEV for no usable backend, ...) with nothing left behind.
     Device &add(const DeviceOptions &options, Callbacks callbacks);
-    // Removes the node; callers still waiting get an error; pending Requests become harmless.
+    // Removes the node; callers still waiting get ENODEV; pending Requests become harmless.
     void remove(Device &device);
     std::vector<Device *> devices() const;
 
