@@ -21,7 +21,9 @@
  *    device and re-raises the signal, so the driver ends by it and leaves nothing behind;
  *  - fusd_run() exits 0 once no device is left, 1 if none was registered; it never returns;
  *  - fixes over the original: callbacks may return any -errno, not only values up to 255 (as
- *    for the C++ reply_error(): from 512 on, where no errno is, the caller gets EIO); fusd_file_info carries the caller's real pid, uid and gid; no C++ exception leaves
+ *    for the C++ reply_error(): from 512 on, where no errno is, the caller gets EIO);
+ *    fusd_file_info carries the caller's process id and its real uid and gid, as FUSD's did (its
+ *    filesystem ids if the caller was gone before its call was read); no C++ exception leaves
  *    these functions.
  * Both registration signatures exist: fusd_register(name, mode, device_info, fops) (1.10) and
  * fusd_register(name, clazz, devname, mode, device_info, fops) (later forks; clazz and devname are
@@ -54,6 +56,7 @@ extern "C" {
 #define FUSD_IOCTL 104
 #define FUSD_POLL_DIFF 105
 #define FUSD_UNBLOCK 106
+#define FUSD_MMAP 107 /* the forks' mmap member's call */
 
 struct fusd_call; /* library-private */
 
@@ -76,8 +79,10 @@ typedef struct fusd_file_operations {
 	int (*ioctl)(struct fusd_file_info *file, int request, void *data);
 	int (*poll_diff)(struct fusd_file_info *file, unsigned int cached_state);
 	int (*unblock)(struct fusd_file_info *file);
-	/* The later forks' mmap member, declared so that their drivers compile; libfusd does not call
-	 * it yet (mmap(2) on a classic device fails ENODEV). */
+	/* The later forks' mmap member: set *addr and *out_length to the device's memory (shared:
+	 * a memfd, a tmpfs file or MAP_SHARED|MAP_ANONYMOUS memory); the caller maps
+	 * [offset, offset + length) of it. Called on the kernel backend only (mmap(2) on CUSE and
+	 * FUSE fails ENODEV); answered as it returns: -FUSD_NOREPLY is not supported here (EIO). */
 	int (*mmap)(struct fusd_file_info *file, int offset, size_t length, int prot, int flags, void **addr,
 		    size_t *out_length);
 } fusd_file_operations_t;

@@ -216,9 +216,12 @@ fusd_call *new_call(const std::shared_ptr<CDevice> &dev, int type, fusd::Request
     }
     if (req) {
         call->info.flags = req.flags();
-        call->info.pid = req.caller().pid;
-        call->info.uid = req.caller().uid;
-        call->info.gid = req.caller().gid;
+        // FUSD gave the caller's real ids (current_uid()); the filesystem ids only stand in when
+        // the caller was gone before its call was read (real ids unknown).
+        const fusd::Caller &who = req.caller();
+        call->info.pid = who.pid;
+        call->info.uid = who.real_uid != uid_t(-1) ? who.real_uid : who.uid;
+        call->info.gid = who.real_gid != gid_t(-1) ? who.real_gid : who.gid;
         call->request_id = req.id();
         call->req = std::move(req);
         std::lock_guard lock(call->cfile->mutex);
@@ -422,6 +425,31 @@ fusd::Callbacks callbacks_for(const std::shared_ptr<CDevice> &dev)
             data = call->buffer.data();
         }
         finish(call, dev->fops.ioctl(&call->info, call->ioctl_request, data));
+    };
+    // The later forks' mmap member: the driver names the device's memory (its base and size),
+    // and the caller maps [offset, offset + length) of it. Answered as the callback returns (the
+    // forks had no NOREPLY for mmap); the memory must be shared, as reply_map_memory() says, and
+    // only the kernel backend carries mmap (CUSE and FUSE answer the caller ENODEV themselves).
+    cb.mmap = [dev](fusd::Request req) {
+        if (!dev->fops.mmap)
+            return req.reply_error(ENODEV);
+        if (req.map_offset() > std::uint64_t(INT_MAX))
+            return req.reply_error(EINVAL);
+        fusd_call *call = new_call(dev, FUSD_MMAP, fusd::Request(), cfile_of(req));
+        const fusd::Caller &who = req.caller();
+        call->info.flags = req.flags();
+        call->info.pid = who.pid;
+        call->info.uid = who.real_uid != uid_t(-1) ? who.real_uid : who.uid;
+        call->info.gid = who.real_gid != gid_t(-1) ? who.real_gid : who.gid;
+        void *addr = nullptr;
+        size_t length = 0;
+        int r = dev->fops.mmap(&call->info, int(req.map_offset()), req.size(), req.map_prot(), req.map_flags(), &addr,
+                               &length);
+        keep_private_data(call);
+        forget(call);
+        if (r < 0)
+            return req.reply_error(r == -FUSD_NOREPLY ? EIO : -r);
+        req.reply_map_memory(addr, length);
     };
     // As in FUSD, unblock gets a call of its own (type FUSD_UNBLOCK, the file's private_data and
     // the interrupted caller's pid, uid, gid and flags); its return value ends only that call. The

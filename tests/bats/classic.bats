@@ -163,3 +163,42 @@ except BlockingIOError:
 	assert_output "4096
 0"
 }
+
+@test "classic mmap-test: the mmap member maps the driver's page on the kernel backend, ENODEV elsewhere" {
+	driver "$DEV" -- "$EX/mmap-test" "$NAME"
+	backend=$("$FUSDCTL" ls --json | "$PY" -c '
+import json, sys
+print([d["backend"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]][0])' "$DEV")
+	run "$PY" -c '
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    m = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+except OSError as e:
+    sys.exit("mmap: " + os.strerror(e.errno))
+except ValueError as e:  # Python refuses to map past the end of a regular file (FUSE: size 0)
+    sys.exit("mmap: " + str(e))
+assert m[:4] == b"ZZZZ", m[:4]
+m[0:5] = b"hello"
+m.close()
+again = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ)
+print(again[:6].decode())' "$DEV"
+	case $backend in
+	kernel)
+		assert_success
+		assert_output "helloZ"
+		# the driver's own page: read() serves what the caller wrote through the mapping
+		run head -c 6 "$DEV"
+		assert_output "helloZ"
+		;;
+	cuse)
+		assert_failure
+		assert_output "mmap: No such device"
+		;;
+	fuse)
+		assert_failure
+		assert_output --regexp '^mmap: (No such device|mmap length is greater than file size)$'
+		;;
+	*) fail "unknown backend '$backend'" ;;
+	esac
+}
