@@ -192,6 +192,20 @@ complete_fish() {
 		"$REPO/completions/fusdctl.fish" "$1" | cut -f1
 }
 
+# start_example NAME [DEVICE]: runs the example driver build/examples/NAME on DEVICE (default
+# $DEV) in the background of the test, until it says "serving DEVICE on BACKEND"; sets ON to
+# that backend.
+start_example() {
+	local ex dev=${2:-$DEV}
+	ex=$(dirname "$(dirname "$FUSDCTL")")/examples/$1
+	[ -x "$ex" ] || fail "no examples/$1 next to fusdctl: build it"
+	track_dev "$dev"
+	"$ex" "$dev" >"$T/$1.out" 2>&1 3>&- &
+	track_pid $!
+	wait_for "$GUARD" grep -q "^serving " "$T/$1.out" || fail "$1 did not start: $(cat "$T/$1.out")"
+	ON=$(sed -n 's/^serving .* on //p' "$T/$1.out")
+}
+
 # driver NODE... -- COMMAND...: a classic driver in the background of the test (output in
 # $T/driver.out), tracked for teardown; returns once every NODE exists. Sets DRIVER.
 driver() {

@@ -11,17 +11,10 @@ bats_scope every-backend
 # start_bus: runs examples/fake_i2c on /dev/i2c-$BUS (i2c-tools name buses by number); sets
 # BUS, DEV and ON (the backend serving it).
 start_bus() {
-	local ex
-	ex=$(dirname "$(dirname "$FUSDCTL")")/examples/fake_i2c
-	[ -x "$ex" ] || fail "no examples/fake_i2c next to fusdctl: build it"
 	command -v i2cget >/dev/null || fail "no i2c-tools (scripts/bootstrap installs them)"
 	BUS=$((700000 + ($$ % 3000) * 100 + BATS_TEST_NUMBER))
 	DEV=/dev/i2c-$BUS
-	track_dev "$DEV"
-	"$ex" "$DEV" >"$T/i2c.out" 2>&1 3>&- &
-	track_pid $!
-	wait_for "$GUARD" grep -q "^serving " "$T/i2c.out" || fail "fake_i2c did not start: $(cat "$T/i2c.out")"
-	ON=$(sed -n 's/^serving .* on //p' "$T/i2c.out")
+	start_example fake_i2c
 }
 
 @test "fake_i2c: i2cdetect finds the chips; i2cset and i2cget write and read registers" {

@@ -6,15 +6,7 @@
 load helpers
 bats_scope every-backend
 
-start_input() {
-	local ex
-	ex=$(dirname "$(dirname "$FUSDCTL")")/examples/fake_input
-	[ -x "$ex" ] || fail "no examples/fake_input next to fusdctl: build it"
-	track_dev "$DEV"
-	"$ex" "$DEV" >"$T/input.out" 2>&1 3>&- &
-	track_pid $!
-	wait_for "$GUARD" grep -q "^serving " "$T/input.out" || fail "fake_input did not start: $(cat "$T/input.out")"
-}
+start_input() { start_example fake_input; }
 
 # inject CODE VALUE...: writes EV_KEY events, each followed by a SYN_REPORT, as a client would.
 inject() {

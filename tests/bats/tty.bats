@@ -8,16 +8,7 @@ load helpers
 bats_scope every-backend
 
 # start_tty: runs examples/fake_tty on $DEV; sets ON to the backend serving it.
-start_tty() {
-	local ex
-	ex=$(dirname "$(dirname "$FUSDCTL")")/examples/fake_tty
-	[ -x "$ex" ] || fail "no examples/fake_tty next to fusdctl: build it"
-	track_dev "$DEV"
-	"$ex" "$DEV" >"$T/tty.out" 2>&1 3>&- &
-	track_pid $!
-	wait_for "$GUARD" grep -q "^serving " "$T/tty.out" || fail "fake_tty did not start: $(cat "$T/tty.out")"
-	ON=$(sed -n 's/^serving .* on //p' "$T/tty.out")
-}
+start_tty() { start_example fake_tty; }
 
 @test "fake_tty: stty reads and sets the speed; -a shows the settings; not only for root" {
 	start_tty
