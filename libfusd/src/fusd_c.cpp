@@ -37,6 +37,7 @@
 
 #include <linux/ioctl.h>
 
+#include "core.hpp"
 #include "fd.hpp"
 #include "fusd/fusd.hpp"
 
@@ -65,6 +66,7 @@ struct fusd_call {
     size_t length = 0;
     loff_t offset = 0;           // the file position; the driver's value after the call is kept
     int ioctl_request = 0;
+    unsigned ioctl_dir = 0;      // _IOC_NONE/_IOC_READ/_IOC_WRITE, from the number or the table
     unsigned long ioctl_arg = 0;
     unsigned cached_state = 0;
     std::uint64_t request_id = 0;
@@ -319,7 +321,7 @@ void answer(fusd_call *call, ssize_t retval)
         }
         case FUSD_IOCTL: {
             std::span<const std::byte> out;
-            if (_IOC_DIR(call->ioctl_request) & _IOC_READ)
+            if (call->ioctl_dir & _IOC_READ)
                 out = {reinterpret_cast<const std::byte *>(call->buffer.data()),
                        std::min(call->buffer.size(), call->req.size())};
             call->req.reply_ioctl(int(retval), out);
@@ -414,11 +416,15 @@ fusd::Callbacks callbacks_for(const std::shared_ptr<CDevice> &dev)
         fusd_call *call = new_call(dev, FUSD_IOCTL, std::move(req), cfile);
         call->ioctl_request = int(call->req.ioctl_command());
         call->ioctl_arg = call->req.ioctl_argument();
+        // A legacy number (TCGETS, I2C_FUNCS...) carries no size: the table of <linux/fusd_ioctl.h>
+        // gives it, so the driver gets a buffer, as for an _IOR/_IOW/_IOWR number.
+        const fusd::detail::IoctlShape shape = fusd::detail::ioctl_shape(call->req.ioctl_command());
+        call->ioctl_dir = shape.dir;
         void *data;
-        if (_IOC_DIR(call->ioctl_request) == _IOC_NONE) {
+        if (shape.dir == _IOC_NONE) {
             data = reinterpret_cast<void *>(call->ioctl_arg);
         } else {
-            call->buffer.assign(_IOC_SIZE(call->ioctl_request), 0);
+            call->buffer.assign(shape.size, 0);
             auto in = call->req.data();
             if (!in.empty()) // _IOR: nothing comes in
                 std::memcpy(call->buffer.data(), in.data(), std::min(in.size(), call->buffer.size()));
@@ -636,8 +642,8 @@ int fusd_get_ioctl_request(struct fusd_file_info *f) { return f->fusd_msg->ioctl
 unsigned long fusd_get_ioctl_arg(struct fusd_file_info *f) { return f->fusd_msg->ioctl_arg; }
 void *fusd_get_ioctl_buffer(struct fusd_file_info *f)
 {
-    return _IOC_DIR(f->fusd_msg->ioctl_request) == _IOC_NONE ? reinterpret_cast<void *>(f->fusd_msg->ioctl_arg)
-                                                             : f->fusd_msg->buffer.data();
+    return f->fusd_msg->ioctl_dir == _IOC_NONE ? reinterpret_cast<void *>(f->fusd_msg->ioctl_arg)
+                                               : f->fusd_msg->buffer.data();
 }
 unsigned int fusd_get_poll_diff_cached_state(struct fusd_file_info *f) { return f->fusd_msg->cached_state; }
 

@@ -181,3 +181,19 @@ print("before", bool(before), "after", bool(after))
 	run cat "$DEV-ctl"
 	assert_line "unparse R-E -W-"
 }
+
+@test "classic: a terminal ioctl (TCGETS, no size in its number) gets a buffer of its table size" {
+	driver "$DEV" "$DEV-ctl" "$DEV-direct" -- "$REGRESS" "$DEV"
+	backend=$("$FUSDCTL" ls --json | "$PY" -c '
+import json, sys
+print([d["backend"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]][0])' "$DEV-direct")
+	run timeout "$GUARD" stty -F "$DEV-direct" speed
+	if [ "$backend" = fuse ]; then
+		assert_failure # a regular file carries no terminal ioctls (libfusd(3))
+		assert_output --partial "Inappropriate ioctl for device"
+	else
+		assert_success
+		assert_output "9600"
+	fi
+	alive "$DRIVER"
+}

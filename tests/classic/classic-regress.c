@@ -25,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
+#include <asm/termbits.h> /* the kernel's struct termios: what TCGETS carries */
 #include "fusd.h"
 
 struct client {
@@ -219,6 +221,27 @@ static ssize_t ctl_read(struct fusd_file_info *file, char *buffer, size_t length
 	LEAVE(n);
 }
 
+/* A terminal's ioctls on the direct node: TCGETS's number carries no size, so its buffer (the
+ * kernel's struct termios) comes from the table of <linux/fusd_ioctl.h>. */
+static int direct_ioctl(struct fusd_file_info *file, int request, void *data)
+{
+	struct termios t;
+	(void)file;
+	switch (request) {
+	case TCGETS:
+		memset(&t, 0, sizeof t);
+		t.c_cflag = B9600 | CS8 | CREAD | CLOCAL;
+		memcpy(data, &t, sizeof t);
+		return 0;
+	case TCSETS:
+	case TCSETSW:
+	case TCSETSF:
+		return 0;
+	default:
+		return -ENOTTY;
+	}
+}
+
 static void on_sigint(int sig)
 {
 	(void)sig;
@@ -230,7 +253,7 @@ int main(int argc, char *argv[])
 	struct fusd_file_operations data = { .open = data_open, .close = data_close, .read = data_read,
 					     .poll_diff = data_polldiff, .unblock = data_unblock };
 	struct fusd_file_operations direct = { .open = data_open, .close = data_close, .read = data_read,
-					       .poll_diff = direct_polldiff };
+					       .poll_diff = direct_polldiff, .ioctl = direct_ioctl };
 	struct fusd_file_operations ctl = { .read = ctl_read, .write = ctl_write };
 	const char *name = NULL, *handler_file = NULL;
 	char ctl_name[256], direct_name[256];
