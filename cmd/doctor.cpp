@@ -35,6 +35,14 @@ int run_doctor(const DoctorOptions &opts) {
         why_none = e.what();
     }
 
+    // What no backend changes (libfusd(3) says each in the same words).
+    const std::vector<std::string> same_everywhere = {
+        "nested names (/dev/input/event7): missing parent directories are made, and removed when fusd made them "
+        "and they are empty",
+        "the caller: its process id, its filesystem uid and gid (those its access was checked with) and its real "
+        "uid and gid",
+        "errors: a driver's errno 1..511 reaches the caller as given; 512 and above (no errno) become EIO",
+    };
     std::string no_cleaner;
     std::string cleaner = fusd::admin::cleaner_program(no_cleaner);
 
@@ -53,6 +61,7 @@ int run_doctor(const DoctorOptions &opts) {
             {"auto", chosen ? nlohmann::json(std::string(fusd::to_string(*chosen))) : nlohmann::json(nullptr)},
             {"runtime_dir", fusd::admin::runtime_dir()},
             {"cleaner", cleaner.empty() ? nlohmann::json(nullptr) : nlohmann::json(cleaner)},
+            {"same_on_every_backend", same_everywhere},
             {"root", ::geteuid() == 0},
         };
         if (cleaner.empty())
@@ -71,6 +80,9 @@ int run_doctor(const DoctorOptions &opts) {
         std::string notes = b.usable ? b.differences : b.reason;
         fmt::print("{:<{}}  {:<6}  {}\n", fusd::to_string(b.backend), w, b.usable ? "yes" : "no", notes);
     }
+    fmt::print("\nthe same on every backend:\n");
+    for (const auto &line : same_everywhere)
+        fmt::print("  {}\n", line);
     fmt::print("\n");
     if (chosen)
         fmt::print("auto picks: {}\n", fusd::to_string(*chosen));

@@ -67,3 +67,19 @@ d = json.load(open(sys.argv[1]))
 assert d["cleaner"] is None and "/nonexistent/fusd-cleaner" in d["cleaner_error"], d' "$T/doctor.json"
 	assert_success
 }
+
+@test "doctor: what no backend changes: nested names, the caller's ids, errors" {
+	run "$FUSDCTL" doctor
+	assert_success
+	assert_line "the same on every backend:"
+	assert_line --regexp '^  nested names \(/dev/input/event7\): missing parent directories are made'
+	assert_line --regexp '^  the caller: its process id, its filesystem uid and gid'
+	assert_line --regexp '^  errors: .* 512 and above \(no errno\) become EIO$'
+	run "$FUSDCTL" doctor --json
+	echo "$output" >"$T/doctor.json"
+	run "$PY" -c '
+import json, sys
+same = json.load(open(sys.argv[1]))["same_on_every_backend"]
+assert len(same) == 3 and same[0].startswith("nested names"), same' "$T/doctor.json"
+	assert_success
+}
