@@ -90,6 +90,15 @@ EX=$BUILD/examples/classic
 	gone "$DEV/snare" "$DEV/kick"
 }
 
+# opened_at_least DEVICE N: its daemon reports at least N open files of it (fusdctl ls).
+opened_at_least() {
+	local n
+	n=$("$FUSDCTL" ls --json | "$PY" -c '
+import json, sys
+print(sum(d["open_files"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]))' "$1")
+	[ "$n" -ge "$2" ]
+}
+
 @test "classic pager: blocked reads and poll_diff answered later with fusd_return" {
 	driver "$DEV/input" "$DEV/notify" -- "$EX/pager" "$DEV"
 	track_dev "$DEV"
@@ -97,6 +106,8 @@ EX=$BUILD/examples/classic
 	r1=$!
 	timeout "$GUARD" dd if="$DEV/notify" bs=128 count=1 status=none >"$T/r2" &
 	r2=$!
+	# a page is for the opens made before it: both readers must have opened notify first
+	wait_for "$GUARD" opened_at_least "$DEV/notify" 2
 	# select() says "not readable" until a page comes, then readable
 	run timeout "$GUARD" "$PY" -c '
 import os, select, sys

@@ -96,8 +96,14 @@ serve_fails() {
 	[ ! -e "/dev/$NAME" ]
 }
 
-@test "a killed daemon's parents are removed by the stale cleanup" {
+@test "a killed daemon's parents are removed at once by its cleaner, with no fusd command run" {
 	serve_d "$NAME/sub/dev" -- echo hi
+	kill -KILL "$SERVER_PID"
+	wait_for "$GUARD" bash -c "[ ! -e '/dev/$NAME' ]"
+}
+
+@test "without fusd-cleaner, a killed daemon's parents are removed by the stale cleanup" {
+	FUSD_CLEANER=/nonexistent/fusd-cleaner serve_d "$NAME/sub/dev" -- echo hi
 	kill -KILL "$SERVER_PID"
 	wait_gone "$SERVER_PID" "$GUARD"
 	run "$FUSDCTL" ls
