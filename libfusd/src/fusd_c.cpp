@@ -202,6 +202,17 @@ int fail_current(const char *function)
     }
 }
 
+// The call's flags and caller. FUSD gave the caller's real ids (current_uid()); the filesystem
+// ids only stand in when the caller was gone before its call was read (real ids unknown).
+void set_caller(fusd_file_info &info, const fusd::Request &req)
+{
+    const fusd::Caller &who = req.caller();
+    info.flags = req.flags();
+    info.pid = who.pid;
+    info.uid = who.real_uid != uid_t(-1) ? who.real_uid : who.uid;
+    info.gid = who.real_gid != gid_t(-1) ? who.real_gid : who.gid;
+}
+
 fusd_call *new_call(const std::shared_ptr<CDevice> &dev, int type, fusd::Request req, std::shared_ptr<CFile> cfile)
 {
     auto *call = new fusd_call;
@@ -217,13 +228,7 @@ fusd_call *new_call(const std::shared_ptr<CDevice> &dev, int type, fusd::Request
         call->offset = call->cfile->position;
     }
     if (req) {
-        call->info.flags = req.flags();
-        // FUSD gave the caller's real ids (current_uid()); the filesystem ids only stand in when
-        // the caller was gone before its call was read (real ids unknown).
-        const fusd::Caller &who = req.caller();
-        call->info.pid = who.pid;
-        call->info.uid = who.real_uid != uid_t(-1) ? who.real_uid : who.uid;
-        call->info.gid = who.real_gid != gid_t(-1) ? who.real_gid : who.gid;
+        set_caller(call->info, req);
         call->request_id = req.id();
         call->req = std::move(req);
         std::lock_guard lock(call->cfile->mutex);
@@ -442,11 +447,7 @@ fusd::Callbacks callbacks_for(const std::shared_ptr<CDevice> &dev)
         if (req.map_offset() > std::uint64_t(INT_MAX))
             return req.reply_error(EINVAL);
         fusd_call *call = new_call(dev, FUSD_MMAP, fusd::Request(), cfile_of(req));
-        const fusd::Caller &who = req.caller();
-        call->info.flags = req.flags();
-        call->info.pid = who.pid;
-        call->info.uid = who.real_uid != uid_t(-1) ? who.real_uid : who.uid;
-        call->info.gid = who.real_gid != gid_t(-1) ? who.real_gid : who.gid;
+        set_caller(call->info, req);
         void *addr = nullptr;
         size_t length = 0;
         int r = dev->fops.mmap(&call->info, int(req.map_offset()), req.size(), req.map_prot(), req.map_flags(), &addr,
