@@ -132,15 +132,21 @@ static ssize_t data_read(struct fusd_file_info *file, char *buffer, size_t lengt
 	LEAVE(-FUSD_NOREPLY);
 }
 
-static int data_polldiff(struct fusd_file_info *file, unsigned int cached_state)
+/* poll_diff must run on the loop's thread, never inside another callback: count what does not. */
+static void check_polldiff_context(void)
 {
-	struct client *c = file->private_data;
-	(void)cached_state;
 	if (depth != 0 || !pthread_equal(pthread_self(), main_thread)) {
 		fprintf(stderr, "classic-regress: poll_diff called %s\n",
 			depth ? "inside another callback" : "on another thread");
 		violations++;
 	}
+}
+
+static int data_polldiff(struct fusd_file_info *file, unsigned int cached_state)
+{
+	struct client *c = file->private_data;
+	(void)cached_state;
+	check_polldiff_context();
 	ENTER();
 	if (c->polldiff)
 		fusd_destroy(c->polldiff);
@@ -153,11 +159,7 @@ static int direct_polldiff(struct fusd_file_info *file, unsigned int cached_stat
 {
 	struct client *c = file->private_data;
 	(void)cached_state;
-	if (depth != 0 || !pthread_equal(pthread_self(), main_thread)) {
-		fprintf(stderr, "classic-regress: poll_diff called %s\n",
-			depth ? "inside another callback" : "on another thread");
-		violations++;
-	}
+	check_polldiff_context();
 	return c->seen < generation ? FUSD_NOTIFY_INPUT : 0;
 }
 
