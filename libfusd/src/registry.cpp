@@ -4,13 +4,16 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
 #include <dirent.h>
+#include <fcntl.h>
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core.hpp"
+#include "fd.hpp"
 #include "fusd/admin.hpp"
 
 namespace fusd {
@@ -50,15 +53,25 @@ std::string entry_file(const std::string &device_path) { return devices_dir() + 
 
 std::uint64_t process_start_time(pid_t pid)
 {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto close_paren = stat.rfind(')'); // the command name may hold spaces and parentheses
-    if (close_paren == std::string::npos)
+    // Plain read(2), not a stream: the process may be reaped between open and read, and then the
+    // read fails with ESRCH, which libstdc++'s filebuf reports by throwing.
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+    Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd)
         return 0;
+    char buf[1024]; // 52 numbers and a command name: well under this
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    if (n <= 0)
+        return 0;
+    std::string stat(buf, std::size_t(n));
+    auto close_paren = stat.rfind(')'); // the command name may hold spaces and parentheses
+    if (close_paren == std::string::npos || stat.size() < close_paren + 3)
+        return 0;
+    if (stat[close_paren + 2] == 'Z')
+        return 0; // a zombie serves nothing: dead, even before its parent reaps it
     std::istringstream rest(stat.substr(close_paren + 2));
     std::string field;
-    if (stat.size() > close_paren + 2 && stat[close_paren + 2] == 'Z')
-        return 0; // a zombie serves nothing: dead, even before its parent reaps it
     // fields after the name start at #3 (state); start time is #22
     for (int i = 3; i <= 22 && rest >> field; ++i)
         if (i == 22)
