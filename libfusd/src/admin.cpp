@@ -166,6 +166,7 @@ struct TraceSubscription::Impl {
         e.size = j.value("size", std::uint64_t(0));
         e.offset = j.value("offset", std::uint64_t(0));
         e.ioctl = j.value("ioctl", std::uint32_t(0));
+        e.note = j.value("note", "");
         e.result = j.value("result", 0);
         e.latency_us = j.value("latency_us", std::uint64_t(0));
         return e;

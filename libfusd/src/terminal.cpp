@@ -88,8 +88,14 @@ bool Terminal::answer_ioctl(Request &req)
         if (changed)
             changed();
     };
+    // fusdctl trace shows the line as this call leaves it.
+    auto note = [&] {
+        if (req.traced())
+            req.trace_note(describe());
+    };
     switch (cmd) {
     case TCGETS:
+        note();
         has(0, sizeof(termios)) ? req.reply_ioctl(0, bytes_of(s.settings).first(sizeof(termios)))
                                 : req.reply_error(ENOTTY);
         return true;
@@ -97,6 +103,7 @@ bool Terminal::answer_ioctl(Request &req)
         termios2 t = s.settings;
         t.c_ospeed = speed_of(t.c_cflag, t.c_ospeed);
         t.c_ispeed = speed_of(t.c_cflag >> IBSHIFT ? t.c_cflag >> IBSHIFT : t.c_cflag, t.c_ispeed);
+        note();
         has(0, sizeof t) ? req.reply_ioctl(0, bytes_of(t)) : req.reply_error(ENOTTY);
         return true;
     }
@@ -114,8 +121,9 @@ bool Terminal::answer_ioctl(Request &req)
         std::memcpy(&s.settings, req.data().data(), two ? sizeof(termios2) : sizeof(termios));
         if ((cmd == TCSETSF || cmd == TCSETSF2) && flush_input)
             flush_input(req);
-        req.reply_ok();
         changed_now();
+        note();
+        req.reply_ok();
         return true;
     }
     case TIOCGWINSZ:
@@ -131,6 +139,7 @@ bool Terminal::answer_ioctl(Request &req)
         return true;
     case TIOCMGET: {
         int value = int(modem_lines());
+        note();
         has(0, sizeof value) ? req.reply_ioctl(0, bytes_of(value)) : req.reply_error(ENOTTY);
         return true;
     }
@@ -143,8 +152,9 @@ bool Terminal::answer_ioctl(Request &req)
         }
         unsigned bits = unsigned(input<int>(req)) & kOutputLines;
         s.outputs = cmd == TIOCMSET ? bits : cmd == TIOCMBIS ? s.outputs | bits : s.outputs & ~bits;
-        req.reply_ok();
         changed_now();
+        note();
+        req.reply_ok();
         return true;
     }
     case TIOCINQ: // FIONREAD

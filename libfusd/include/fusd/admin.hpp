@@ -57,6 +57,7 @@ struct TraceEvent {
     std::uint32_t ioctl = 0;       // ioctl request number
     int result = 0;                // >= 0, or -errno
     std::uint64_t latency_us = 0;  // from arrival to answer
+    std::string note;              // what the driver said of the call (Request::trace_note), or empty
 };
 
 // A live stream of trace events from the named devices (all when empty), including daemons that

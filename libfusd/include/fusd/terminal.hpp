@@ -41,7 +41,8 @@ public:
 
     // The hooks the driver sets. readable: the bytes the caller could read now (FIONREAD; none
     // when unset). flush_input: drop what waits to be read by the caller (TCFLSH TCIFLUSH or
-    // TCIOFLUSH, TCSETSF). changed: after the settings or the modem lines changed.
+    // TCIOFLUSH, TCSETSF). changed: the settings or the modem lines changed (called before the
+    // call is answered).
     std::function<std::size_t(Request &)> readable;
     std::function<void(Request &)> flush_input;
     std::function<void()> changed;
