@@ -29,7 +29,7 @@ std::string cleaner_program(std::string &why);
 
 struct DeviceInfo {
     std::string path;          // /dev/clock
-    std::string backend;       // kernel, cuse, fuse
+    std::string backend;       // kernel, cuse, fuse; pty (see PtyEntry)
     pid_t pid = 0;             // serving process
     std::string command;       // its command line
     std::string state;         // "live", "unresponsive" (entry alive, socket silent), "dead" (cleaned)
@@ -45,6 +45,23 @@ std::vector<DeviceInfo> list_devices();
 // daemon is stopped or hung: blocked callers are released with an error. Throws fusd::Error
 // (ENOENT for an unknown device).
 void remove_device(const std::string &path, bool force);
+
+// A device that no backend serves but that stands in /dev for one: `fusdctl serve --tty` on FUSE
+// makes /dev/NAME a symlink to a pseudo-terminal's slave (target). While a PtyEntry lives,
+// list_devices() shows the device with backend "pty", live while this process lives (open files
+// and calls are not counted: the kernel's pty driver answers them); remove_device() stops this
+// process with SIGTERM (force: SIGKILL, and removes the symlink). An entry whose process died is
+// cleaned as the others are: its symlink is removed if it still points to target. Not traced.
+class PtyEntry {
+public:
+    PtyEntry(const std::string &path, const std::string &target); // throws Error
+    ~PtyEntry();
+    PtyEntry(const PtyEntry &) = delete;
+    PtyEntry &operator=(const PtyEntry &) = delete;
+
+private:
+    std::string path_;
+};
 
 struct TraceEvent {
     std::int64_t time_ns = 0;      // CLOCK_REALTIME when the call was answered
