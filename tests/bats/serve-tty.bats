@@ -320,3 +320,23 @@ print(" ".join(d["backend"] + ":" + d["state"] for d in json.load(sys.stdin) if 
 	run backend_of
 	assert_output ""
 }
+
+@test "serve --tty --restart: a new command answers after the first one exits" {
+	serve_d "$DEV" --tty --shared --restart --restart-delay 0.1 --mode 0666 -- sh -c 'echo "pid $$"; read x'
+	run py '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+def line():
+    got = b""
+    while not got.endswith(b"\n"):
+        got += os.read(fd, 1)
+    return got.decode().strip()
+first = line()
+os.write(fd, b"bye\n")
+second = line()
+print(first != second, first.startswith("pid "), second.startswith("pid "))
+' "$DEV"
+	assert_success
+	assert_output "True True True"
+	alive "$SERVER_PID"
+}
