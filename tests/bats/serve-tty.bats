@@ -311,8 +311,11 @@ print(" ".join(d["backend"] + ":" + d["state"] for d in json.load(sys.stdin) if 
 
 	[ "$ON" = pty ] || return 0 # a killed server on the other backends: fusd-cleaner's, tested elsewhere
 	serve_tty
+	local state_dir
+	state_dir=$(dirname "$(tr '\0' '\n' <"/proc/$(pgrep -P "$SERVER_PID" | head -1)/environ" | sed -n 's/^FUSD_TTY_STATE=//p')")
 	kill -KILL "$SERVER_PID"
 	wait_gone "$SERVER_PID" "$GUARD"
+	rm -rf "$state_dir" # a killed server cannot remove its FUSD_TTY_STATE directory (known gap)
 	[ -L "$DEV" ] # nobody removed it yet: the next ls does
 	run backend_of
 	assert_output "pty:dead"
