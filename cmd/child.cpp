@@ -65,7 +65,7 @@ const std::vector<std::string> &base_environment() {
         for (char **e = environ; e && *e; ++e) {
             std::string_view entry(*e);
             if (entry.starts_with("FUSD_DEVICE=") || entry.starts_with("FUSD_CALLER_") ||
-                entry.starts_with("FUSD_OPEN_FLAGS="))
+                entry.starts_with("FUSD_OPEN_FLAGS=") || entry.starts_with("FUSD_TTY_"))
                 continue;
             out.emplace_back(entry);
         }
@@ -160,14 +160,22 @@ CommandSpec resolve_command(const std::vector<std::string> &words) {
     throw exec_error(first_error, word, first_error == ENOENT ? "command not found" : std::strerror(first_error));
 }
 
-Child spawn_command(const CommandSpec &command, const std::vector<std::string> &extra_env, int stderr_fd) {
-    int in[2], out[2];
-    if (::pipe2(in, O_CLOEXEC) != 0)
-        throw CommandError(errno, fmt::format("cannot start '{}': pipe2: {}", command.argv.at(0), std::strerror(errno)));
-    fusd::Fd in_r{in[0]}, in_w{in[1]};
-    if (::pipe2(out, O_CLOEXEC) != 0)
-        throw CommandError(errno, fmt::format("cannot start '{}': pipe2: {}", command.argv.at(0), std::strerror(errno)));
-    fusd::Fd out_r{out[0]}, out_w{out[1]};
+Child spawn_command(const CommandSpec &command, const std::vector<std::string> &extra_env, int stderr_fd,
+                    int stdio_fd) {
+    fusd::Fd in_r, in_w, out_r, out_w;
+    if (stdio_fd < 0) {
+        int in[2], out[2];
+        if (::pipe2(in, O_CLOEXEC) != 0)
+            throw CommandError(errno,
+                               fmt::format("cannot start '{}': pipe2: {}", command.argv.at(0), std::strerror(errno)));
+        in_r.reset(in[0]);
+        in_w.reset(in[1]);
+        if (::pipe2(out, O_CLOEXEC) != 0)
+            throw CommandError(errno,
+                               fmt::format("cannot start '{}': pipe2: {}", command.argv.at(0), std::strerror(errno)));
+        out_r.reset(out[0]);
+        out_w.reset(out[1]);
+    }
 
     std::vector<char *> argv;
     argv.reserve(command.argv.size() + 1);
@@ -195,8 +203,8 @@ Child spawn_command(const CommandSpec &command, const std::vector<std::string> &
     setup.exe = command.path.c_str();
     setup.argv = argv.data();
     setup.envp = envp.data();
-    setup.in = in_r.get();
-    setup.out = out_w.get();
+    setup.in = stdio_fd >= 0 ? stdio_fd : in_r.get();
+    setup.out = stdio_fd >= 0 ? stdio_fd : out_w.get();
     setup.err = stderr_fd;
     setup.parent = ::getpid();
 
@@ -220,6 +228,8 @@ Child spawn_command(const CommandSpec &command, const std::vector<std::string> &
         reap(pid);
         throw CommandError(err, fmt::format("cannot watch '{}': pidfd_open: {}", command.argv.at(0), std::strerror(err)));
     }
+    if (stdio_fd >= 0)
+        return child;
     set_nonblocking(in_w.get());
     set_nonblocking(out_r.get());
     child.stdin_pipe = std::move(in_w);

@@ -44,10 +44,11 @@ struct Child {
 
 // Starts the command in its own process group with the given extra environment entries
 // ("NAME=value", replacing any inherited ones of the same name), stdin and stdout on fresh
-// pipes, stderr on stderr_fd (-1: inherited). Signal mask and SIGPIPE reset; every other
+// pipes (or both on stdio_fd when it is given: no pipes then), stderr on stderr_fd (-1: inherited). Signal mask and SIGPIPE reset; every other
 // descriptor closed; killed with SIGKILL if this process dies. Throws std::system_error
 // (the exec errno) when it cannot be started.
-Child spawn_command(const CommandSpec &command, const std::vector<std::string> &extra_env, int stderr_fd);
+Child spawn_command(const CommandSpec &command, const std::vector<std::string> &extra_env, int stderr_fd,
+                    int stdio_fd = -1);
 
 // Sends sig to the command's process group (and so to its children that stayed in it).
 void signal_group(pid_t pid, int sig);

@@ -16,6 +16,7 @@
 #include "common.hpp"
 #include "fusd/admin.hpp"
 #include "fusd/fusd.hpp"
+#include "serve/tty.hpp"
 
 namespace fusdctl {
 
@@ -54,6 +55,7 @@ int run_doctor(const DoctorOptions &opts) {
                 {"usable", b.usable},
                 {"reason", b.reason},
                 {"differences", b.differences},
+                {"serve_tty", serve::tty_on(b.backend)},
             });
         }
         nlohmann::json out = {
@@ -80,6 +82,9 @@ int run_doctor(const DoctorOptions &opts) {
         std::string notes = b.usable ? b.differences : b.reason;
         fmt::print("{:<{}}  {:<6}  {}\n", fusd::to_string(b.backend), w, b.usable ? "yes" : "no", notes);
     }
+    fmt::print("\nfusdctl serve --tty makes:\n");
+    for (const auto &b : backends)
+        fmt::print("  {:<{}}  {}\n", fusd::to_string(b.backend), w, serve::tty_on(b.backend));
     fmt::print("\nthe same on every backend:\n");
     for (const auto &line : same_everywhere)
         fmt::print("  {}\n", line);

@@ -17,6 +17,7 @@
 #include "common.hpp"
 #include "fusd/admin.hpp"
 #include "fusd/fusd.hpp"
+#include "fusd/terminal.hpp"
 
 namespace fusdctl {
 
@@ -61,12 +62,16 @@ std::string text_line(const fusd::admin::TraceEvent &ev) {
     case fusd::Op::write:
         args = fmt::format(" size={} offset={}", ev.size, ev.offset);
         break;
-    case fusd::Op::ioctl:
-        args = fmt::format(" cmd={:#010x} size={}", ev.ioctl, ev.size);
+    case fusd::Op::ioctl: {
+        std::string_view name = fusd::terminal_ioctl_name(ev.ioctl);
+        args = fmt::format(" {}{}cmd={:#010x} size={}", name, name.empty() ? "" : " ", ev.ioctl, ev.size);
         break;
+    }
     default:
         break;
     }
+    if (!ev.note.empty())
+        args += fmt::format(" ({})", ev.note);
     std::string result = ev.result >= 0 ? fmt::format("{}", ev.result)
                                         : fmt::format("-1 {}", errno_name(-ev.result));
     return fmt::format("{} {} {} {} {}{} = {} {}us\n", local_time(ev.time_ns), ev.device, ev.pid,
@@ -84,9 +89,13 @@ std::string json_line(const fusd::admin::TraceEvent &ev) {
         {"size", ev.size},
         {"offset", ev.offset},
         {"ioctl", ev.ioctl},
+        {"ioctl_name", ev.op == fusd::Op::ioctl && !fusd::terminal_ioctl_name(ev.ioctl).empty()
+                           ? nlohmann::json(std::string(fusd::terminal_ioctl_name(ev.ioctl)))
+                           : nlohmann::json(nullptr)},
         {"result", ev.result},
         {"errno", ev.result < 0 ? nlohmann::json(errno_name(-ev.result)) : nlohmann::json(nullptr)},
         {"latency_us", ev.latency_us},
+        {"note", ev.note.empty() ? nlohmann::json(nullptr) : nlohmann::json(ev.note)},
     };
     return j.dump() + "\n";
 }

@@ -23,7 +23,7 @@ _fusdctl() {
 	COMPREPLY=()
 
 	local commands="serve ls trace rm doctor"
-	local serve_opts="--shared --restart --restart-delay --grace -m --mode -o --owner -g --group
+	local serve_opts="--shared --tty --restart --restart-delay --grace -m --mode -o --owner -g --group
 		-b --backend -d --detach -p --pidfile -l --log -h --help"
 	local ls_opts="-j --json -q --quiet -h --help"
 	local trace_opts="-j --json -n --count -h --help"

@@ -36,6 +36,7 @@ complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a doctor -d 
 # serve
 set -l serve "__fish_seen_subcommand_from serve; and not __fusdctl_after_dashdash"
 complete -c fusdctl -n $serve -l shared -d 'One command shared by every open file'
+complete -c fusdctl -n $serve -l tty -d 'Make the device a terminal (a pseudo-terminal on fuse)'
 complete -c fusdctl -n $serve -l restart -d 'With --shared: restart the command when it exits'
 complete -c fusdctl -n $serve -l restart-delay -x -d 'Seconds before a restart'
 complete -c fusdctl -n $serve -l grace -x -d 'Seconds between close, SIGTERM and SIGKILL'

@@ -69,6 +69,19 @@ ServeConfig check_options(const ServeOptions &opts) {
         throw UsageError{fmt::format("--backend: '{}' is not one of {}", opts.backend, fusd::backend_names())};
     config.device.backend = *backend;
     config.shared = opts.shared;
+    config.tty = opts.tty;
+    if (opts.tty) {
+        // Which backend serves decides how: a FUSE file can never be a terminal.
+        try {
+            config.pty = fusd::choose_backend(config.device.backend) == fusd::Backend::fuse;
+        } catch (const fusd::Error &) {
+            config.pty = false; // no backend at all: registering says why
+        }
+        if (config.pty && !opts.shared)
+            throw UsageError{fmt::format("{}: --tty on the fuse backend is a pseudo-terminal, whose callers share "
+                                         "one command: add --shared",
+                                         config.path)};
+    }
     config.restart = opts.restart;
     config.restart_delay = opts.restart_delay;
     config.grace = opts.grace;

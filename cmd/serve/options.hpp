@@ -18,6 +18,7 @@ struct ServeOptions {
     std::string device;
     std::vector<std::string> command;
     bool shared = false;
+    bool tty = false;
     bool restart = false;
     double restart_delay = 1.0;
     double grace = 1.0;
@@ -36,6 +37,9 @@ struct ServeConfig {
     CommandSpec command;
     fusd::DeviceOptions device;
     bool shared = false;
+    // --tty: a terminal; pty: on FUSE, as a pseudo-terminal (serve_pty, tty.hpp)
+    bool tty = false;
+    bool pty = false;
     bool restart = false;
     double restart_delay = 1.0;
     double grace = 1.0;

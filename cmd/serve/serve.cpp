@@ -20,6 +20,8 @@
 //   server   Server: the device's callbacks, the Sessions, drain on a stop signal, shutdown
 //   session  Session: one command, its pipes, pidfd and timer, and the calls waiting on it
 //   output_buffer, watched_fd   what a Session owns: the unread output, a descriptor and its watch
+//   tty, pty --tty: the terminal (TtyLine, with the Server), the command's view of the line
+//            (TtyChannel), and on FUSE the pseudo-terminal served instead (serve_pty)
 //
 // The flow of one call (per open): the caller's open(2) reaches Server::on_open, which starts
 // the command (spawn_command, child.cpp) and gives the open file a Session; read(2) reaches
@@ -45,6 +47,7 @@
 #include "serve/detach.hpp"
 #include "serve/options.hpp"
 #include "serve/server.hpp"
+#include "serve/tty.hpp"
 #include "serve/watched_fd.hpp"
 
 namespace fusdctl {
@@ -83,6 +86,14 @@ int serve_device(ServeConfig &config, Reporter reporter) {
             return reporter.fail(what);
         }
         server.set_device(*loop, *device);
+        if (config.tty) {
+            try {
+                server.start_tty();
+            } catch (const std::system_error &e) {
+                server.shutdown();
+                return reporter.fail(fmt::format("{}: {}", config.path, e.what()));
+            }
+        }
         if (config.shared) {
             try {
                 server.start_shared();
@@ -139,9 +150,10 @@ int serve_device(ServeConfig &config, Reporter reporter) {
 // Checks the options, then serves in this process or in a detached one.
 int run(const ServeOptions &opts) {
     ServeConfig config = check_options(opts);
+    auto serve = config.pty ? serve_pty : serve_device;
     if (opts.detach)
-        return serve_detached(config, serve_device);
-    return serve_device(config, Reporter{});
+        return serve_detached(config, serve);
+    return serve(config, Reporter{});
 }
 
 } // namespace serve
@@ -152,6 +164,8 @@ Command add_serve(CLI::App &app) {
     sub->add_option("DEVICE", opts->device, "Device to create: /dev/NAME or NAME")->required();
     sub->add_option("COMMAND", opts->command, "Command to run, after '--' (argv, no shell)");
     sub->add_flag("--shared", opts->shared, "One command for the device's lifetime, shared by every open file");
+    sub->add_flag("--tty", opts->tty,
+                  "Make DEVICE a terminal (a serial port); on fuse, a pseudo-terminal (needs --shared)");
     sub->add_flag("--restart", opts->restart, "With --shared: start the command again when it exits");
     sub->add_option("--restart-delay", opts->restart_delay, "Seconds before a restart (default 1)");
     sub->add_option("--grace", opts->grace,

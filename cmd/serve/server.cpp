@@ -36,6 +36,8 @@ fusd::Callbacks Server::callbacks() {
             return req.reply_error(EIO);
         s->write(std::move(req));
     };
+    if (config_.tty)
+        cb.ioctl = [this](fusd::Request req) { on_ioctl(std::move(req)); };
     cb.interrupt = [this](fusd::File &file, std::uint64_t id) {
         if (Session *s = session_of(file); s && !s->shutting_down())
             s->interrupt(id);
@@ -46,6 +48,8 @@ fusd::Callbacks Server::callbacks() {
 void Server::on_open(fusd::Request req) {
     if (draining_)
         return req.reply_error(ENXIO);
+    if (tty_ && tty_->terminal.refuses(req))
+        return req.reply_error(EBUSY); // TIOCEXCL
     fusd::File &file = req.file();
     if (shared_) {
         if (shared_->shutting_down())
@@ -112,7 +116,36 @@ void Server::bury(Session *session) {
 }
 
 Child Server::start_command(const std::vector<std::string> &env) {
-    return spawn_command(config_.command, env, config_.log.get());
+    return spawn_command(config_.command, command_env(env), config_.log.get());
+}
+
+std::vector<std::string> Server::command_env(std::vector<std::string> env) const {
+    if (tty_)
+        for (std::string &e : tty_->env())
+            env.push_back(std::move(e));
+    return env;
+}
+
+void Server::on_ioctl(fusd::Request req) {
+    if (draining_)
+        return req.reply_error(EIO);
+    if (!tty_ || !tty_->terminal.answer_ioctl(req))
+        req.reply_error(ENOTTY);
+}
+
+void Server::start_tty() {
+    tty_ = std::make_unique<TtyLine>(config_.path);
+    fusd::Terminal &t = tty_->terminal;
+    t.readable = [this](fusd::Request &req) -> std::size_t {
+        Session *s = session_of(req.file());
+        return s && !s->shutting_down() ? s->unread_output() : 0;
+    };
+    t.flush_input = [this](fusd::Request &req) {
+        if (Session *s = session_of(req.file()); s && !s->shutting_down())
+            s->discard_output();
+    };
+    t.changed = [this] { tty_->publish(); };
+    tty_->start(*loop_);
 }
 
 void Server::start_shared() {
@@ -170,6 +203,8 @@ void Server::drain() {
 
 void Server::shutdown() {
     drain_timer_.reset();
+    if (tty_)
+        tty_->stop(); // the channel's files go with the Server
     end_pending();
     if (loop_ && device_) {
         for (fusd::Device *d : loop_->devices()) {

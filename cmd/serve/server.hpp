@@ -13,6 +13,7 @@
 #include "fusd/fusd.hpp"
 #include "serve/options.hpp"
 #include "serve/session.hpp"
+#include "serve/tty.hpp"
 #include "serve/watched_fd.hpp"
 
 namespace fusdctl::serve {
@@ -28,6 +29,7 @@ public:
         loop_ = &loop;
         device_ = &device;
     }
+    void start_tty();    // --tty: the terminal and its channel; throws std::system_error
     void start_shared(); // throws std::system_error
     void shutdown();     // after Loop::run: device gone, commands ended and reaped
     // Callers still waiting get a clean answer before the node goes: end of file for readers,
@@ -56,12 +58,15 @@ private:
     Child start_command(const std::vector<std::string> &env); // throws std::system_error
     void on_open(fusd::Request req);
     void on_release(fusd::Request req);
+    void on_ioctl(fusd::Request req);
+    std::vector<std::string> command_env(std::vector<std::string> env) const;
 
     const ServeConfig &config_;
     fusd::Loop *loop_ = nullptr;
     fusd::Device *device_ = nullptr;
     std::unordered_map<Session *, std::shared_ptr<Session>> sessions_;
     std::shared_ptr<Session> shared_;
+    std::unique_ptr<TtyLine> tty_; // --tty
     std::vector<std::shared_ptr<Session>> graveyard_;
     bool burying_ = false;
     bool draining_ = false;

@@ -225,6 +225,21 @@ void Session::drop_file(fusd::File *f) {
     publish();
 }
 
+std::size_t Session::unread_output() {
+    fill();
+    update_watches();
+    publish();
+    return output_.size();
+}
+
+void Session::discard_output() {
+    output_.clear();
+    fill(); // what was already in the pipe was pending too
+    output_.clear();
+    update_watches();
+    publish();
+}
+
 unsigned Session::readiness() const {
     unsigned ev = 0;
     if (output_.size() > 0 || eof_visible())

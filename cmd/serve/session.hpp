@@ -44,6 +44,9 @@ public:
     void drop_file(fusd::File *file); // its pending calls go (release)
     void close_file();                // per open: the file is released
     unsigned readiness() const;
+    // --tty: what the command wrote that is not read yet (FIONREAD), and dropping it (TCFLSH).
+    std::size_t unread_output();
+    void discard_output();
     void publish();
     bool finished() const { return phase_ == Phase::finished; }
     bool shutting_down() const { return phase_ == Phase::shut_down; }

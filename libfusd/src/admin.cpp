@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <set>
@@ -16,12 +17,45 @@
 #include "control.hpp"
 #include "core.hpp"
 #include "fd.hpp"
+#include "loop_impl.hpp"
 #include "registry.hpp"
 
 namespace fusd::admin {
 
 using detail::realtime_ns;
 namespace registry = detail::registry;
+
+namespace {
+
+constexpr const char *kPty = "pty";
+
+// A pty entry's symlink, if it still leads where the entry says.
+void remove_pty_link(const nlohmann::json &entry)
+{
+    std::string path = entry.value("device", ""), target = entry.value("target", "");
+    char buf[256];
+    ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
+    if (!target.empty() && n > 0 && std::string(buf, std::size_t(n)) == target)
+        ::unlink(path.c_str());
+}
+
+} // namespace
+
+PtyEntry::PtyEntry(const std::string &path, const std::string &target) : path_(path)
+{
+    nlohmann::json entry = {
+        {"device", path},
+        {"backend", kPty},
+        {"pid", ::getpid()},
+        {"start_time", registry::process_start_time(::getpid())},
+        {"command", detail::own_command_line()},
+        {"target", target},
+        {"created_ns", realtime_ns()},
+    };
+    registry::write_entry(entry);
+}
+
+PtyEntry::~PtyEntry() { registry::remove_entry(path_, ::getpid()); }
 
 std::vector<DeviceInfo> list_devices()
 {
@@ -34,9 +68,18 @@ std::vector<DeviceInfo> list_devices()
         info.pid = entry.value("pid", 0);
         info.command = entry.value("command", "");
         if (!registry::entry_alive(entry)) {
-            detail::clean_stale_node(info.path, info.backend);
+            if (info.backend == kPty)
+                remove_pty_link(entry);
+            else
+                detail::clean_stale_node(info.path, info.backend);
             registry::remove_dead_entry(entry);
             info.state = "dead";
+            out.push_back(std::move(info));
+            continue;
+        }
+        if (info.backend == kPty) { // no control socket: alive is live
+            info.state = "live";
+            info.uptime_seconds = double(realtime_ns() - entry.value("created_ns", std::int64_t(0))) / 1e9;
             out.push_back(std::move(info));
             continue;
         }
@@ -78,19 +121,33 @@ void remove_device(const std::string &name, bool force)
     std::string backend = entry->value("backend", "");
     pid_t pid = entry->value("pid", 0);
     if (!registry::entry_alive(*entry)) {
-        detail::clean_stale_node(path, backend);
+        if (backend == kPty)
+            remove_pty_link(*entry);
+        else
+            detail::clean_stale_node(path, backend);
         registry::remove_dead_entry(*entry);
         return;
     }
-    if (force) {
+    if (backend == kPty) {
+        // Its process serves nothing we could ask: a signal stops it, and it removes the link.
+        if (::kill(pid, force ? SIGKILL : SIGTERM) != 0 && errno != ESRCH)
+            throw Error(errno, path + ": cannot signal its process " + std::to_string(pid) + ": " + std::strerror(errno));
+        if (force) {
+            remove_pty_link(*entry);
+            registry::remove_entry(path, pid);
+            return;
+        }
+    } else if (force) {
         // The daemon may be stopped or hung: do not ask it. The backend releases the callers.
         detail::force_remove_node(path, backend);
         registry::remove_entry(path, pid);
         return;
     }
-    auto reply = detail::control_call(entry->value("socket", ""), {{"cmd", "unregister"}, {"device", path}}, 5000);
-    if (reply.contains("error"))
-        throw Error(reply.value("errno", EIO), path + ": " + reply.value("error", std::string("unregister failed")));
+    if (backend != kPty) {
+        auto reply = detail::control_call(entry->value("socket", ""), {{"cmd", "unregister"}, {"device", path}}, 5000);
+        if (reply.contains("error"))
+            throw Error(reply.value("errno", EIO), path + ": " + reply.value("error", std::string("unregister failed")));
+    }
     // The daemon removes the node on its next loop turn: wait for it, briefly.
     for (int i = 0; i < 500; ++i) {
         auto now = registry::find_entry(path);
@@ -166,6 +223,7 @@ struct TraceSubscription::Impl {
         e.size = j.value("size", std::uint64_t(0));
         e.offset = j.value("offset", std::uint64_t(0));
         e.ioctl = j.value("ioctl", std::uint32_t(0));
+        e.note = j.value("note", "");
         e.result = j.value("result", 0);
         e.latency_us = j.value("latency_us", std::uint64_t(0));
         return e;

@@ -193,7 +193,7 @@ void ControlServer::emit(const TraceRecord &rec)
             line = nlohmann::json{
                 {"time_ns", rec.time_ns}, {"device", rec.device}, {"pid", rec.pid}, {"comm", rec.comm.empty() ? "?" : rec.comm},
                 {"op", std::string(to_string(rec.op))}, {"size", rec.size}, {"offset", rec.offset},
-                {"ioctl", rec.ioctl}, {"result", rec.result}, {"latency_us", rec.latency_us},
+                {"ioctl", rec.ioctl}, {"result", rec.result}, {"latency_us", rec.latency_us}, {"note", rec.note},
             }.dump();
         if (!send_line(fd, line) && errno != EAGAIN)
             dead.push_back(fd); // a slow subscriber loses events; a gone one is dropped

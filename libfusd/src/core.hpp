@@ -87,6 +87,7 @@ struct RequestSlot : RequestHead {
     std::uint64_t offset = 0;
     std::int64_t start_ns = 0;         // CLOCK_MONOTONIC at arrival, set only while traced
     char comm[16] = {};                // the caller's command name, read at arrival while traced
+    std::string trace_note;            // Request::trace_note(), while traced
     void *owned_buffer = nullptr;      // receive buffer kept by a deferred request (malloc'ed)
     RequestSlot *next_free = nullptr;
 };

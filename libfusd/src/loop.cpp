@@ -385,6 +385,7 @@ void LoopImpl::deliver(std::shared_ptr<FileState> file, const Incoming &in)
     slot->start_ns = 0;
     if (tracing()) { // only while someone traces: the caller may be gone by the time we answer
         slot->start_ns = monotonic_ns();
+        slot->trace_note.clear();
         read_comm(in.caller.pid, slot->comm);
         if (slot->caller_unresolved) // the trace names the process, read while it is there
             resolve_caller(*slot);

@@ -23,6 +23,7 @@ void LoopImpl::trace(const RequestSlot &slot, int result)
     rec.ioctl = slot.ioctl_command;
     rec.result = result;
     rec.latency_us = std::uint64_t(monotonic_ns() - slot.start_ns) / 1000;
+    rec.note = slot.trace_note;
     {
         std::lock_guard lock(trace_mutex_);
         if (trace_queue_.size() < 65536)

@@ -50,6 +50,12 @@ void Request::abandon() noexcept
 Device &Request::device() const { return *slot_of(head_).file->device->face; }
 File &Request::file() const { return *slot_of(head_).file->face; }
 bool Request::interrupted() const { return slot_of(head_).interrupted.load(); }
+bool Request::traced() const { return head_ && slot_of(head_).start_ns != 0; }
+void Request::trace_note(std::string note)
+{
+    if (traced())
+        slot_of(head_).trace_note = std::move(note);
+}
 
 void Request::reply_ok() { answer(0, {}); }
 

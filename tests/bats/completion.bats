@@ -15,7 +15,7 @@ bats_scope host-only
 
 @test "bash: options of each subcommand" {
 	run complete_bash fusdctl serve --
-	for o in --shared --restart --grace --mode --owner --group --backend --detach --pidfile --log --help; do
+	for o in --shared --tty --restart --grace --mode --owner --group --backend --detach --pidfile --log --help; do
 		assert_line -- "$o"
 	done
 	run complete_bash fusdctl rm --f
@@ -68,4 +68,6 @@ bats_scope host-only
 	for c in serve ls trace rm doctor; do assert_line "$c"; done
 	run complete_fish "fusdctl serve --sh"
 	assert_output -- "--shared"
+	run complete_fish "fusdctl serve --tt"
+	assert_output -- "--tty"
 }

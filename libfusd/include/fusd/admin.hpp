@@ -29,7 +29,7 @@ std::string cleaner_program(std::string &why);
 
 struct DeviceInfo {
     std::string path;          // /dev/clock
-    std::string backend;       // kernel, cuse, fuse
+    std::string backend;       // kernel, cuse, fuse; pty (see PtyEntry)
     pid_t pid = 0;             // serving process
     std::string command;       // its command line
     std::string state;         // "live", "unresponsive" (entry alive, socket silent), "dead" (cleaned)
@@ -46,6 +46,23 @@ std::vector<DeviceInfo> list_devices();
 // (ENOENT for an unknown device).
 void remove_device(const std::string &path, bool force);
 
+// A device that no backend serves but that stands in /dev for one: `fusdctl serve --tty` on FUSE
+// makes /dev/NAME a symlink to a pseudo-terminal's slave (target). While a PtyEntry lives,
+// list_devices() shows the device with backend "pty", live while this process lives (open files
+// and calls are not counted: the kernel's pty driver answers them); remove_device() stops this
+// process with SIGTERM (force: SIGKILL, and removes the symlink). An entry whose process died is
+// cleaned as the others are: its symlink is removed if it still points to target. Not traced.
+class PtyEntry {
+public:
+    PtyEntry(const std::string &path, const std::string &target); // throws Error
+    ~PtyEntry();
+    PtyEntry(const PtyEntry &) = delete;
+    PtyEntry &operator=(const PtyEntry &) = delete;
+
+private:
+    std::string path_;
+};
+
 struct TraceEvent {
     std::int64_t time_ns = 0;      // CLOCK_REALTIME when the call was answered
     std::string device;
@@ -57,6 +74,7 @@ struct TraceEvent {
     std::uint32_t ioctl = 0;       // ioctl request number
     int result = 0;                // >= 0, or -errno
     std::uint64_t latency_us = 0;  // from arrival to answer
+    std::string note;              // what the driver said of the call (Request::trace_note), or empty
 };
 
 // A live stream of trace events from the named devices (all when empty), including daemons that

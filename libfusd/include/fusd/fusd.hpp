@@ -189,6 +189,10 @@ public:
     std::uint32_t ioctl_command() const { return head().ioctl_command; }   // ioctl: the request number (_IOC encoded)
     std::uint64_t ioctl_argument() const { return head().ioctl_argument; } // ioctl: the argument of an _IO ioctl
     bool interrupted() const;                  // the caller was signalled; it has already been answered EINTR
+    // While the device is traced (fusdctl trace): a short text its trace line shows (the settings
+    // a terminal ioctl set, say). Set it before answering; a no-op while nobody traces.
+    bool traced() const;
+    void trace_note(std::string note);
     // mmap (kernel backend only; see reply_map): where in the device, with what access, how shared.
     std::uint64_t map_offset() const { return head().map_offset; } // a multiple of the page size
     int map_prot() const { return head().map_prot; }                // PROT_READ | PROT_WRITE | PROT_EXEC
