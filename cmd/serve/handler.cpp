@@ -36,7 +36,8 @@ struct HandlerFile {
     std::string state_dir;
 };
 
-std::string_view op_name(fusd::Op op) { return fusd::to_string(op); }
+// The script's first argument (fusd::to_string says "close" for a release).
+std::string_view op_name(fusd::Op op) { return op == fusd::Op::release ? "release" : fusd::to_string(op); }
 
 // Reads what is there (never waits); false at end of file. Keeps at most `keep` bytes in `into`.
 bool drain_pipe(WatchedFd &fd, std::string &into, std::size_t keep) {
