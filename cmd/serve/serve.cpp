@@ -177,7 +177,7 @@ Command add_serve(CLI::App &app) {
     sub->add_option("DEVICE", opts->device, "Device to create: /dev/NAME or NAME")->required();
     sub->add_option("COMMAND", opts->command, "Command to run, after '--' (argv, no shell)");
     sub->add_flag("--shared", opts->shared, "One command for the device's lifetime, shared by every open file");
-    sub->add_flag("--restart", opts->restart, "With --shared: start the command again when it exits");
+    sub->add_flag("--restart", opts->restart, "With --shared or --protocol: start the command again when it exits");
     sub->add_option("--restart-delay", opts->restart_delay, "Seconds before a restart (default 1)");
     sub->add_option("--grace", opts->grace,
                     "Seconds between close and SIGTERM, and between SIGTERM and SIGKILL (default 1)");
