@@ -397,11 +397,15 @@ void HandlerServer::drain() {
 void HandlerServer::shutdown() {
     drain_timer_.reset();
     draining_ = true;
+    // Unless it is gone already (fusdctl rm, the backend's end): then device_ dangles.
     if (loop_ && device_) {
-        try {
-            loop_->remove(*device_);
-        } catch (const std::exception &e) {
-            error("{}: unregistering: {}", config_.path, e.what());
+        auto devices = loop_->devices();
+        if (std::find(devices.begin(), devices.end(), device_) != devices.end()) {
+            try {
+                loop_->remove(*device_);
+            } catch (const std::exception &e) {
+                error("{}: unregistering: {}", config_.path, e.what());
+            }
         }
     }
     device_ = nullptr;

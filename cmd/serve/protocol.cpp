@@ -4,6 +4,7 @@
 // man/fusd-protocol.7).
 #include "serve/protocol.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -592,11 +593,15 @@ void ProtocolServer::shutdown() {
     timer_.reset();
     draining_ = true;
     fail_calls(true);
+    // Unless it is gone already (fusdctl rm, the backend's end): then device_ dangles.
     if (loop_ && device_) {
-        try {
-            loop_->remove(*device_);
-        } catch (const std::exception &e) {
-            error("{}: unregistering: {}", config_.path, e.what());
+        auto devices = loop_->devices();
+        if (std::find(devices.begin(), devices.end(), device_) != devices.end()) {
+            try {
+                loop_->remove(*device_);
+            } catch (const std::exception &e) {
+                error("{}: unregistering: {}", config_.path, e.what());
+            }
         }
     }
     device_ = nullptr;

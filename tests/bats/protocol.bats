@@ -269,6 +269,29 @@ except OSError as e:
 	gone "$DEV"
 }
 
+@test "the command ends with status 0: serve ends with status 0, the node goes" {
+	test_driver quits <<'PYEOF'
+for c in calls():
+    if c["op"] == "open":
+        send({"id": c["id"]})
+    elif c["op"] == "read":
+        sys.exit(0)
+PYEOF
+	track_dev "$DEV"
+	"$FUSDCTL" serve --backend "$FUSD_BACKEND" --pidfile "$T/fg.pid" "$NAME" \
+		--protocol json -- "$T/quits.py" 2>"$T/fg.err" 3>&- &
+	SERVER_PID=$!
+	track_pid "$SERVER_PID"
+	wait_for "$GUARD" test -s "$T/fg.pid"
+	run timeout "$GUARD" cat "$DEV"
+	assert_failure
+	wait_gone "$SERVER_PID" "$GUARD"
+	status=0
+	wait "$SERVER_PID" || status=$?
+	[ "$status" = 0 ] || fail "serve exited with status $status: $(cat "$T/fg.err")"
+	gone "$DEV"
+}
+
 @test "--restart: a new command after the old one died; files of the old one get EIO" {
 	test_driver once <<'PYEOF'
 for c in calls():
