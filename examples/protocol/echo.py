@@ -24,6 +24,8 @@ ECHO_CLEAR = (ord("E") << 8) | 2                             # _IO('E', 2)
 
 buffer = bytearray()
 waiting_reads = []  # read calls kept until data comes, oldest first
+answers = []        # the answers to the call being handled, sent after the readiness
+readiness = None    # as last published
 
 
 def send(message):
@@ -31,47 +33,57 @@ def send(message):
     sys.stdout.flush()
 
 
-def publish_readiness():
-    send({"readiness": ["in", "out"] if buffer else ["out"]})
+def answer(call, **members):
+    answers.append({"id": call["id"], **members})
+
+
+# Readiness first, then the answers: a caller that polls right after its call returns sees the
+# readiness that call left.
+def publish():
+    global readiness
+    now = ["in", "out"] if buffer else ["out"]
+    if now != readiness:
+        send({"readiness": now})
+        readiness = now
+    for a in answers:
+        send(a)
+    answers.clear()
 
 
 def answer_read(call):
     data = bytes(buffer[: call["size"]])
     del buffer[: len(data)]
-    send({"id": call["id"], "data": base64.b64encode(data).decode()})
+    answer(call, data=base64.b64encode(data).decode())
 
 
-def serve_waiting_reads():
-    while waiting_reads and buffer:
-        answer_read(waiting_reads.pop(0))
-
-
+publish()  # before the first open: nothing to read yet
 for line in sys.stdin:
     call = json.loads(line)
     op = call["op"]
     if op == "open":
-        send({"id": call["id"]})
+        answer(call)
     elif op == "read":
         if buffer:
             answer_read(call)
         elif call["flags"] & os.O_NONBLOCK:
-            send({"id": call["id"], "error": "EAGAIN"})
+            answer(call, error="EAGAIN")
         else:
             waiting_reads.append(call)  # answered when a write brings data
     elif op == "write":
         buffer += base64.b64decode(call["data"])
-        send({"id": call["id"], "written": call["size"]})
-        serve_waiting_reads()
+        answer(call, written=call["size"])
+        while waiting_reads and buffer:
+            answer_read(waiting_reads.pop(0))
     elif op == "ioctl":
         if call["command"] == ECHO_PENDING:
-            send({"id": call["id"], "data": base64.b64encode(struct.pack("=I", len(buffer))).decode()})
+            answer(call, data=base64.b64encode(struct.pack("=I", len(buffer))).decode())
         elif call["command"] == ECHO_CLEAR:
             buffer.clear()
-            send({"id": call["id"]})
+            answer(call)
         else:
-            send({"id": call["id"], "error": "ENOTTY"})
+            answer(call, error="ENOTTY")
     elif op == "interrupt":  # the caller gave up: its read is not answered
         waiting_reads[:] = [c for c in waiting_reads if c["id"] != call["id"]]
     elif op == "release":  # nothing of this file can be waiting but interrupted calls
         waiting_reads[:] = [c for c in waiting_reads if c["file"] != call["file"]]
-    publish_readiness()
+    publish()
