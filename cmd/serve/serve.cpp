@@ -20,6 +20,11 @@
 //   server   Server: the device's callbacks, the Sessions, drain on a stop signal, shutdown
 //   session  Session: one command, its pipes, pidfd and timer, and the calls waiting on it
 //   output_buffer, watched_fd   what a Session owns: the unread output, a descriptor and its watch
+//   protocol ProtocolServer (--protocol json): one command answers every call as JSON lines
+//   handler  HandlerServer (--handler): one run of a script per call, its exit status the answer
+//   errno_name  errno names as the last two take them ("EAGAIN")
+// serve_with() runs any of Server, ProtocolServer and HandlerServer: the same setup, signals,
+// readiness report and shutdown.
 //
 // The flow of one call (per open): the caller's open(2) reaches Server::on_open, which starts
 // the command (spawn_command, child.cpp) and gives the open file a Session; read(2) reaches
