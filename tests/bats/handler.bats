@@ -164,13 +164,14 @@ esac
 exit 0
 EOF2
 	serve_d "$NAME" --handler "$T/slow"
-	timeout -s INT 3 "$PY" -c 'import os, sys; os.read(os.open(sys.argv[1], os.O_RDONLY), 1)' "$DEV" &
+	timeout "$GUARD" "$PY" -c 'import os, sys; os.read(os.open(sys.argv[1], os.O_RDONLY), 1)' "$DEV" &
 	slow=$!
-	wait_for "$GUARD" test -s "$T/slow.log"
+	wait_for "$GUARD" test -s "$T/slow.log" || fail "the read's script did not start"
 	track_cmd "$(cat "$T/slow.log")"
 	run py 'import os, sys; print(os.read(os.open(sys.argv[1], os.O_RDONLY), 100))' "$DEV"
 	assert_success
 	assert_output "b'quick\\n'"
+	kill -INT "$slow"
 	status=0
 	wait "$slow" || status=$?
 	[ "$status" != 0 ] || fail "the interrupted read succeeded"
