@@ -24,7 +24,7 @@ _fusdctl() {
 
 	local commands="serve ls trace rm doctor"
 	local serve_opts="--shared --tty --restart --restart-delay --grace -m --mode -o --owner -g --group
-		-b --backend -d --detach -p --pidfile -l --log -h --help"
+		-b --backend -d --detach -p --pidfile -l --log --protocol --handler -h --help"
 	local ls_opts="-j --json -q --quiet -h --help"
 	local trace_opts="-j --json -n --count -h --help"
 	local rm_opts="-f --force -h --help"
@@ -47,7 +47,7 @@ _fusdctl() {
 		fi
 		case $word in
 		-m | --mode | -o | --owner | -g | --group | -b | --backend | -p | --pidfile | -l | --log | \
-			--grace | --restart-delay | -n | --count)
+			--grace | --restart-delay | -n | --count | --protocol | --handler)
 			((i++)) ;; # skips the option's value
 		-*) ;;
 		*) ((npos++)) ;;
@@ -93,7 +93,11 @@ _fusdctl() {
 			mapfile -t COMPREPLY < <(compgen -W "auto kernel cuse fuse" -- "$cur")
 			return 0
 			;;
-		-p | --pidfile | -l | --log)
+		--protocol)
+			mapfile -t COMPREPLY < <(compgen -W "json" -- "$cur")
+			return 0
+			;;
+		-p | --pidfile | -l | --log | --handler)
 			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 			return 0
 			;;

@@ -37,7 +37,7 @@ complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a doctor -d 
 set -l serve "__fish_seen_subcommand_from serve; and not __fusdctl_after_dashdash"
 complete -c fusdctl -n $serve -l shared -d 'One command shared by every open file'
 complete -c fusdctl -n $serve -l tty -d 'Make the device a terminal (a pseudo-terminal on fuse)'
-complete -c fusdctl -n $serve -l restart -d 'With --shared: restart the command when it exits'
+complete -c fusdctl -n $serve -l restart -d 'With --shared or --protocol: restart the command when it exits'
 complete -c fusdctl -n $serve -l restart-delay -x -d 'Seconds before a restart'
 complete -c fusdctl -n $serve -l grace -x -d 'Seconds between close, SIGTERM and SIGKILL'
 complete -c fusdctl -n $serve -s m -l mode -x -a '0600 0640 0644 0660 0664 0666' -d 'Permissions of the node'
@@ -47,6 +47,8 @@ complete -c fusdctl -n $serve -s b -l backend -x -a 'auto kernel cuse fuse' -d '
 complete -c fusdctl -n $serve -s d -l detach -d 'Run in the background; print the PID once ready'
 complete -c fusdctl -n $serve -s p -l pidfile -r -F -d 'Write the PID to FILE once ready'
 complete -c fusdctl -n $serve -s l -l log -r -F -d 'Append the command stderr to FILE'
+complete -c fusdctl -n $serve -l protocol -x -a json -d 'One command answers every call as JSON lines'
+complete -c fusdctl -n $serve -l handler -r -F -d 'Run SCRIPT once per call'
 complete -c fusdctl -n $serve -s h -l help -d 'Print help and exit'
 complete -c fusdctl -n "__fish_seen_subcommand_from serve; and __fusdctl_after_dashdash" -x -a '(__fusdctl_command_line)'
 

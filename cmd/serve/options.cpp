@@ -43,16 +43,38 @@ Id parse_id(const std::string &name, Entry *(*lookup)(const char *), Id Entry::*
     throw UsageError{fmt::format("{}: no such {} '{}'", option, kind, name)};
 }
 
+// --protocol and --handler: each is its own way of answering, with no room for the others.
+void check_driver_options(const ServeOptions &opts) {
+    if (opts.tty && (!opts.protocol.empty() || !opts.handler.empty()))
+        throw UsageError{"--tty is a terminal over the command's pipes; not with --protocol or --handler"};
+    if (!opts.protocol.empty()) {
+        if (opts.protocol != "json")
+            throw UsageError{fmt::format("--protocol: '{}' is not a protocol (the one protocol is json)", opts.protocol)};
+        if (opts.shared)
+            throw UsageError{"--protocol json: its one command serves every open file already; drop --shared"};
+        if (!opts.handler.empty())
+            throw UsageError{"--protocol and --handler: choose one"};
+    }
+    if (!opts.handler.empty()) {
+        if (!opts.command.empty())
+            throw UsageError{fmt::format("--handler {}: no COMMAND after it: the script is run once per call",
+                                         opts.handler)};
+        if (opts.shared || opts.restart)
+            throw UsageError{"--handler: one process per call; --shared and --restart do not apply"};
+    }
+}
+
 } // namespace
 
 ServeConfig check_options(const ServeOptions &opts) {
     ServeConfig config;
     config.path = fusd::device_path(opts.device);
-    if (opts.command.empty())
+    check_driver_options(opts);
+    if (opts.command.empty() && opts.handler.empty())
         throw UsageError{fmt::format("serve {}: no COMMAND: write 'fusdctl serve {} -- COMMAND [ARG...]'",
                                      opts.device, opts.device)};
-    if (opts.restart && !opts.shared)
-        throw UsageError{"--restart needs --shared"};
+    if (opts.restart && !opts.shared && opts.protocol.empty())
+        throw UsageError{"--restart needs --shared or --protocol"};
     if (!(opts.grace >= 0) || opts.grace > 3600)
         throw UsageError{"--grace: expected seconds between 0 and 3600"};
     if (!(opts.restart_delay >= 0) || opts.restart_delay > 3600)
@@ -82,6 +104,8 @@ ServeConfig check_options(const ServeOptions &opts) {
                                          "one command: add --shared",
                                          config.path)};
     }
+    config.protocol = !opts.protocol.empty();
+    config.handler = !opts.handler.empty();
     config.restart = opts.restart;
     config.restart_delay = opts.restart_delay;
     config.grace = opts.grace;
@@ -95,7 +119,7 @@ ServeConfig check_options(const ServeOptions &opts) {
     }
 
     try {
-        config.command = resolve_command(opts.command);
+        config.command = resolve_command(config.handler ? std::vector<std::string>{opts.handler} : opts.command);
     } catch (const std::system_error &e) {
         throw std::runtime_error(fmt::format("{}: {}", config.path, e.what()));
     }

@@ -29,6 +29,8 @@ struct ServeOptions {
     bool detach = false;
     std::string pidfile;
     std::string log;
+    std::string protocol; // --protocol json
+    std::string handler;  // --handler SCRIPT
 };
 
 // Everything checked before any node is made or any process forked.
@@ -45,6 +47,8 @@ struct ServeConfig {
     double grace = 1.0;
     std::string pidfile;
     fusd::Fd log; // --log: the commands' stderr, and ours once the device is ready
+    bool protocol = false; // --protocol json: one command answers every call (serve/protocol.hpp)
+    bool handler = false;  // --handler: command is the script, run once per call (serve/handler.hpp)
 };
 
 // Checks the options and resolves the command. Throws UsageError (a bad command line),

@@ -22,6 +22,11 @@
 //   output_buffer, watched_fd   what a Session owns: the unread output, a descriptor and its watch
 //   tty, pty --tty: the terminal (TtyLine, with the Server), the command's view of the line
 //            (TtyChannel), and on FUSE the pseudo-terminal served instead (serve_pty)
+//   protocol ProtocolServer (--protocol json): one command answers every call as JSON lines
+//   handler  HandlerServer (--handler): one run of a script per call, its exit status the answer
+//   errno_name  errno names as the last two take them ("EAGAIN")
+// serve_with() runs any of Server, ProtocolServer and HandlerServer: the same setup, signals,
+// readiness report and shutdown.
 //
 // The flow of one call (per open): the caller's open(2) reaches Server::on_open, which starts
 // the command (spawn_command, child.cpp) and gives the open file a Session; read(2) reaches
@@ -45,7 +50,9 @@
 #include "common.hpp"
 #include "fusd/fusd.hpp"
 #include "serve/detach.hpp"
+#include "serve/handler.hpp"
 #include "serve/options.hpp"
+#include "serve/protocol.hpp"
 #include "serve/server.hpp"
 #include "serve/tty.hpp"
 #include "serve/watched_fd.hpp"
@@ -56,8 +63,25 @@ namespace serve {
 
 namespace {
 
-// The serving process: register, report readiness, serve until stopped, clean up.
-int serve_device(ServeConfig &config, Reporter reporter) {
+// Starting what answers the calls: the terminal's line (--tty) and the shared command (per open:
+// nothing yet), the protocol's command, or nothing (a handler script runs per call).
+void start_driver(Server &server, const ServeConfig &config) {
+    if (config.tty)
+        server.start_tty();
+    if (config.shared)
+        server.start_shared();
+}
+void start_driver(ProtocolServer &server, const ServeConfig &) { server.start(); }
+void start_driver(HandlerServer &, const ServeConfig &) {}
+
+int exit_status(const Server &) { return exit_ok; }
+int exit_status(const ProtocolServer &server) { return server.exit_status(); }
+int exit_status(const HandlerServer &) { return exit_ok; }
+
+// The serving process: register, report readiness, serve until stopped, clean up. Driver is
+// Server (pipes to commands), ProtocolServer (--protocol) or HandlerServer (--handler).
+template <typename Driver>
+int serve_with(ServeConfig &config, Reporter reporter) {
     ignore_sigpipe();
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
@@ -71,7 +95,7 @@ int serve_device(ServeConfig &config, Reporter reporter) {
     sigaddset(&stop_signals, SIGHUP);
     ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-    Server server(config);
+    Driver server(config);
     int status = exit_ok;
     {
         std::optional<fusd::Loop> loop;
@@ -86,21 +110,11 @@ int serve_device(ServeConfig &config, Reporter reporter) {
             return reporter.fail(what);
         }
         server.set_device(*loop, *device);
-        if (config.tty) {
-            try {
-                server.start_tty();
-            } catch (const std::system_error &e) {
-                server.shutdown();
-                return reporter.fail(fmt::format("{}: {}", config.path, e.what()));
-            }
-        }
-        if (config.shared) {
-            try {
-                server.start_shared();
-            } catch (const std::system_error &e) {
-                server.shutdown();
-                return reporter.fail(fmt::format("{}: {}", config.path, e.what()));
-            }
+        try {
+            start_driver(server, config);
+        } catch (const std::system_error &e) {
+            server.shutdown();
+            return reporter.fail(fmt::format("{}: {}", config.path, e.what()));
         }
         // SIGINT/SIGTERM/SIGHUP (blocked above, so one sent early waits here) through our own
         // signalfd: waiting callers are answered (end of file) before the node goes.
@@ -112,7 +126,7 @@ int serve_device(ServeConfig &config, Reporter reporter) {
             return reporter.fail(fmt::format("{}: signalfd: {}", config.path, std::strerror(err)));
         }
         int sig_fd = stop_signal.get();
-        Server *sv = &server;
+        Driver *sv = &server;
         stop_signal.watch(*loop, EPOLLIN, [sig_fd, sv](std::uint32_t) {
             signalfd_siginfo info{};
             if (::read(sig_fd, &info, sizeof info) == sizeof info)
@@ -139,10 +153,20 @@ int serve_device(ServeConfig &config, Reporter reporter) {
         }
         stop_signal.reset();
         server.shutdown();
+        if (status == exit_ok)
+            status = exit_status(server);
     }
     if (!config.pidfile.empty())
         ::unlink(config.pidfile.c_str());
     return status;
+}
+
+int serve_device(ServeConfig &config, Reporter reporter) {
+    if (config.protocol)
+        return serve_with<ProtocolServer>(config, std::move(reporter));
+    if (config.handler)
+        return serve_with<HandlerServer>(config, std::move(reporter));
+    return serve_with<Server>(config, std::move(reporter));
 }
 
 } // namespace
@@ -166,7 +190,7 @@ Command add_serve(CLI::App &app) {
     sub->add_flag("--shared", opts->shared, "One command for the device's lifetime, shared by every open file");
     sub->add_flag("--tty", opts->tty,
                   "Make DEVICE a terminal (a serial port); on fuse, a pseudo-terminal (needs --shared)");
-    sub->add_flag("--restart", opts->restart, "With --shared: start the command again when it exits");
+    sub->add_flag("--restart", opts->restart, "With --shared or --protocol: start the command again when it exits");
     sub->add_option("--restart-delay", opts->restart_delay, "Seconds before a restart (default 1)");
     sub->add_option("--grace", opts->grace,
                     "Seconds between close and SIGTERM, and between SIGTERM and SIGKILL (default 1)");
@@ -177,6 +201,10 @@ Command add_serve(CLI::App &app) {
     sub->add_flag("-d,--detach", opts->detach, "Run in the background; print its PID once the device is ready");
     sub->add_option("-p,--pidfile", opts->pidfile, "Write the serving process's PID to FILE once ready");
     sub->add_option("-l,--log", opts->log, "Append the command's stderr (and fusdctl's messages) to FILE");
+    sub->add_option("--protocol", opts->protocol,
+                    "json: one COMMAND answers every call as JSON lines (see fusd-protocol(7))");
+    sub->add_option("--handler", opts->handler,
+                    "Run SCRIPT once per call: SCRIPT open|read SIZE|write SIZE|ioctl NUMBER SIZE|release");
     return Command{sub, [opts] { return serve::run(*opts); }};
 }
 

@@ -56,13 +56,14 @@ bats_scope host-only
 
 @test "man pages render without warnings" {
 	command -v mandoc >/dev/null || skip "mandoc not installed"
-	for page in "$REPO"/man/*.1 "$REPO"/man/*.3; do
+	for page in "$REPO"/man/*.1 "$REPO"/man/*.3 "$REPO"/man/*.7; do
 		run mandoc -Tlint -W warning "$page"
 		assert_success
 		assert_output ""
 	done
 	[ -f "$REPO/man/fusdctl.1" ]
 	[ -f "$REPO/man/libfusd.3" ]
+	[ -f "$REPO/man/fusd-protocol.7" ]
 	for c in serve ls trace rm doctor; do
 		[ -f "$REPO/man/fusdctl-$c.1" ]
 	done
@@ -122,4 +123,24 @@ bats_scope host-only
 	assert_failure 2
 	run "$FUSDCTL" trace -n lots "$DEV"
 	assert_failure 2
+}
+
+@test "serve --protocol and --handler: bad combinations are usage errors" {
+	run "$FUSDCTL" serve --protocol xml fusd-cli-x -- cat
+	assert_failure 2
+	assert_output --partial "--protocol: 'xml' is not a protocol"
+	run "$FUSDCTL" serve --protocol json --shared fusd-cli-x -- cat
+	assert_failure 2
+	assert_output --partial "drop --shared"
+	run "$FUSDCTL" serve --protocol json --handler /bin/true fusd-cli-x
+	assert_failure 2
+	assert_output --partial "choose one"
+	run "$FUSDCTL" serve --handler /bin/true fusd-cli-x -- cat
+	assert_failure 2
+	assert_output --partial "no COMMAND after it"
+	run "$FUSDCTL" serve --handler /bin/true --shared fusd-cli-x
+	assert_failure 2
+	run "$FUSDCTL" serve --handler "$BATS_TEST_TMPDIR/no-such-script" fusd-cli-x
+	assert_failure 1
+	assert_output --partial "no-such-script"
 }

@@ -15,7 +15,8 @@ bats_scope host-only
 
 @test "bash: options of each subcommand" {
 	run complete_bash fusdctl serve --
-	for o in --shared --tty --restart --grace --mode --owner --group --backend --detach --pidfile --log --help; do
+	for o in --shared --tty --restart --grace --mode --owner --group --backend --detach --pidfile --log \
+		--protocol --handler --help; do
 		assert_line -- "$o"
 	done
 	run complete_bash fusdctl rm --f
@@ -38,6 +39,10 @@ bats_scope host-only
 	run complete_bash fusdctl serve -m 066
 	assert_line "0660"
 	assert_line "0666"
+	run complete_bash fusdctl serve --protocol ""
+	assert_output "json"
+	run complete_bash fusdctl serve --handler "$REPO/examples/handler/sen"
+	assert_output "$REPO/examples/handler/sensor.sh"
 }
 
 @test "bash: '--' after the device, then commands" {
@@ -70,4 +75,6 @@ bats_scope host-only
 	assert_output -- "--shared"
 	run complete_fish "fusdctl serve --tt"
 	assert_output -- "--tty"
+	run complete_fish "fusdctl serve --protocol "
+	assert_output "json"
 }

@@ -1,0 +1,637 @@
+// SPDX-License-Identifier: MIT
+//
+// fusdctl serve --protocol json: ProtocolServer (see protocol.hpp; the protocol itself is
+// man/fusd-protocol.7).
+#include "serve/protocol.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <optional>
+#include <regex>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.hpp"
+#include "serve/errno_name.hpp"
+
+namespace fusdctl::serve {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(std::span<const std::byte> in) {
+    std::string out;
+    out.reserve((in.size() + 2) / 3 * 4);
+    std::size_t i = 0;
+    for (; i + 2 < in.size(); i += 3) {
+        unsigned v = std::to_integer<unsigned>(in[i]) << 16 | std::to_integer<unsigned>(in[i + 1]) << 8 |
+                     std::to_integer<unsigned>(in[i + 2]);
+        out += kBase64[v >> 18 & 63];
+        out += kBase64[v >> 12 & 63];
+        out += kBase64[v >> 6 & 63];
+        out += kBase64[v & 63];
+    }
+    if (std::size_t left = in.size() - i) {
+        unsigned v = std::to_integer<unsigned>(in[i]) << 16;
+        if (left == 2)
+            v |= std::to_integer<unsigned>(in[i + 1]) << 8;
+        out += kBase64[v >> 18 & 63];
+        out += kBase64[v >> 12 & 63];
+        out += left == 2 ? kBase64[v >> 6 & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+// Standard base64 with padding (RFC 4648 section 4), as Python's b64encode and base64(1) write it.
+std::optional<std::string> base64_decode(std::string_view in) {
+    if (in.size() % 4 != 0)
+        return std::nullopt;
+    auto value = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z')
+            return c - 'A';
+        if (c >= 'a' && c <= 'z')
+            return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+            return c - '0' + 52;
+        if (c == '+')
+            return 62;
+        if (c == '/')
+            return 63;
+        return -1;
+    };
+    std::string out;
+    out.reserve(in.size() / 4 * 3);
+    for (std::size_t i = 0; i < in.size(); i += 4) {
+        bool last = i + 4 == in.size();
+        int pad = last ? (in[i + 3] == '=') + (in[i + 2] == '=') : 0;
+        if (pad == 1 && in[i + 2] == '=')
+            return std::nullopt;
+        int v[4];
+        for (int k = 0; k < 4 - pad; ++k)
+            if ((v[k] = value(in[i + k])) < 0)
+                return std::nullopt;
+        unsigned bits = static_cast<unsigned>(v[0]) << 18 | static_cast<unsigned>(v[1]) << 12;
+        if (pad < 2)
+            bits |= static_cast<unsigned>(v[2]) << 6;
+        if (pad < 1)
+            bits |= static_cast<unsigned>(v[3]);
+        out += static_cast<char>(bits >> 16 & 0xff);
+        if (pad < 2)
+            out += static_cast<char>(bits >> 8 & 0xff);
+        if (pad < 1)
+            out += static_cast<char>(bits & 0xff);
+    }
+    return out;
+}
+
+// The bytes of an answer: "data" (base64) or "text" (as it is, UTF-8); neither: empty.
+std::string answer_bytes(const json &reply) {
+    bool has_data = reply.contains("data"), has_text = reply.contains("text");
+    if (has_data && has_text)
+        throw std::invalid_argument("both \"data\" and \"text\"");
+    if (has_data) {
+        if (!reply["data"].is_string())
+            throw std::invalid_argument("\"data\" is not a base64 string");
+        auto bytes = base64_decode(reply["data"].get_ref<const std::string &>());
+        if (!bytes)
+            throw std::invalid_argument("\"data\" is not valid base64");
+        return std::move(*bytes);
+    }
+    if (has_text) {
+        if (!reply["text"].is_string())
+            throw std::invalid_argument("\"text\" is not a string");
+        return reply["text"].get<std::string>();
+    }
+    return {};
+}
+
+void only_keys(const json &reply, std::initializer_list<std::string_view> allowed) {
+    for (const auto &[key, value] : reply.items()) {
+        bool ok = false;
+        for (std::string_view a : allowed)
+            ok = ok || key == a;
+        if (!ok)
+            throw std::invalid_argument(fmt::format("unexpected key \"{}\"", key));
+    }
+}
+
+std::span<const std::byte> as_bytes(const std::string &s) {
+    return {reinterpret_cast<const std::byte *>(s.data()), s.size()};
+}
+
+struct ProtocolFile {
+    std::uint64_t id;
+    unsigned generation;
+};
+
+} // namespace
+
+fusd::Callbacks ProtocolServer::callbacks() {
+    fusd::Callbacks cb;
+    cb.open = [this](fusd::Request req) { on_open(std::move(req)); };
+    cb.release = [this](fusd::Request req) { on_release(std::move(req)); };
+    cb.read = [this](fusd::Request req) {
+        if (draining_)
+            return req.reply_data(std::string_view{});
+        forward(std::move(req));
+    };
+    cb.write = [this](fusd::Request req) { forward(std::move(req)); };
+    cb.ioctl = [this](fusd::Request req) { forward(std::move(req)); };
+    cb.interrupt = [this](fusd::File &file, std::uint64_t id) { on_interrupt(file, id); };
+    return cb;
+}
+
+void ProtocolServer::start() {
+    Child child = spawn_command(config_.command, {"FUSD_DEVICE=" + config_.path}, config_.log.get());
+    pid_ = child.pid;
+    ++generation_;
+    restarting_ = false;
+    stdin_.reset(std::move(child.stdin_pipe));
+    stdout_.reset(std::move(child.stdout_pipe));
+    pidfd_.reset(std::move(child.pidfd));
+    from_command_.clear();
+    skipping_line_ = false;
+    pidfd_.watch(*loop_, EPOLLIN, [this](std::uint32_t) { on_exit(); });
+    stdout_.watch(*loop_, EPOLLIN, [this](std::uint32_t) { on_output(); });
+    flush_input(); // calls that came while it was restarting
+}
+
+void ProtocolServer::forget(std::uint64_t id) {
+    constexpr std::size_t kForgottenKept = 4096;
+    if (!forgotten_.insert(id).second)
+        return;
+    forgotten_order_.push_back(id);
+    if (forgotten_order_.size() > kForgottenKept) {
+        forgotten_.erase(forgotten_order_.front());
+        forgotten_order_.pop_front();
+    }
+}
+
+bool ProtocolServer::current(fusd::File &file) const {
+    auto *f = static_cast<ProtocolFile *>(file.state().get());
+    return f && f->generation == generation_;
+}
+
+void ProtocolServer::on_open(fusd::Request req) {
+    if (draining_)
+        return req.reply_error(ENXIO);
+    fusd::File &file = req.file();
+    file.state() = std::make_shared<ProtocolFile>(ProtocolFile{file.id(), generation_ + (restarting_ ? 1 : 0)});
+    file.notify(readiness_);
+    files_.insert_or_assign(file.id(), file.keep());
+    const fusd::Caller &c = req.caller();
+    json msg = {{"op", "open"}, {"id", req.id()},        {"file", file.id()},   {"flags", req.flags()},
+                {"pid", c.pid}, {"uid", c.real_uid}, {"gid", c.real_gid}};
+    track_and_send(std::move(req), file.id(), std::move(msg));
+}
+
+void ProtocolServer::on_release(fusd::Request req) {
+    fusd::File &file = req.file();
+    std::uint64_t id = file.id();
+    // Nothing of this file can be waiting but calls whose callers were interrupted: their late
+    // answers are dropped without a word.
+    std::erase_if(calls_, [this, id](const auto &entry) {
+        if (entry.second.file != id)
+            return false;
+        forget(entry.first);
+        return true;
+    });
+    files_.erase(id);
+    if (current(file) && !draining_)
+        send({{"op", "release"}, {"id", req.id()}, {"file", id}});
+    file.state().reset();
+    req.reply_ok(); // close(2) does not wait for the command
+}
+
+void ProtocolServer::on_interrupt(fusd::File &, std::uint64_t id) {
+    auto it = calls_.find(id);
+    if (it == calls_.end() || it->second.interrupted)
+        return;
+    it->second.interrupted = true;
+    send({{"op", "interrupt"}, {"id", id}, {"file", it->second.file}});
+}
+
+void ProtocolServer::forward(fusd::Request req) {
+    if (draining_ || !current(req.file()))
+        return req.reply_error(EIO);
+    fusd::File &file = req.file();
+    const fusd::Caller &c = req.caller();
+    json msg = {{"id", req.id()},   {"file", file.id()},  {"flags", req.flags()},
+                {"pid", c.pid},     {"uid", c.real_uid}, {"gid", c.real_gid},
+                {"size", req.size()}};
+    switch (req.op()) {
+    case fusd::Op::read:
+        msg["op"] = "read";
+        break;
+    case fusd::Op::write:
+        msg["op"] = "write";
+        msg["data"] = base64_encode(req.data());
+        break;
+    case fusd::Op::ioctl:
+        msg["op"] = "ioctl";
+        msg["command"] = req.ioctl_command();
+        msg["argument"] = req.ioctl_argument();
+        msg["data"] = base64_encode(req.data());
+        break;
+    default:
+        return req.reply_error(EIO);
+    }
+    track_and_send(std::move(req), file.id(), std::move(msg));
+}
+
+void ProtocolServer::track_and_send(fusd::Request req, std::uint64_t file, json msg) {
+    if (!stdin_ && !restarting_)
+        return req.reply_error(EIO); // its stdin is closed: nobody will answer
+    std::uint64_t id = req.id();
+    fusd::Op op = req.op();
+    calls_.insert_or_assign(id, ProtocolCall{std::move(req), op, file, false});
+    send(msg);
+}
+
+void ProtocolServer::send(const json &msg) {
+    if (!stdin_ && !restarting_)
+        return;
+    to_command_ += msg.dump();
+    to_command_ += '\n';
+    flush_input();
+}
+
+// The one place that writes to the command's stdin: as much as the pipe takes, the rest when
+// it has room again (EPOLLOUT).
+void ProtocolServer::flush_input() {
+    while (stdin_ && !to_command_.empty()) {
+        ssize_t n = ::write(stdin_.get(), to_command_.data(), to_command_.size());
+        if (n > 0) {
+            to_command_.erase(0, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        // EPIPE: the command closed its stdin (or is gone); its exit answers the calls.
+        stdin_.reset();
+        to_command_.clear();
+        return;
+    }
+    if (!stdin_)
+        return;
+    bool want = !to_command_.empty();
+    if (want && !stdin_.watched())
+        stdin_.watch(*loop_, EPOLLOUT, [this](std::uint32_t) { flush_input(); });
+    else if (!want && stdin_.watched())
+        stdin_.unwatch();
+}
+
+void ProtocolServer::on_output() {
+    char buf[64 * 1024];
+    while (stdout_) {
+        ssize_t n = ::read(stdout_.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            stdout_.reset(); // end of its output: its exit (pidfd) answers what is left
+            if (!from_command_.empty() && !skipping_line_)
+                bad_line(from_command_, "no newline at the end of the output");
+            from_command_.clear();
+            return;
+        }
+        std::string_view chunk(buf, static_cast<std::size_t>(n));
+        while (!chunk.empty()) {
+            std::size_t nl = chunk.find('\n');
+            if (nl == std::string_view::npos) {
+                if (!skipping_line_)
+                    from_command_.append(chunk);
+                if (from_command_.size() > kMaxLine) {
+                    bad_line(from_command_, fmt::format("a line longer than {} bytes", kMaxLine));
+                    from_command_.clear();
+                    skipping_line_ = true;
+                }
+                break;
+            }
+            if (skipping_line_) {
+                skipping_line_ = false;
+            } else if (from_command_.empty()) {
+                on_line(chunk.substr(0, nl));
+            } else {
+                from_command_.append(chunk.substr(0, nl));
+                std::string line = std::move(from_command_);
+                from_command_.clear();
+                on_line(line);
+            }
+            chunk.remove_prefix(nl + 1);
+        }
+    }
+}
+
+void ProtocolServer::bad_line(std::string_view line, const std::string &why) {
+    constexpr std::size_t shown = 300;
+    std::string text(line.substr(0, shown));
+    error("{}: command {}: bad answer ({}): {}{}", config_.path, pid_, why, text, line.size() > shown ? "..." : "");
+}
+
+void ProtocolServer::on_line(std::string_view line) {
+    if (line.empty() || line.find_first_not_of(" \t\r") == std::string_view::npos)
+        return; // blank lines are allowed between answers
+    json msg = json::parse(line, nullptr, false);
+    std::optional<std::uint64_t> id;
+    if (msg.is_object() && msg.contains("id") && msg["id"].is_number_unsigned())
+        id = msg["id"].get<std::uint64_t>();
+    if (!msg.is_object()) {
+        // Not JSON: the call it meant still fails, if its id can be made out.
+        static const std::regex id_field(R"re("id"\s*:\s*([0-9]{1,19})\b)re");
+        std::match_results<std::string_view::const_iterator> m;
+        if (std::regex_search(line.begin(), line.end(), m, id_field))
+            id = std::stoull(m[1].str());
+    }
+    try {
+        if (!msg.is_object())
+            throw std::invalid_argument(msg.is_discarded() ? "not JSON" : "not a JSON object");
+        if (msg.contains("readiness") && !msg.contains("id"))
+            return set_readiness(msg);
+        if (!id)
+            throw std::invalid_argument("no \"id\" (a call's id) and no \"readiness\"");
+        auto it = calls_.find(*id);
+        if (it == calls_.end() && forgotten_.erase(*id))
+            return; // interrupted, its file since released
+        if (it == calls_.end())
+            throw std::invalid_argument(fmt::format("no call {} is waiting", *id));
+        ProtocolCall call = std::move(it->second);
+        calls_.erase(it);
+        if (call.interrupted)
+            return; // its caller already has EINTR
+        try {
+            answer(call, msg);
+        } catch (const std::exception &) {
+            if (call.req)
+                call.req.reply_error(EIO);
+            throw;
+        }
+    } catch (const std::exception &e) {
+        if (id && !msg.is_object()) {
+            if (auto it = calls_.find(*id); it != calls_.end()) {
+                if (!it->second.interrupted)
+                    it->second.req.reply_error(EIO);
+                calls_.erase(it);
+            }
+        }
+        if (!draining_)
+            bad_line(line, e.what());
+    }
+}
+
+void ProtocolServer::answer(ProtocolCall &call, const json &reply) {
+    fusd::Request &req = call.req;
+    if (reply.contains("error")) {
+        only_keys(reply, {"id", "error"});
+        const json &e = reply["error"];
+        int errnum = 0;
+        if (e.is_string())
+            errnum = errno_by_name(e.get_ref<const std::string &>());
+        else if (e.is_number_integer())
+            errnum = e.get<int>();
+        if (errnum <= 0 || errnum >= 4096)
+            throw std::invalid_argument("\"error\" is not an errno name (such as \"EAGAIN\") or number");
+        return req.reply_error(errnum);
+    }
+    switch (call.op) {
+    case fusd::Op::open:
+        only_keys(reply, {"id"});
+        return req.reply_ok();
+    case fusd::Op::read: {
+        only_keys(reply, {"id", "data", "text"});
+        if (!reply.contains("data") && !reply.contains("text"))
+            throw std::invalid_argument("a read's answer has \"data\" (or \"text\"), \"\" for end of file");
+        std::string bytes = answer_bytes(reply);
+        if (bytes.size() > req.size())
+            throw std::invalid_argument(fmt::format("{} bytes for a read of {}", bytes.size(), req.size()));
+        return req.reply_data(as_bytes(bytes));
+    }
+    case fusd::Op::write: {
+        only_keys(reply, {"id", "written"});
+        std::size_t written = req.size();
+        if (reply.contains("written")) {
+            if (!reply["written"].is_number_unsigned() || reply["written"].get<std::uint64_t>() > req.size())
+                throw std::invalid_argument(fmt::format("\"written\" is not a count from 0 to {}", req.size()));
+            written = reply["written"].get<std::size_t>();
+        }
+        return req.reply_written(written);
+    }
+    case fusd::Op::ioctl: {
+        only_keys(reply, {"id", "result", "data", "text"});
+        int result = 0;
+        if (reply.contains("result")) {
+            if (!reply["result"].is_number_integer() || reply["result"].get<std::int64_t>() < 0 ||
+                reply["result"].get<std::int64_t>() > INT32_MAX)
+                throw std::invalid_argument("\"result\" is not a number >= 0 (an error is \"error\")");
+            result = reply["result"].get<int>();
+        }
+        std::string bytes = answer_bytes(reply);
+        if (bytes.size() > req.size())
+            throw std::invalid_argument(fmt::format("{} bytes of out-data for an ioctl of {}", bytes.size(), req.size()));
+        return req.reply_ioctl(result, as_bytes(bytes));
+    }
+    default:
+        throw std::invalid_argument("not a call that takes an answer");
+    }
+}
+
+void ProtocolServer::set_readiness(const json &msg) {
+    only_keys(msg, {"readiness", "file"});
+    const json &list = msg["readiness"];
+    if (!list.is_array())
+        throw std::invalid_argument("\"readiness\" is not a list such as [\"in\", \"out\"]");
+    unsigned events = 0;
+    for (const json &word : list) {
+        std::string w = word.is_string() ? word.get<std::string>() : "";
+        if (w == "in")
+            events |= fusd::ready::readable;
+        else if (w == "out")
+            events |= fusd::ready::writable;
+        else if (w == "err")
+            events |= fusd::ready::error;
+        else if (w == "hup")
+            events |= fusd::ready::hangup;
+        else
+            throw std::invalid_argument(fmt::format("readiness {} is not one of in, out, err, hup", word.dump()));
+    }
+    if (!msg.contains("file")) {
+        readiness_ = events;
+        if (device_)
+            device_->notify_all(events);
+        return;
+    }
+    if (!msg["file"].is_number_unsigned())
+        throw std::invalid_argument("\"file\" is not a file number");
+    auto it = files_.find(msg["file"].get<std::uint64_t>());
+    if (it == files_.end())
+        throw std::invalid_argument(fmt::format("file {} is not open", msg["file"].get<std::uint64_t>()));
+    it->second->notify(events);
+}
+
+void ProtocolServer::fail_calls(bool draining) {
+    auto calls = std::move(calls_);
+    calls_.clear();
+    for (auto &[id, call] : calls) {
+        if (call.interrupted || !call.req)
+            continue;
+        if (draining && call.op == fusd::Op::read)
+            call.req.reply_data(std::string_view{});
+        else if (call.op == fusd::Op::open)
+            call.req.reply_error(draining ? ENXIO : EIO);
+        else
+            call.req.reply_error(EIO);
+    }
+}
+
+void ProtocolServer::on_exit() {
+    on_output(); // answers it wrote before it ended count
+    // Whatever it left in its group goes with it; the zombie still holds the group id, so this
+    // cannot hit a stranger.
+    signal_group(pid_, SIGKILL);
+    int status = reap(pid_);
+    pidfd_.reset();
+    stdin_.reset();
+    stdout_.reset();
+    to_command_.clear();
+    fail_calls(draining_);
+    if (draining_)
+        return;
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (config_.restart) {
+        if (!clean)
+            error("{}: command {} {}; restarting", config_.path, pid_, describe_status(status));
+        restarting_ = true;
+        itimerspec t{};
+        double delay = config_.restart_delay > 0 ? config_.restart_delay : 1e-6;
+        t.it_value.tv_sec = static_cast<time_t>(delay);
+        t.it_value.tv_nsec = static_cast<long>((delay - static_cast<double>(t.it_value.tv_sec)) * 1e9);
+        if (t.it_value.tv_sec == 0 && t.it_value.tv_nsec == 0)
+            t.it_value.tv_nsec = 1000;
+        timer_.reset(fusd::Fd{::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)});
+        if (timer_) {
+            ::timerfd_settime(timer_.get(), 0, &t, nullptr);
+            timer_.watch(*loop_, EPOLLIN, [this](std::uint32_t) { on_timer(); });
+            return;
+        }
+        error("{}: timerfd_create: {}", config_.path, std::strerror(errno));
+    }
+    error("{}: command {} {}", config_.path, pid_, describe_status(status));
+    if (!clean)
+        status_ = exit_failure;
+    loop_->stop();
+}
+
+void ProtocolServer::on_timer() {
+    timer_.reset();
+    try {
+        start();
+    } catch (const std::system_error &e) {
+        error("{}: restarting the command: {}", config_.path, e.what());
+        status_ = exit_failure;
+        restarting_ = false;
+        fail_calls(false);
+        loop_->stop();
+    }
+}
+
+void ProtocolServer::drain() {
+    if (draining_)
+        return;
+    draining_ = true;
+    fail_calls(true);
+    timer_.reset();
+    restarting_ = false;
+    // End of input asks the command to end; shutdown() gives it --grace before SIGTERM.
+    stdin_.reset();
+    to_command_.clear();
+    drain_deadline_ = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                            std::chrono::duration<double>(config_.grace));
+    auto check = [this] {
+        if (!device_ || device_->open_files() == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
+            loop_->stop();
+            return true;
+        }
+        return false;
+    };
+    if (check())
+        return;
+    drain_timer_.reset(fusd::Fd{::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)});
+    if (!drain_timer_) {
+        loop_->stop();
+        return;
+    }
+    itimerspec t{};
+    t.it_value.tv_nsec = 10 * 1000 * 1000;
+    t.it_interval.tv_nsec = 10 * 1000 * 1000;
+    ::timerfd_settime(drain_timer_.get(), 0, &t, nullptr);
+    int fd = drain_timer_.get();
+    drain_timer_.watch(*loop_, EPOLLIN, [fd, check](std::uint32_t) {
+        std::uint64_t ticks;
+        (void)!::read(fd, &ticks, sizeof ticks);
+        check();
+    });
+}
+
+void ProtocolServer::shutdown() {
+    drain_timer_.reset();
+    timer_.reset();
+    draining_ = true;
+    fail_calls(true);
+    // Unless it is gone already (fusdctl rm, the backend's end): then device_ dangles.
+    if (loop_ && device_) {
+        auto devices = loop_->devices();
+        if (std::find(devices.begin(), devices.end(), device_) != devices.end()) {
+            try {
+                loop_->remove(*device_);
+            } catch (const std::exception &e) {
+                error("{}: unregistering: {}", config_.path, e.what());
+            }
+        }
+    }
+    device_ = nullptr;
+    files_.clear();
+    stdin_.reset();
+    stdout_.reset();
+    pidfd_.unwatch();
+    if (!pidfd_)
+        return;
+    // End of input first (above); then SIGTERM; then SIGKILL; --grace between each.
+    auto exited_within = [this](double seconds) {
+        pollfd p{pidfd_.get(), POLLIN, 0};
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+        while (true) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            int n = ::poll(&p, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+            if (n > 0)
+                return true;
+            if (n == 0 || errno != EINTR)
+                return false;
+        }
+    };
+    if (!exited_within(config_.grace)) {
+        signal_group(pid_, SIGTERM);
+        if (!exited_within(config_.grace))
+            signal_group(pid_, SIGKILL);
+    }
+    signal_group(pid_, SIGKILL);
+    reap(pid_);
+    pidfd_.reset();
+}
+
+} // namespace fusdctl::serve
