@@ -348,14 +348,18 @@ static int fusd_purge_error(const struct fusd_req *req, int err)
 /* Move @req (just unlinked) to @out, to be completed with @err (or just freed). */
 static void fusd_purge_one(struct fusd_req *req, struct list_head *out, int err, bool waited)
 {
+	list_add_tail(&req->node, out);
 	if (waited) {
+		/*
+		 * The reference first: a caller that sees DONE without the lock (its adaptive
+		 * spin, its re-test after a signal) returns and drops its own at once.
+		 */
+		kref_get(&req->kref);		/* held while we wake the caller */
 		req->result = err;
 		smp_store_release(&req->state, FUSD_REQ_DONE);
-		kref_get(&req->kref);		/* held while we wake the caller */
 	} else {
 		WRITE_ONCE(req->state, FUSD_REQ_DONE);
 	}
-	list_add_tail(&req->node, out);
 }
 
 /*
