@@ -115,7 +115,11 @@ MODULE_PARM_DESC(polls_attempted, "waits that spun before sleeping (since the mo
 module_param_cb(polls_successful, &fusd_counter_ops, &fusd_polls_successful, 0444);
 MODULE_PARM_DESC(polls_successful, "waits that ended while spinning, without sleeping");
 
-/* ---- sysfs: /sys/class/fusd/<name>/ ---- */
+/*
+ * ---- sysfs: /sys/class/fusd/<name>/ ----
+ * That a device exists is public (name, dev_id, owner_uid, state: as ls -l of its node); its
+ * traffic is not (the counters, the waits, the daemon's pid in the initial namespace): root's.
+ */
 
 static struct fusd_device *to_fusd_device(struct device *dev)
 {
@@ -138,7 +142,7 @@ static ssize_t daemon_pid_show(struct device *dev, struct device_attribute *attr
 {
 	return sysfs_emit(buf, "%d\n", to_fusd_device(dev)->daemon_pid);
 }
-static DEVICE_ATTR_RO(daemon_pid);
+static DEVICE_ATTR_ADMIN_RO(daemon_pid);
 
 static ssize_t owner_uid_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
@@ -150,13 +154,13 @@ static ssize_t open_files_show(struct device *dev, struct device_attribute *attr
 {
 	return sysfs_emit(buf, "%d\n", atomic_read(&to_fusd_device(dev)->open_files));
 }
-static DEVICE_ATTR_RO(open_files);
+static DEVICE_ATTR_ADMIN_RO(open_files);
 
 static ssize_t calls_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
 	return sysfs_emit(buf, "%lld\n", (long long)atomic64_read(&to_fusd_device(dev)->calls));
 }
-static DEVICE_ATTR_RO(calls);
+static DEVICE_ATTR_ADMIN_RO(calls);
 
 static ssize_t waiting_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
@@ -166,7 +170,7 @@ static ssize_t waiting_show(struct device *dev, struct device_attribute *attr, c
 	fusd_device_waiting(to_fusd_device(dev), &count, &oldest);
 	return sysfs_emit(buf, "%u\n", count);
 }
-static DEVICE_ATTR_RO(waiting);
+static DEVICE_ATTR_ADMIN_RO(waiting);
 
 static ssize_t oldest_wait_ms_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
@@ -176,7 +180,7 @@ static ssize_t oldest_wait_ms_show(struct device *dev, struct device_attribute *
 	fusd_device_waiting(to_fusd_device(dev), &count, &oldest);
 	return sysfs_emit(buf, "%llu\n", oldest / NSEC_PER_MSEC);
 }
-static DEVICE_ATTR_RO(oldest_wait_ms);
+static DEVICE_ATTR_ADMIN_RO(oldest_wait_ms);
 
 static ssize_t state_show(struct device *dev, struct device_attribute *attr, char *buf)
 {

@@ -239,6 +239,32 @@ static int as_user(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
 	return WEXITSTATUS(st);
 }
 
+/*
+ * Another user sees that a device exists (name, dev_id, owner_uid, state), not its traffic: the
+ * counters, the waits and the daemon's pid are root's.
+ */
+static int sysfs_as_nobody(void *arg)
+{
+	static const char *const open_to_all[] = { "name", "dev_id", "owner_uid", "state" };
+	static const char *const root_only[] = { "daemon_pid", "open_files", "calls", "waiting",
+						 "oldest_wait_ms" };
+	const char *dev = arg;
+	char buf[64];
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(open_to_all) / sizeof(*open_to_all); i++)
+		if (sysfs_read(dev, open_to_all[i], buf, sizeof(buf)) != 0) {
+			printf("  nobody cannot read %s\n", open_to_all[i]);
+			bad = 1;
+		}
+	for (size_t i = 0; i < sizeof(root_only) / sizeof(*root_only); i++)
+		if (sysfs_read(dev, root_only[i], buf, sizeof(buf)) != -EACCES) {
+			printf("  nobody can read %s\n", root_only[i]);
+			bad = 1;
+		}
+	return bad;
+}
+
 static struct ft_stats get_stats(int fd)
 {
 	struct ft_stats st;
@@ -431,6 +457,7 @@ static void t_roundtrip(void)
 	CHECK(sysfs_num(dev, "owner_uid") == 0, "owner_uid");
 	CHECK(sysfs_num(dev, "calls") >= 10, "calls %ld", sysfs_num(dev, "calls"));
 	CHECK(sysfs_read(dev, "state", p, sizeof(p)) == 0 && !strcmp(p, "live"), "state %s", p);
+	CHECK(as_user(65534, 65534, sysfs_as_nobody, (void *)dev) == 0, "sysfs as nobody");
 	CHECK(sysfs_read(dev, "uevent", buf, sizeof(buf)) == 0 && strstr(buf, "DEVNAME=fusd-t-echo") &&
 	      strstr(buf, "DEVMODE=0666"), "uevent: %s", buf);
 	close(fd);
