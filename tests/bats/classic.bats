@@ -175,11 +175,18 @@ except BlockingIOError:
 0"
 }
 
+listed_backend() { # the backend fusdctl ls gives for $1; fails while it is not listed
+	"$FUSDCTL" ls --json | "$PY" -c '
+import json, sys
+b = [d["backend"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]]
+print(b[0]) if b else sys.exit(1)' "$1"
+}
+
 @test "classic mmap-test: the mmap member maps the driver's page on the kernel backend, ENODEV elsewhere" {
 	driver "$DEV" -- "$EX/mmap-test" "$NAME"
-	backend=$("$FUSDCTL" ls --json | "$PY" -c '
-import json, sys
-print([d["backend"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]][0])' "$DEV")
+	# the node may appear before the registry entry that ls reads
+	wait_for "$GUARD" listed_backend "$DEV"
+	backend=$(listed_backend "$DEV")
 	run "$PY" -c '
 import mmap, os, sys
 fd = os.open(sys.argv[1], os.O_RDWR)

@@ -641,8 +641,21 @@ TEST(Device, KilledCallerLeavesTheDaemonServing)
     close(fd);
 }
 
+// An environment variable set for the daemons a test starts, and unset again.
+class ScopedEnv {
+public:
+    ScopedEnv(const char *name, const char *value) : name_(name) { setenv(name, value, 1); }
+    ~ScopedEnv() { unsetenv(name_); }
+
+private:
+    const char *name_;
+};
+
 TEST(Lifecycle, DaemonKilledWhileCallerBlockedReleasesTheCaller)
 {
+    // No cleaner: the re-registration below must be what cleans. (One that races the cleaner
+    // can find the FUSE node half removed and refuse the name: a gap left open in issue 17.)
+    ScopedEnv no_cleaner("FUSD_CLEANER", "/nonexistent/fusd-cleaner");
     std::string path = "/dev/" + unique_name("sigkill");
     auto daemon = std::make_unique<Daemon>(std::vector<std::string>{testd(), path, "--backend", backend()});
     ASSERT_TRUE(daemon->ready());
@@ -666,15 +679,6 @@ TEST(Lifecycle, DaemonKilledWhileCallerBlockedReleasesTheCaller)
     EXPECT_FALSE(mounted(path));
 }
 
-// An environment variable set for the daemons a test starts, and unset again.
-class ScopedEnv {
-public:
-    ScopedEnv(const char *name, const char *value) : name_(name) { setenv(name, value, 1); }
-    ~ScopedEnv() { unsetenv(name_); }
-
-private:
-    const char *name_;
-};
 
 TEST(Lifecycle, KilledDaemonLeavesNothingBehindWithNoHelp)
 {
