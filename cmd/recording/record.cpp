@@ -30,7 +30,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -239,7 +239,7 @@ private:
 
     void run() {
         serve();
-        file_.reset(); // the File keeps us as its state: no cycle once we are done
+        file_.reset();
     }
 
     void serve() {
@@ -507,46 +507,47 @@ int run_record(const RecordOptions &opts) {
         open_path = moved->aside();
     }
 
-    std::list<std::shared_ptr<PassThrough>> live;
+    // The PassThroughs by open number, owned here on the Loop's thread only (a File's state is
+    // just its number: a PassThrough keeps its File, so the File must not keep it).
+    std::map<unsigned, std::unique_ptr<PassThrough>> live;
     unsigned opens = 0;
+    auto pass_of = [&live](fusd::File &file) -> PassThrough * {
+        auto index = std::static_pointer_cast<unsigned>(file.state());
+        auto it = index ? live.find(*index) : live.end();
+        return it == live.end() ? nullptr : it->second.get();
+    };
     fusd::Callbacks cb;
-    auto forward = [](fusd::Request req) {
-        auto pass = std::static_pointer_cast<PassThrough>(req.file().state());
-        if (pass)
+    auto forward = [&pass_of](fusd::Request req) {
+        if (PassThrough *pass = pass_of(req.file()))
             pass->submit(std::move(req));
         else
             req.reply_error(EIO);
     };
     cb.open = [&](fusd::Request req) {
-        std::shared_ptr<PassThrough> pass;
+        unsigned index = ++opens;
         try {
             // a finished PassThrough (file closed, or its open failed) is dropped on the loop's thread
-            auto finished = [&loop, &live, index = opens + 1] {
-                loop.post([&live, index] { live.remove_if([index](auto &p) { return p->index() == index; }); });
-            };
-            pass = std::make_shared<PassThrough>(open_path, journal, ++opens, req.file().keep(), finished);
+            auto finished = [&loop, &live, index] { loop.post([&live, index] { live.erase(index); }); };
+            live[index] = std::make_unique<PassThrough>(open_path, journal, index, req.file().keep(), finished);
         } catch (const std::exception &e) {
             error("record: {}: {}", as, e.what());
             req.reply_error(EIO);
             return;
         }
-        live.push_back(pass);
-        req.file().state() = pass;
-        pass->submit(std::move(req));
+        req.file().state() = std::make_shared<unsigned>(index);
+        live[index]->submit(std::move(req));
     };
     cb.read = forward;
     cb.write = forward;
     cb.ioctl = forward;
-    cb.release = [&](fusd::Request req) {
-        auto pass = std::static_pointer_cast<PassThrough>(req.file().state());
-        if (!pass) {
+    cb.release = [&pass_of](fusd::Request req) {
+        if (PassThrough *pass = pass_of(req.file()))
+            pass->submit(std::move(req));
+        else
             req.reply_ok();
-            return;
-        }
-        pass->submit(std::move(req));
     };
-    cb.interrupt = [](fusd::File &file, std::uint64_t id) {
-        if (auto pass = std::static_pointer_cast<PassThrough>(file.state()))
+    cb.interrupt = [&pass_of](fusd::File &file, std::uint64_t id) {
+        if (PassThrough *pass = pass_of(file))
             pass->interrupt(id);
     };
 
@@ -554,8 +555,9 @@ int run_record(const RecordOptions &opts) {
     dev.name = as;
     dev.mode = mode;
     dev.backend = *backend;
+    fusd::Device *device = nullptr;
     try {
-        loop.add(dev, cb);
+        device = &loop.add(dev, cb);
     } catch (const std::exception &e) {
         std::string what = e.what();
         if (what.find(as) == std::string::npos)
@@ -563,7 +565,8 @@ int run_record(const RecordOptions &opts) {
         moved.reset();
         return give_up(what);
     }
-    error("record: recording {} as {} into {} (stop with Ctrl-C)", real, as, opts.output);
+    error("record: recording {} as {} on {} into {} (stop with Ctrl-C)", real, as, fusd::to_string(device->backend()),
+          opts.output);
     int status = exit_ok;
     try {
         loop.run();
@@ -571,9 +574,9 @@ int run_record(const RecordOptions &opts) {
         error("record: {}: {}", as, e.what());
         status = exit_failure;
     }
-    for (auto &pass : live)
+    for (auto &[index, pass] : live)
         pass->stop();
-    live.clear(); // joins the threads whose files are gone; the rest go with their files
+    live.clear(); // joins the threads
     for (fusd::Device *d : loop.devices())
         loop.remove(*d);
     moved.reset();

@@ -458,8 +458,9 @@ int run_replay(const ReplayOptions &opts) {
     dev.name = as;
     dev.mode = mode_t(mode);
     dev.backend = *backend;
+    fusd::Device *device = nullptr;
     try {
-        loop.add(dev, replayer.callbacks());
+        device = &loop.add(dev, replayer.callbacks());
     } catch (const std::exception &e) {
         std::string what = e.what();
         if (what.find(as) == std::string::npos)
@@ -467,7 +468,7 @@ int run_replay(const ReplayOptions &opts) {
         error("replay: {}", what);
         return exit_failure;
     }
-    error("replay: serving {} as {}", opts.file, as);
+    error("replay: serving {} as {} on {}", opts.file, as, fusd::to_string(device->backend()));
     replayer.start(loop);
     int status = exit_ok;
     int sig = 0;
