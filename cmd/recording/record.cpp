@@ -8,13 +8,14 @@
 //   Recorder     the device's callbacks: open makes a PassThrough, every other call is queued
 //                on the open's PassThrough; interrupt wakes it.
 //   PassThrough  one open of the device: its own thread and its own descriptor of the real
-//                device, opened with the caller's access mode. The thread makes the calls in
-//                order on the real device, answers the caller, writes the exchange to the
-//                Journal, and between calls publishes the real device's poll readiness.
-//                The real descriptor is nonblocking, so a read that would block waits in
-//                poll() together with the thread's wake-up eventfd: an interrupted caller or a
-//                stop never leaves the thread stuck in the real device, and the Loop's thread
-//                never waits for the real device at all.
+//                device, opened with the caller's access mode, nonblocking. The thread makes the
+//                calls on the real device, answers the caller, writes the exchange to the
+//                Journal, and publishes the real device's poll readiness. A read or write that
+//                would block is parked until poll() on the real descriptor says it can go on,
+//                while the thread goes on with the open's other calls: a reader thread blocked
+//                on a terminal does not hold up the writes and ioctls of another thread on the
+//                same open, and the Loop's thread never waits for the real device at all. The
+//                thread's wake-up eventfd brings new calls, interrupts and the stop.
 //   Journal      FILE: one line per answer, written before the answer goes back, so the lines
 //                are in the order the callers saw them.
 //   MovedNode    --in-place: the real node renamed aside while the recording runs, renamed
@@ -173,39 +174,14 @@ private:
         [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
     }
 
-    // The next queued request; an empty one when there is none or we are stopping.
-    std::optional<fusd::Request> next(bool &stopping) {
-        std::lock_guard lock(mutex_);
-        stopping = stopping_;
-        if (stopping_ || queue_.empty())
-            return std::nullopt;
-        fusd::Request r = std::move(queue_.front());
-        queue_.pop_front();
-        return r;
+    void run() {
+        serve();
+        file_.reset();
     }
 
-    bool cancelled(std::uint64_t id) {
-        std::lock_guard lock(mutex_);
-        return stopping_ || interrupted_.erase(id) > 0;
-    }
-
-    // Waits until the real device has `events` or the wake-up fd fires. False when the
-    // request `id` was interrupted or we are stopping.
-    bool wait_real(short events, std::uint64_t id) {
-        for (;;) {
-            pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {real_fd_.get(), events, 0}};
-            int n = ::poll(fds, 2, -1);
-            if (n < 0 && errno != EINTR)
-                return false;
-            if (fds[0].revents) {
-                std::uint64_t v;
-                [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof v);
-                if (cancelled(id))
-                    return false;
-            }
-            if (fds[1].revents)
-                return true;
-        }
+    void drain_wake() {
+        std::uint64_t v;
+        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof v);
     }
 
     void publish_readiness() {
@@ -219,70 +195,67 @@ private:
         }
     }
 
-    // Between calls: until a request comes, watch the real device for readiness we have not
-    // published yet (poll is level-triggered: what is already published would wake us at once).
-    void idle() {
-        publish_readiness();
+    // Until a request comes or the real device can do what is parked, or becomes ready in a way
+    // not published yet (poll is level-triggered: what is already published would wake us at
+    // once, so it is not watched).
+    void wait() {
         short want = 0;
-        if (!(published_ & fusd::ready::readable))
+        if (!reads_.empty() || !(published_ & fusd::ready::readable))
             want |= POLLIN;
-        if (!(published_ & fusd::ready::writable))
+        if (!writes_.empty() || !(published_ & fusd::ready::writable))
             want |= POLLOUT;
-        bool watch_real = want && !(published_ & (fusd::ready::error | fusd::ready::hangup));
+        bool parked = !reads_.empty() || !writes_.empty();
+        bool watch_real = real_fd_ && want && (parked || !(published_ & (fusd::ready::error | fusd::ready::hangup)));
         pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {real_fd_.get(), want, 0}};
-        int n = ::poll(fds, watch_real ? 2 : 1, -1);
-        if (n > 0 && fds[0].revents) {
-            std::uint64_t v;
-            [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof v);
-        }
-    }
-
-    void run() {
-        serve();
-        file_.reset();
+        if (::poll(fds, watch_real ? 2 : 1, -1) > 0 && fds[0].revents)
+            drain_wake();
     }
 
     void serve() {
         bool open = false;
         for (;;) {
-            bool stopping = false;
-            std::optional<fusd::Request> req = next(stopping);
-            if (stopping)
-                break;
-            if (!req) {
-                if (open)
-                    idle();
-                else
-                    wait_for_open();
-                continue;
+            std::deque<fusd::Request> incoming;
+            std::set<std::uint64_t> interrupted;
+            {
+                std::lock_guard lock(mutex_);
+                if (stopping_)
+                    return;
+                incoming.swap(queue_);
+                interrupted.swap(interrupted_);
             }
-            switch (req->op()) {
-            case fusd::Op::open:
-                open = do_open(std::move(*req));
-                if (!open) {
+            for (fusd::Request &req : incoming) {
+                switch (req.op()) {
+                case fusd::Op::open:
+                    open = do_open(std::move(req));
+                    if (!open) {
+                        finished_();
+                        return;
+                    }
+                    break;
+                case fusd::Op::read: reads_.push_back(std::move(req)); break;
+                case fusd::Op::write: writes_.push_back(std::move(req)); break;
+                case fusd::Op::ioctl: do_ioctl(std::move(req)); break;
+                case fusd::Op::release:
+                    reads_.clear(); // only interrupted ones can be left: answered already
+                    writes_.clear();
+                    do_release(std::move(req));
                     finished_();
                     return;
+                default: req.reply_error(ENOSYS); break;
                 }
-                break;
-            case fusd::Op::read: do_read(std::move(*req)); break;
-            case fusd::Op::write: do_write(std::move(*req)); break;
-            case fusd::Op::ioctl: do_ioctl(std::move(*req)); break;
-            case fusd::Op::release:
-                do_release(std::move(*req));
-                finished_();
-                return;
-            default: req->reply_error(ENOSYS); break;
             }
-            if (open)
+            // An interrupted caller has had its EINTR: its parked call is dropped unrecorded.
+            auto gone = [&interrupted](const fusd::Request &r) { return interrupted.count(r.id()) > 0; };
+            std::erase_if(reads_, gone);
+            std::erase_if(writes_, gone);
+            if (open) {
+                while (!reads_.empty() && try_read(reads_.front()))
+                    reads_.pop_front();
+                while (!writes_.empty() && try_write(writes_.front()))
+                    writes_.pop_front();
                 publish_readiness();
-        }
-    }
-
-    void wait_for_open() {
-        pollfd p{wake_.get(), POLLIN, 0};
-        if (::poll(&p, 1, -1) > 0) {
-            std::uint64_t v;
-            [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof v);
+            }
+            wait();
         }
     }
 
@@ -312,58 +285,50 @@ private:
         return true;
     }
 
-    void do_read(fusd::Request req) {
-        std::uint64_t id = req.id();
+    // One read on the real device. False: it would block and the caller waits (parked; the
+    // real descriptor is nonblocking, so the thread goes on with the open's other calls).
+    bool try_read(fusd::Request &req) {
         std::string buf(req.size(), '\0');
         Event e = event(Call::read);
         e.size = req.size();
-        for (;;) {
-            ssize_t n = ::read(real_fd_.get(), buf.data(), buf.size());
-            if (n >= 0) {
-                buf.resize(std::size_t(n));
-                e.data = buf;
-                journal_.write(e);
-                req.reply_data(std::string_view(buf));
-                return;
-            }
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN && !req.nonblocking()) {
-                if (!wait_real(POLLIN, id))
-                    return; // interrupted: the caller has its EINTR already
-                continue;
-            }
+        ssize_t n;
+        do
+            n = ::read(real_fd_.get(), buf.data(), buf.size());
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EAGAIN && !req.nonblocking())
+            return false;
+        if (n >= 0) {
+            buf.resize(std::size_t(n));
+            e.data = buf;
+            journal_.write(e);
+            req.reply_data(std::string_view(buf));
+        } else {
             e.error = errno;
             journal_.write(e);
             req.reply_error(e.error);
-            return;
         }
+        return true;
     }
 
-    void do_write(fusd::Request req) {
-        std::uint64_t id = req.id();
+    bool try_write(fusd::Request &req) {
         Event e = event(Call::write);
         e.data = std::string(req.text());
-        for (;;) {
-            ssize_t n = ::write(real_fd_.get(), e.data.data(), e.data.size());
-            if (n >= 0) {
-                e.result = n;
-                journal_.write(e);
-                req.reply_written(std::size_t(n));
-                return;
-            }
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN && !req.nonblocking()) {
-                if (!wait_real(POLLOUT, id))
-                    return;
-                continue;
-            }
+        ssize_t n;
+        do
+            n = ::write(real_fd_.get(), e.data.data(), e.data.size());
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EAGAIN && !req.nonblocking())
+            return false;
+        if (n >= 0) {
+            e.result = n;
+            journal_.write(e);
+            req.reply_written(std::size_t(n));
+        } else {
             e.error = errno;
             journal_.write(e);
             req.reply_error(e.error);
-            return;
         }
+        return true;
     }
 
     void do_ioctl(fusd::Request req) {
@@ -415,8 +380,10 @@ private:
     fusd::Fd real_fd_;
     unsigned published_ = fusd::ready::readable | fusd::ready::writable;
     std::mutex mutex_;
-    std::deque<fusd::Request> queue_;
+    std::deque<fusd::Request> queue_;        // submitted, not yet taken by the thread
     std::set<std::uint64_t> interrupted_;
+    std::deque<fusd::Request> reads_;        // the thread's: parked until the real device has data
+    std::deque<fusd::Request> writes_;       // ... has room
     bool stopping_ = false;
     std::thread thread_;
 };

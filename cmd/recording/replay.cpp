@@ -63,6 +63,14 @@ struct Track {
     std::deque<fusd::Request> waiting_reads;
 
     const Event *expected() const { return next < calls.size() ? calls[next] : nullptr; }
+    // A read still to come on this open: a read that arrives before the calls recorded ahead of
+    // it (a reader thread beside a writer on one open) waits for them instead of departing.
+    bool read_ahead() const {
+        for (std::size_t i = next; i < calls.size(); ++i)
+            if (calls[i]->call == Call::read)
+                return true;
+        return false;
+    }
 };
 
 // What the caller's call was, in the recording's terms, for messages.
@@ -260,6 +268,8 @@ private:
         while (!t.waiting_reads.empty()) {
             fusd::Request &req = t.waiting_reads.front();
             const Event *e = t.expected();
+            if (e && e->call != Call::read && t.read_ahead())
+                break;
             if (!e || e->call != Call::read) {
                 fusd::Request r = std::move(req);
                 t.waiting_reads.pop_front();
@@ -306,6 +316,13 @@ private:
             return;
         }
         const Event *e = t->expected();
+        if (e && e->call != Call::read && t->read_ahead()) {
+            if (req.nonblocking())
+                req.reply_again();
+            else
+                t->waiting_reads.push_back(std::move(req));
+            return;
+        }
         if (!e || e->call != Call::read) {
             if (depart(t, index_of(*t), came_of(req)))
                 req.reply_data(std::string_view{});

@@ -118,6 +118,42 @@ os.close(r)
 	gone "$RDEV"
 }
 
+# One open, a reader thread blocked in a read while the main thread writes on the same file.
+one_open_client() {
+	py '
+import os, sys, threading
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+got = []
+def reader():
+    buf = b""
+    while buf.count(b"\n") < 2:
+        buf += os.read(fd, 64)
+    got.append(buf)
+t = threading.Thread(target=reader)
+t.start()
+os.write(fd, b"AT\r")
+os.write(fd, b"ATI\r")
+t.join(50)
+print(got[0].decode().replace("\r", "").strip())
+os.close(fd)
+' "$1"
+}
+
+@test "record: a read blocked on the real device holds up nothing, even on the same open" {
+	start_modem
+	record_bg "$PTS"
+	run one_open_client "$DEV"
+	assert_success
+	assert_output "$(printf 'OK AT\nOK ATI')"
+	stop_record
+	replay_bg "$T/rec"
+	run one_open_client "$RDEV"
+	assert_success
+	assert_output "$(printf 'OK AT\nOK ATI')"
+	replay_status
+	assert_equal "$REP_RC" 0
+}
+
 @test "record: /dev/zero and /dev/urandom read sizes and /dev/null writes replay the same" {
 	cat >"$T/reads.py" <<'PY'
 import hashlib, os, sys
