@@ -157,16 +157,21 @@ os.close(fd)
 @test "record: /dev/zero and /dev/urandom read sizes and /dev/null writes replay the same" {
 	cat >"$T/reads.py" <<'PY'
 import hashlib, os, sys
+import fcntl, struct
 fd = os.open(sys.argv[1], os.O_RDONLY)
 for n in (1, 10, 4096, 100):
     print(n, hashlib.sha256(os.read(fd, n)).hexdigest())
+# RNDGETENTCNT, _IOR('R', 0, int): the data comes back through the ioctl's argument
+print("entropy", struct.unpack("i", fcntl.ioctl(fd, 0x80045200, bytes(4)))[0] > 0)
 os.close(fd)
 PY
 	record_bg /dev/urandom
 	run py "$(cat "$T/reads.py")" "$DEV"
 	assert_success
+	assert_line "entropy True"
 	local recorded=$output
 	stop_record
+	grep -q '"call":"ioctl","request":"0x80045200","out":"' "$T/rec"
 	replay_bg "$T/rec" --fast
 	run py "$(cat "$T/reads.py")" "$RDEV"
 	assert_success
@@ -228,11 +233,27 @@ except OSError as e:
 	run cat "$T/replay.err"
 	assert_output --partial "came write \"hellx\" (5 bytes) (--loose: carried on)"
 
-	# an open too many is a departure too
-	replay_bg "$T/rec"
-	printf 'hello' >"$RDEV"
+	# an ioctl with another number: EIO, both named
+	cat >"$T/ioctl.rec" <<'EOF2'
+{"fusd-recording":1}
+{"open":1,"call":"open","access":"r"}
+{"open":1,"call":"ioctl","request":"0x80045200","out":"AQAAAA==","result":0}
+{"open":1,"call":"close"}
+EOF2
+	replay_bg "$T/ioctl.rec"
+	run py '
+import errno, fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    fcntl.ioctl(fd, 0x80045201, bytes(4))
+except OSError as e:
+    print(errno.errorcode[e.errno])
+print(struct.unpack("i", fcntl.ioctl(fd, 0x80045200, bytes(4)))[0])
+' "$RDEV"
+	assert_output "$(printf 'EIO\n1')"
 	replay_status
-	assert_equal "$REP_RC" 0
+	assert_equal "$REP_RC" 1
+	grep -q "ioctl.rec:3: open 1: expected ioctl 0x80045200, came ioctl 0x80045201" "$T/replay.err" || fail "$(cat "$T/replay.err")"
 }
 
 @test "replay: a hand-written file; reads wait their turn unless --fast; poll says when" {
