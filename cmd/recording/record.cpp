@@ -20,13 +20,16 @@
 //                are in the order the callers saw them.
 //   MovedNode    --in-place: the real node renamed aside while the recording runs, renamed
 //                back when it ends, whatever ends it.
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -140,8 +143,16 @@ public:
     PassThrough &operator=(const PassThrough &) = delete;
     ~PassThrough() {
         stop();
-        if (thread_.joinable())
-            thread_.join();
+        // An ioctl can wait in the real device for as long as it likes (TIOCMIWAIT waits for a
+        // modem line): a signal to the thread ends it with EINTR.
+        while (!done_.load())
+            if (in_ioctl_.load() != 0) {
+                ::pthread_kill(thread_.native_handle(), kInterruptSignal);
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            } else {
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+        thread_.join();
     }
 
     unsigned index() const { return index_; }
@@ -157,6 +168,8 @@ public:
         {
             std::lock_guard lock(mutex_);
             interrupted_.insert(id);
+            if (in_ioctl_.load() == id)
+                ::pthread_kill(thread_.native_handle(), kInterruptSignal); // its ioctl: EINTR
         }
         wake();
     }
@@ -168,6 +181,16 @@ public:
         wake();
     }
 
+    // Interrupts the thread's system call; its handler does nothing (installed without
+    // SA_RESTART, so the call returns EINTR).
+    static constexpr int kInterruptSignal = SIGUSR1;
+    static void install_interrupt_handler() {
+        struct sigaction sa {};
+        sa.sa_handler = [](int) {};
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(kInterruptSignal, &sa, nullptr);
+    }
+
 private:
     void wake() {
         std::uint64_t one = 1;
@@ -177,6 +200,14 @@ private:
     void run() {
         serve();
         file_.reset();
+        done_ = true;
+    }
+
+    // Under the lock that interrupt() signals under: an interrupt either is seen here, or comes
+    // once in_ioctl_ is set and so signals the ioctl.
+    bool cancelled_before_ioctl(std::uint64_t id) {
+        std::lock_guard lock(mutex_);
+        return stopping_ || interrupted_.count(id) > 0;
     }
 
     void drain_wake() {
@@ -346,13 +377,25 @@ private:
         std::string buf;
         if (shape.size == 0) {
             e.arg = req.ioctl_argument();
-            result = ::ioctl(real_fd_.get(), e.request, static_cast<unsigned long>(e.arg));
         } else {
             e.in = std::string(req.text());
             buf.assign(std::max<std::size_t>(shape.size, std::max(e.in.size(), req.size())), '\0');
             std::memcpy(buf.data(), e.in.data(), e.in.size());
-            result = ::ioctl(real_fd_.get(), e.request, buf.data());
         }
+        in_ioctl_ = req.id();
+        if (cancelled_before_ioctl(req.id())) {
+            in_ioctl_ = 0;
+            return; // interrupted or stopping: the caller has its answer
+        }
+        if (shape.size == 0)
+            result = ::ioctl(real_fd_.get(), e.request, static_cast<unsigned long>(e.arg));
+        else
+            result = ::ioctl(real_fd_.get(), e.request, buf.data());
+        int err = errno;
+        in_ioctl_ = 0;
+        if (result < 0 && err == EINTR && cancelled_before_ioctl(req.id()))
+            return; // ended by interrupt() or the stop: not a call the device answered
+        errno = err;
         if (result < 0) {
             e.error = errno;
             journal_.write(e);
@@ -385,6 +428,8 @@ private:
     std::deque<fusd::Request> reads_;        // the thread's: parked until the real device has data
     std::deque<fusd::Request> writes_;       // ... has room
     bool stopping_ = false;
+    std::atomic<std::uint64_t> in_ioctl_{0}; // the request whose ioctl the thread is in
+    std::atomic<bool> done_{false};
     std::thread thread_;
 };
 
@@ -448,6 +493,7 @@ int run_record(const RecordOptions &opts) {
     }
 
     ignore_sigpipe();
+    PassThrough::install_interrupt_handler();
     fusd::Fd out(::open(opts.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!out) {
         error("record: {}: {}", opts.output, std::strerror(errno));
