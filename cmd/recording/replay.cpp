@@ -236,8 +236,6 @@ private:
         Track &t = tracks_[opened_];
         unsigned index = opened_ + 1;
         if (t.open->access != came.access) {
-            Event want = *t.open;
-            want.line = t.open->line;
             error("replay: {}:{}: open {}: expected {}, came {}{}", opts_.file, t.open->line, index,
                   recording::describe(*t.open), recording::describe(came), opts_.loose ? " (--loose: carried on)" : "");
             if (!opts_.loose) {
