@@ -422,3 +422,40 @@ EOF2
 	replay_status
 	assert_equal "$REP_RC" 0
 }
+
+# A nonblocking client that waits in poll(): not readable before the modem answers, readable after.
+poll_client() {
+	py '
+import os, select, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+p = select.poll()
+p.register(fd, select.POLLIN)
+print("before:", "readable" if p.poll(300) else "not readable")
+os.write(fd, b"AT\r")
+buf = b""
+while not buf.endswith(b"\n"):
+    if not p.poll(30000):
+        break
+    try:
+        buf += os.read(fd, 64)
+    except BlockingIOError:
+        pass
+print("after:", buf.decode().strip())
+os.close(fd)
+' "$1"
+}
+
+@test "record and replay: poll readiness passes through and is replayed" {
+	start_modem
+	record_bg "$PTS"
+	run poll_client "$DEV"
+	assert_success
+	assert_output "$(printf 'before: not readable\nafter: OK AT')"
+	stop_record
+	replay_bg "$T/rec"
+	run poll_client "$RDEV"
+	assert_success
+	assert_output "$(printf 'before: not readable\nafter: OK AT')"
+	replay_status
+	assert_equal "$REP_RC" 0
+}
