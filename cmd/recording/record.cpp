@@ -311,6 +311,7 @@ private:
             req.reply_error(e.error);
             return false;
         }
+        publish_readiness(); // before the open returns: a poll() right after it sees the real device
         journal_.write(e);
         req.reply_ok();
         return true;

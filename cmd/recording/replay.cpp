@@ -256,8 +256,8 @@ private:
         t.file = req.file().keep();
         req.file().state() = std::make_shared<unsigned>(index);
         ++live_;
+        publish(t); // before the open returns: a poll() right after it sees the recording's turn
         req.reply_ok();
-        publish(t);
         arm_timer();
     }
 

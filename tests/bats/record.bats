@@ -13,6 +13,7 @@ record_bg() {
 	local real=$1
 	shift
 	track_dev "$DEV"
+	rm -f "$T/record.err" # the wait below must not see an earlier run's line
 	"$FUSDCTL" record "$real" --as "$DEV" -o "$T/rec" --backend "$FUSD_BACKEND" "$@" 2>"$T/record.err" 3>&- &
 	REC_PID=$!
 	track_pid "$REC_PID"
@@ -35,6 +36,7 @@ replay_bg() {
 	shift
 	RDEV=$DEV-r
 	track_dev "$RDEV"
+	rm -f "$T/replay.err" # the wait below must not see an earlier run's line
 	"$FUSDCTL" replay "$file" --as "$RDEV" --backend "$FUSD_BACKEND" "$@" 2>"$T/replay.err" 3>&- &
 	REP_PID=$!
 	track_pid "$REP_PID"
@@ -339,6 +341,7 @@ except BlockingIOError:
 	track_dev "$DEV"
 	mknod -m 0666 "$DEV" c 1 3 # a /dev/null of our own
 	for sig in TERM INT; do
+		rm -f "$T/record.err"
 		env --default-signal=INT,TERM "$FUSDCTL" record "$DEV" --in-place -o "$T/rec" --backend "$FUSD_BACKEND" 2>"$T/record.err" 3>&- &
 		REC_PID=$!
 		track_pid "$REC_PID"
