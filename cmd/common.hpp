@@ -32,6 +32,8 @@ Command add_ls(CLI::App &app);
 Command add_trace(CLI::App &app);
 Command add_rm(CLI::App &app);
 Command add_doctor(CLI::App &app);
+Command add_record(CLI::App &app);
+Command add_replay(CLI::App &app);
 
 // A usage error found after parsing (bad --mode, unknown user...): printed, exit status 2.
 struct UsageError {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 //
-// fusdctl: serve, list, trace and remove fusd devices. One source file per subcommand.
+// fusdctl: serve, list, trace, remove, record and replay fusd devices. One source file per subcommand.
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -37,7 +37,8 @@ int main(int argc, char **argv) {
     app.require_subcommand(1);
     app.footer("Run 'fusdctl COMMAND --help' for the options of one command; see fusdctl(1).");
 
-    std::vector<Command> commands = {add_serve(app), add_ls(app), add_trace(app), add_rm(app), add_doctor(app)};
+    std::vector<Command> commands = {add_serve(app), add_ls(app), add_trace(app), add_rm(app), add_doctor(app),
+                                     add_record(app), add_replay(app)};
 
     // A first word that is neither an option nor a command: say so plainly (CLI11 would only
     // call it an unexpected argument).
@@ -46,13 +47,13 @@ int main(int argc, char **argv) {
         for (const Command &c : commands)
             known = known || c.app->get_name() == argv[1];
         if (!known) {
-            error("'{}' is not a fusdctl command (commands: serve, ls, trace, rm, doctor)", argv[1]);
+            error("'{}' is not a fusdctl command (commands: serve, ls, trace, rm, doctor, record, replay)", argv[1]);
             print_error("try 'fusdctl --help'");
             return exit_usage;
         }
     }
     if (argc == 1) {
-        error("a command is required (serve, ls, trace, rm, doctor)");
+        error("a command is required (serve, ls, trace, rm, doctor, record, replay)");
         print_error("try 'fusdctl --help'");
         return exit_usage;
     }

@@ -22,13 +22,15 @@ _fusdctl() {
 	fi
 	COMPREPLY=()
 
-	local commands="serve ls trace rm doctor"
+	local commands="serve ls trace rm doctor record replay"
 	local serve_opts="--shared --tty --restart --restart-delay --grace -m --mode -o --owner -g --group
 		-b --backend -d --detach -p --pidfile -l --log --protocol --handler -h --help"
 	local ls_opts="-j --json -q --quiet -h --help"
 	local trace_opts="-j --json -n --count -h --help"
 	local rm_opts="-f --force -h --help"
 	local doctor_opts="-j --json -h --help"
+	local record_opts="--as --in-place -o --output -m --mode -b --backend -h --help"
+	local replay_opts="--as --fast --loose -m --mode -b --backend -h --help"
 
 	# The subcommand, its first positional argument, and where `--` is.
 	local i word sub="" subidx=0 dashdash=0 npos=0
@@ -47,7 +49,7 @@ _fusdctl() {
 		fi
 		case $word in
 		-m | --mode | -o | --owner | -g | --group | -b | --backend | -p | --pidfile | -l | --log | \
-			--grace | --restart-delay | -n | --count | --protocol | --handler)
+			--grace | --restart-delay | -n | --count | --protocol | --handler | --as | --output)
 			((i++)) ;; # skips the option's value
 		-*) ;;
 		*) ((npos++)) ;;
@@ -130,6 +132,32 @@ _fusdctl() {
 		;;
 	doctor)
 		mapfile -t COMPREPLY < <(compgen -W "$doctor_opts" -- "$cur")
+		;;
+	record | replay)
+		case $prev in
+		-m | --mode)
+			mapfile -t COMPREPLY < <(compgen -W "0600 0640 0644 0660 0664 0666" -- "$cur")
+			return 0
+			;;
+		-b | --backend)
+			mapfile -t COMPREPLY < <(compgen -W "auto kernel cuse fuse" -- "$cur")
+			return 0
+			;;
+		--as)
+			mapfile -t COMPREPLY < <(compgen -W "/dev/" -- "$cur")
+			[[ $cur == /dev/?* ]] && mapfile -t COMPREPLY < <(compgen -d -S / -- "$cur")
+			compopt -o nospace 2>/dev/null
+			return 0
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			local opts=$record_opts
+			[[ $sub == replay ]] && opts=$replay_opts
+			mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
+		else
+			# record: the real device (or, after -o, the recording); replay: the recording
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+		fi
 		;;
 	trace | rm)
 		if [[ $sub == trace && ($prev == -n || $prev == --count) ]]; then

@@ -23,7 +23,7 @@ function __fusdctl_command_line
     end
 end
 
-set -l commands serve ls trace rm doctor
+set -l commands serve ls trace rm doctor record replay
 complete -c fusdctl -f
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -l version -d 'Print the version and exit'
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -s h -l help -d 'Print help and exit'
@@ -32,6 +32,8 @@ complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a ls -d 'Lis
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a trace -d 'Stream the system calls made on devices'
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a rm -d 'Unregister devices'
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a doctor -d 'Show which backends this machine can use'
+complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a record -d 'Record every call on a real device through a pass-through device'
+complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a replay -d 'Serve a recording as a device'
 
 # serve
 set -l serve "__fish_seen_subcommand_from serve; and not __fusdctl_after_dashdash"
@@ -64,3 +66,14 @@ complete -c fusdctl -n '__fish_seen_subcommand_from trace' -s j -l json -d 'One 
 complete -c fusdctl -n '__fish_seen_subcommand_from trace' -s n -l count -x -d 'Stop after COUNT calls'
 complete -c fusdctl -n '__fish_seen_subcommand_from rm' -s f -l force -d 'Remove even when the server is hung or stopped'
 complete -c fusdctl -n '__fish_seen_subcommand_from trace rm' -s h -l help -d 'Print help and exit'
+
+# record, replay
+complete -c fusdctl -n '__fish_seen_subcommand_from record replay' -F -d 'Device or recording'
+complete -c fusdctl -n '__fish_seen_subcommand_from record replay' -l as -r -d 'The device to create'
+complete -c fusdctl -n '__fish_seen_subcommand_from record' -l in-place -d 'Take the real device path; put the node back afterwards'
+complete -c fusdctl -n '__fish_seen_subcommand_from record' -s o -l output -r -F -d 'The recording to write'
+complete -c fusdctl -n '__fish_seen_subcommand_from replay' -l fast -d 'Answer reads at once'
+complete -c fusdctl -n '__fish_seen_subcommand_from replay' -l loose -d 'Report departures but carry on'
+complete -c fusdctl -n '__fish_seen_subcommand_from record replay' -s m -l mode -x -a '0600 0640 0644 0660 0664 0666' -d 'Permissions of the node'
+complete -c fusdctl -n '__fish_seen_subcommand_from record replay' -s b -l backend -x -a 'auto kernel cuse fuse' -d 'Backend'
+complete -c fusdctl -n '__fish_seen_subcommand_from record replay' -s h -l help -d 'Print help and exit'

@@ -13,13 +13,13 @@ bats_scope host-only
 @test "--help lists every command" {
 	run "$FUSDCTL" --help
 	assert_success
-	for c in serve ls trace rm doctor; do
+	for c in serve ls trace rm doctor record replay; do
 		assert_output --partial "$c"
 	done
 }
 
 @test "--help on every subcommand" {
-	for c in serve ls trace rm doctor; do
+	for c in serve ls trace rm doctor record replay; do
 		run "$FUSDCTL" "$c" --help
 		assert_success
 		assert_output --partial "Usage"
@@ -56,7 +56,7 @@ bats_scope host-only
 
 @test "man pages render without warnings" {
 	command -v mandoc >/dev/null || skip "mandoc not installed"
-	for page in "$REPO"/man/*.1 "$REPO"/man/*.3 "$REPO"/man/*.7; do
+	for page in "$REPO"/man/*.1 "$REPO"/man/*.3 "$REPO"/man/*.5 "$REPO"/man/*.7; do
 		run mandoc -Tlint -W warning "$page"
 		assert_success
 		assert_output ""
@@ -64,7 +64,7 @@ bats_scope host-only
 	[ -f "$REPO/man/fusdctl.1" ]
 	[ -f "$REPO/man/libfusd.3" ]
 	[ -f "$REPO/man/fusd-protocol.7" ]
-	for c in serve ls trace rm doctor; do
+	for c in serve ls trace rm doctor record replay; do
 		[ -f "$REPO/man/fusdctl-$c.1" ]
 	done
 }
@@ -143,4 +143,24 @@ bats_scope host-only
 	run "$FUSDCTL" serve --handler "$BATS_TEST_TMPDIR/no-such-script" fusd-cli-x
 	assert_failure 1
 	assert_output --partial "no-such-script"
+@test "record and replay: usage errors exit 2 and make nothing" {
+	run "$FUSDCTL" record
+	assert_failure 2
+	run "$FUSDCTL" record /dev/null --as "$NAME"
+	assert_failure 2
+	assert_output --partial "--output is required"
+	run "$FUSDCTL" record /dev/null -o "$T/rec"
+	assert_failure 2
+	assert_output --partial "either --as /dev/NAME (a new device) or --in-place"
+	run "$FUSDCTL" record /dev/null --as "$NAME" -o "$T/rec" --mode 999
+	assert_failure 2
+	assert_output --partial "--mode 999: not an octal mode"
+	[ ! -e "$T/rec" ]
+	run "$FUSDCTL" replay
+	assert_failure 2
+	printf '{"fusd-recording":1}\n' >"$T/rec"
+	run "$FUSDCTL" replay "$T/rec"
+	assert_failure 2
+	assert_output --partial "names no device: give --as /dev/NAME"
+	[ ! -e "$DEV" ]
 }

@@ -8,7 +8,7 @@ bats_scope host-only
 @test "bash: subcommands" {
 	run complete_bash fusdctl ""
 	assert_success
-	for c in serve ls trace rm doctor; do assert_line "$c"; done
+	for c in serve ls trace rm doctor record replay; do assert_line "$c"; done
 	run complete_bash fusdctl tr
 	assert_output "trace"
 }
@@ -28,6 +28,12 @@ bats_scope host-only
 	assert_line -- "--json"
 	run complete_bash fusdctl doctor --
 	assert_line -- "--json"
+	run complete_bash fusdctl record --
+	for o in --as --in-place --output --mode --backend --help; do assert_line -- "$o"; done
+	run complete_bash fusdctl replay --
+	for o in --as --fast --loose --mode --backend --help; do assert_line -- "$o"; done
+	run complete_bash fusdctl replay --lo
+	assert_output -- "--loose"
 	run complete_bash fusdctl --ver
 	assert_output -- "--version"
 }
@@ -70,7 +76,9 @@ bats_scope host-only
 	run fish -n "$REPO/completions/fusdctl.fish"
 	assert_success
 	run complete_fish "fusdctl "
-	for c in serve ls trace rm doctor; do assert_line "$c"; done
+	for c in serve ls trace rm doctor record replay; do assert_line "$c"; done
+	run complete_fish "fusdctl replay --lo"
+	assert_output -- "--loose"
 	run complete_fish "fusdctl serve --sh"
 	assert_output -- "--shared"
 	run complete_fish "fusdctl serve --tt"
