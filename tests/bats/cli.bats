@@ -143,6 +143,8 @@ bats_scope host-only
 	run "$FUSDCTL" serve --handler "$BATS_TEST_TMPDIR/no-such-script" fusd-cli-x
 	assert_failure 1
 	assert_output --partial "no-such-script"
+}
+
 @test "record and replay: usage errors exit 2 and make nothing" {
 	run "$FUSDCTL" record
 	assert_failure 2
