@@ -51,7 +51,7 @@
 #include "fd.hpp"
 #include "fusd/fusd.hpp"
 #include "recording/format.hpp"
-#include "recording/ioctl_shape.hpp"
+#include "recording/pointer_ioctls.hpp"
 
 namespace fusdctl {
 
@@ -366,8 +366,8 @@ private:
     void do_ioctl(fusd::Request req) {
         Event e = event(Call::ioctl);
         e.request = req.ioctl_command();
-        recording::ArgumentShape shape = recording::argument_shape(e.request);
-        if (shape.holds_pointers) {
+        const fusd::IoctlShape shape = fusd::ioctl_shape(e.request);
+        if (recording::holds_pointers(e.request)) {
             // what the argument points to would need retries: not passed on
             e.error = EOPNOTSUPP;
             journal_.write(e);

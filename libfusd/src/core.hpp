@@ -186,15 +186,6 @@ struct Incoming {
     int map_flags = 0;
 };
 
-// How an ioctl command's argument travels: _IOC_WRITE (size bytes at it go to the driver),
-// _IOC_READ (size bytes come back) or both; dir 0: it is a value. From the command's _IOC encoding,
-// or from FUSD_IOCTL_TABLE (<linux/fusd_ioctl.h>) for legacy numbers, as the fusd module does.
-struct IoctlShape {
-    unsigned dir = 0;
-    std::uint32_t size = 0;
-    bool legacy = false; // from the table
-};
-IoctlShape ioctl_shape(std::uint32_t command);
 
 // Validated absolute /dev path (see fusd::device_path).
 std::string checked_device_path(std::string_view name);

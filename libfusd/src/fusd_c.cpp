@@ -423,7 +423,7 @@ fusd::Callbacks callbacks_for(const std::shared_ptr<CDevice> &dev)
         call->ioctl_arg = call->req.ioctl_argument();
         // A legacy number (TCGETS, I2C_FUNCS...) carries no size: the table of <linux/fusd_ioctl.h>
         // gives it, so the driver gets a buffer, as for an _IOR/_IOW/_IOWR number.
-        const fusd::detail::IoctlShape shape = fusd::detail::ioctl_shape(call->req.ioctl_command());
+        const fusd::IoctlShape shape = fusd::ioctl_shape(call->req.ioctl_command());
         call->ioctl_dir = shape.dir;
         void *data;
         if (shape.dir == _IOC_NONE) {

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: MIT
 //
-// The shapes of ioctl commands (see IoctlShape in core.hpp), from the same table the fusd module
+// The shapes of ioctl commands (see IoctlShape in <fusd/fusd.hpp>), from the same table the fusd module
 // expands (kernel/ioctl.c): <linux/fusd_ioctl.h>. Its sizes are the kernel's structures, so this
 // file includes the kernel's headers for them and none of the C library's terminal headers.
 #include <cstdint>
 
 #include <linux/fusd_ioctl.h>
 
-#include "core.hpp"
+#include <fusd/fusd.hpp>
 
-namespace fusd::detail {
+namespace fusd {
 
 namespace {
 
@@ -38,4 +38,4 @@ IoctlShape ioctl_shape(std::uint32_t command)
     return shape;
 }
 
-} // namespace fusd::detail
+} // namespace fusd

@@ -12,9 +12,7 @@
 
 #include <fusd/fusd.hpp>
 
-#include "core.hpp"
-
-using fusd::detail::ioctl_shape;
+using fusd::ioctl_shape;
 
 TEST(IoctlShape, LegacyNumbersHaveTheKernelsSizes)
 {

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: MIT
 //
-// fusd-recording(5) as fusdctl reads and writes it (cmd/recording/format.cpp), and the argument
-// shapes `fusdctl record` passes ioctls on with (cmd/recording/ioctl_shape.cpp).
+// fusd-recording(5) as fusdctl reads and writes it (cmd/recording/format.cpp), and the ioctls
+// `fusdctl record` refuses to pass on (cmd/recording/pointer_ioctls.cpp).
 #include <gtest/gtest.h>
 
 #include <cerrno>
 #include <string>
 
+#include <linux/i2c-dev.h>
 #include <linux/ioctl.h>
+#include <linux/spi/spidev.h>
+#include <sys/ioctl.h>
 
 #include "recording/format.hpp"
-#include "recording/ioctl_shape.hpp"
+#include "recording/pointer_ioctls.hpp"
 
 using namespace fusdctl::recording;
 
@@ -117,12 +120,14 @@ TEST(Recording, BrokenFilesNameTheLine)
     EXPECT_EQ(error_of(head.substr(0, head.size() - 1)), "b.rec:2: truncated: the last line has no end (a recording cut short?)");
 }
 
-TEST(ArgumentShape, FromTheNumberOrTheTable)
+TEST(PointerIoctls, AreTheOnesThatCarryPointers)
 {
-    EXPECT_EQ(argument_shape(0x80045200).size, 4u);  // RNDGETENTCNT, _IOR('R', 0, int)
-    EXPECT_EQ(argument_shape(_IO('x', 1)).size, 0u); // a value
-    EXPECT_EQ(argument_shape(0x5401).size, 36u);     // TCGETS: the kernel's struct termios
-    EXPECT_EQ(argument_shape(0x5409).size, 0u);      // TCSBRK: a value
-    EXPECT_TRUE(argument_shape(0x0707).holds_pointers); // I2C_RDWR
-    EXPECT_EQ(argument_shape(0x12345).size, 0u);     // unknown legacy number: a value
+    EXPECT_TRUE(holds_pointers(I2C_RDWR));
+    EXPECT_TRUE(holds_pointers(I2C_SMBUS));
+    EXPECT_TRUE(holds_pointers(SPI_IOC_MESSAGE(1)));
+    EXPECT_TRUE(holds_pointers(SPI_IOC_MESSAGE(3)));
+    EXPECT_FALSE(holds_pointers(SPI_IOC_RD_MODE));   // _IOR('k', 1, u8): a plain byte
+    EXPECT_FALSE(holds_pointers(I2C_FUNCS));
+    EXPECT_FALSE(holds_pointers(0x5401));            // TCGETS
+    EXPECT_FALSE(holds_pointers(_IO('x', 1)));
 }

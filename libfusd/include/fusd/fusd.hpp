@@ -376,6 +376,18 @@ private:
 // is not a directory (ENOTDIR), a symbolic link (EINVAL) or another filesystem (EXDEV).
 std::string device_path(std::string_view name);
 
+// How an ioctl command's argument travels, as every backend carries it (see "ioctls" above):
+// dir _IOC_WRITE (size bytes at the argument go to the driver), _IOC_READ (size bytes come back)
+// or both; dir 0: the argument is a value. From the command's _IOC encoding, or, for legacy
+// numbers (TCGETS, I2C_FUNCS...), from the fusd module's table in <linux/fusd_ioctl.h>, which
+// `legacy` marks. A number in neither is a value.
+struct IoctlShape {
+    unsigned dir = 0;
+    std::uint32_t size = 0;
+    bool legacy = false;
+};
+IoctlShape ioctl_shape(std::uint32_t command);
+
 // What a backend can do on this machine, for `fusdctl doctor` and for Backend::automatic.
 struct BackendStatus {
     Backend backend;
