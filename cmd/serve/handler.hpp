@@ -22,6 +22,7 @@
 
 #include "fusd/fusd.hpp"
 #include "serve/options.hpp"
+#include "serve/stopping.hpp"
 #include "serve/watched_fd.hpp"
 
 namespace fusdctl::serve {
@@ -79,8 +80,7 @@ private:
     std::vector<std::unique_ptr<HandlerCall>> graveyard_;
     std::vector<std::string> state_dirs_; // of the open files: removed at shutdown if still there
     bool draining_ = false;
-    WatchedFd drain_timer_;
-    std::chrono::steady_clock::time_point drain_deadline_;
+    DrainTimer drain_timer_;
 };
 
 } // namespace fusdctl::serve

@@ -560,51 +560,15 @@ void ProtocolServer::drain() {
     // End of input asks the command to end; shutdown() gives it --grace before SIGTERM.
     stdin_.reset();
     to_command_.clear();
-    drain_deadline_ = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                            std::chrono::duration<double>(config_.grace));
-    auto check = [this] {
-        if (!device_ || device_->open_files() == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
-            loop_->stop();
-            return true;
-        }
-        return false;
-    };
-    if (check())
-        return;
-    drain_timer_.reset(fusd::Fd{::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)});
-    if (!drain_timer_) {
-        loop_->stop();
-        return;
-    }
-    itimerspec t{};
-    t.it_value.tv_nsec = 10 * 1000 * 1000;
-    t.it_interval.tv_nsec = 10 * 1000 * 1000;
-    ::timerfd_settime(drain_timer_.get(), 0, &t, nullptr);
-    int fd = drain_timer_.get();
-    drain_timer_.watch(*loop_, EPOLLIN, [fd, check](std::uint32_t) {
-        std::uint64_t ticks;
-        (void)!::read(fd, &ticks, sizeof ticks);
-        check();
-    });
+    drain_timer_.start(*loop_, config_.grace, [this] { return !device_ || device_->open_files() == 0; });
 }
 
 void ProtocolServer::shutdown() {
-    drain_timer_.reset();
+    drain_timer_.cancel();
     timer_.reset();
     draining_ = true;
     fail_calls(true);
-    // Unless it is gone already (fusdctl rm, the backend's end): then device_ dangles.
-    if (loop_ && device_) {
-        auto devices = loop_->devices();
-        if (std::find(devices.begin(), devices.end(), device_) != devices.end()) {
-            try {
-                loop_->remove(*device_);
-            } catch (const std::exception &e) {
-                error("{}: unregistering: {}", config_.path, e.what());
-            }
-        }
-    }
-    device_ = nullptr;
+    remove_if_registered(loop_, device_, config_.path);
     files_.clear();
     stdin_.reset();
     stdout_.reset();

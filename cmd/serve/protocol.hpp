@@ -26,6 +26,7 @@
 #include "child.hpp"
 #include "fusd/fusd.hpp"
 #include "serve/options.hpp"
+#include "serve/stopping.hpp"
 #include "serve/watched_fd.hpp"
 
 namespace fusdctl::serve {
@@ -98,8 +99,7 @@ private:
     bool draining_ = false;
     bool restarting_ = false;
     int status_ = 0;
-    WatchedFd drain_timer_;
-    std::chrono::steady_clock::time_point drain_deadline_;
+    DrainTimer drain_timer_;
 };
 
 } // namespace fusdctl::serve

@@ -172,53 +172,15 @@ void Server::drain() {
         return;
     draining_ = true;
     end_pending();
-    drain_deadline_ = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                            std::chrono::duration<double>(config_.grace));
-    auto check = [this] {
-        bool idle = !device_ || device_->open_files() == 0;
-        if (idle || std::chrono::steady_clock::now() >= drain_deadline_) {
-            loop_->stop(); // shutdown() unwatches the timer
-            return true;
-        }
-        return false;
-    };
-    if (check())
-        return;
-    drain_timer_.reset(fusd::Fd{::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)});
-    if (!drain_timer_) {
-        loop_->stop();
-        return;
-    }
-    itimerspec t{};
-    t.it_value.tv_nsec = 10 * 1000 * 1000;
-    t.it_interval.tv_nsec = 10 * 1000 * 1000;
-    ::timerfd_settime(drain_timer_.get(), 0, &t, nullptr);
-    int fd = drain_timer_.get();
-    drain_timer_.watch(*loop_, EPOLLIN, [fd, check](std::uint32_t) {
-        std::uint64_t ticks;
-        (void)!::read(fd, &ticks, sizeof ticks);
-        check();
-    });
+    drain_timer_.start(*loop_, config_.grace, [this] { return !device_ || device_->open_files() == 0; });
 }
 
 void Server::shutdown() {
-    drain_timer_.reset();
+    drain_timer_.cancel();
     if (tty_)
         tty_->stop(); // the channel's files go with the Server
     end_pending();
-    if (loop_ && device_) {
-        for (fusd::Device *d : loop_->devices()) {
-            if (d == device_) {
-                try {
-                    loop_->remove(*device_);
-                } catch (const std::exception &e) {
-                    error("{}: unregistering: {}", config_.path, e.what());
-                }
-                break;
-            }
-        }
-    }
-    device_ = nullptr;
+    remove_if_registered(loop_, device_, config_.path);
 
     std::vector<std::shared_ptr<Session>> all;
     for (auto &[p, s] : sessions_)

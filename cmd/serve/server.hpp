@@ -14,6 +14,7 @@
 #include "serve/options.hpp"
 #include "serve/session.hpp"
 #include "serve/tty.hpp"
+#include "serve/stopping.hpp"
 #include "serve/watched_fd.hpp"
 
 namespace fusdctl::serve {
@@ -70,8 +71,7 @@ private:
     std::vector<std::shared_ptr<Session>> graveyard_;
     bool burying_ = false;
     bool draining_ = false;
-    WatchedFd drain_timer_; // while draining: checks every 10 ms whether the files are closed
-    std::chrono::steady_clock::time_point drain_deadline_;
+    DrainTimer drain_timer_;
 };
 
 } // namespace fusdctl::serve
