@@ -23,6 +23,7 @@
 
 #include "child.hpp"
 #include "common.hpp"
+#include "fusd/admin.hpp"
 #include "serve/errno_name.hpp"
 
 namespace fusdctl::serve {
@@ -59,13 +60,10 @@ bool drain_pipe(WatchedFd &fd, std::string &into, std::size_t keep) {
     return false;
 }
 
-// A fresh state directory for one open file: $TMPDIR/fusd-handler-XXXXXX, mode 0700.
+// A fresh state directory for one open file, mode 0700, in the process's scratch directory: gone
+// with the process, even when it is SIGKILLed.
 std::string make_state_dir() {
-    std::error_code ec;
-    std::filesystem::path base = std::filesystem::temp_directory_path(ec);
-    if (ec)
-        base = "/tmp";
-    std::string templ = (base / "fusd-handler-XXXXXX").string();
+    std::string templ = fusd::admin::scratch_dir() + "/handler-XXXXXX";
     if (!::mkdtemp(templ.data()))
         throw std::system_error(errno, std::generic_category(), "mkdtemp " + templ);
     return templ;
@@ -76,6 +74,7 @@ void remove_state_dir(const std::string &dir, const std::string &device) {
     std::filesystem::remove_all(dir, ec);
     if (ec)
         error("{}: removing the state directory {}: {}", device, dir, ec.message());
+    ::rmdir(dir.substr(0, dir.rfind('/')).c_str()); // the scratch directory, if nothing else is in it
 }
 
 } // namespace

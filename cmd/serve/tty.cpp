@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common.hpp"
+#include "fusd/admin.hpp"
 
 namespace fusdctl::serve {
 
@@ -35,8 +36,8 @@ constexpr ControlWord kControlWords[] = {
 } // namespace
 
 TtyChannel::TtyChannel(const std::string &device, bool with_control) : device_(device) {
-    const char *tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/fusdctl-tty.XXXXXX";
+    // In the process's scratch directory: gone with the process, even when it is SIGKILLed.
+    std::string tmpl = fusd::admin::scratch_dir() + "/tty.XXXXXX";
     if (!::mkdtemp(tmpl.data()))
         throw sys_error(errno, fmt::format("--tty: cannot make a directory like {}", tmpl));
     dir_ = tmpl;
@@ -66,6 +67,7 @@ TtyChannel::~TtyChannel() {
     if (!control_path_.empty())
         ::unlink(control_path_.c_str());
     ::rmdir(dir_.c_str());
+    ::rmdir(dir_.substr(0, dir_.rfind('/')).c_str()); // the scratch directory, if nothing else is in it
 }
 
 std::vector<std::string> TtyChannel::env() const {

@@ -7,7 +7,7 @@
 // One run: fork (the daemon reaps the first process at once), new session, read fd 3. One byte
 // means the daemon cleaned up itself: exit. End of file means it is dying: wait until it is dead,
 // then, for each registry entry of that process, remove its node (and FUSE mount) the way its
-// backend says, the entry, and the control socket.
+// backend says, the entry, the control socket, and the process's scratch directory.
 #include <cerrno>
 #include <cstdlib>
 #include <string>
@@ -40,6 +40,7 @@ void clean_after(pid_t pid, std::uint64_t start_time, const std::string &socket)
     }
     if (!registry::process_alive(pid, start_time) && socket.rfind(registry::sockets_dir() + "/", 0) == 0)
         unlink(socket.c_str()); // the daemon died between its last entry and its socket
+    registry::remove_scratch_dir(pid, start_time);
 }
 
 } // namespace

@@ -10,6 +10,7 @@
 #include <set>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -57,8 +58,20 @@ PtyEntry::PtyEntry(const std::string &path, const std::string &target) : path_(p
 
 PtyEntry::~PtyEntry() { registry::remove_entry(path_, ::getpid()); }
 
+std::string scratch_dir()
+{
+    std::string root = registry::dir(), dir = registry::scratch_dir_of(::getpid(), registry::process_start_time(::getpid()));
+    for (const std::string &d : {root, root + "/scratch"})
+        if (::mkdir(d.c_str(), 0755) < 0 && errno != EEXIST)
+            throw Error(errno, "cannot create " + d + ": " + std::strerror(errno));
+    if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST)
+        throw Error(errno, "cannot create " + dir + ": " + std::strerror(errno));
+    return dir;
+}
+
 std::vector<DeviceInfo> list_devices()
 {
+    registry::remove_dead_scratch_dirs();
     std::vector<DeviceInfo> out;
     std::map<std::string, nlohmann::json> status_by_socket;
     for (const auto &entry : registry::read_entries()) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <dirent.h>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
@@ -29,6 +30,7 @@ namespace detail::registry {
 std::string dir() { return admin::runtime_dir(); }
 std::string devices_dir() { return dir() + "/devices"; }
 std::string sockets_dir() { return dir() + "/ctl"; }
+static std::string scratch_root() { return dir() + "/scratch"; }
 
 std::string file_name_of(const std::string &path)
 {
@@ -176,6 +178,38 @@ std::optional<nlohmann::json> find_entry(const std::string &device_path)
     if (j && j->value("device", "") != device_path)
         return std::nullopt;
     return j;
+}
+
+std::string scratch_dir_of(pid_t pid, std::uint64_t start_time)
+{
+    return scratch_root() + "/" + std::to_string(pid) + "-" + std::to_string(start_time);
+}
+
+void remove_scratch_dir(pid_t pid, std::uint64_t start_time)
+{
+    if (process_alive(pid, start_time))
+        return;
+    std::error_code ec; // remove_all never follows a symbolic link: it removes the link
+    std::filesystem::remove_all(scratch_dir_of(pid, start_time), ec);
+}
+
+void remove_dead_scratch_dirs()
+{
+    DIR *d = opendir(scratch_root().c_str());
+    if (!d)
+        return;
+    std::vector<std::pair<pid_t, std::uint64_t>> owners;
+    while (dirent *e = readdir(d)) {
+        // Only names this library makes: digits, '-', digits; anything else is not ours to touch.
+        unsigned long long pid = 0, start = 0;
+        int used = 0;
+        if (std::sscanf(e->d_name, "%llu-%llu%n", &pid, &start, &used) == 2 && e->d_name[used] == '\0' &&
+            pid > 0 && pid < (1ull << 31) && e->d_name == scratch_dir_of(pid_t(pid), start).substr(scratch_root().size() + 1))
+            owners.emplace_back(pid_t(pid), start);
+    }
+    closedir(d);
+    for (auto [pid, start] : owners)
+        remove_scratch_dir(pid, start);
 }
 
 } // namespace detail::registry

@@ -39,4 +39,11 @@ void remove_dead_entry(const nlohmann::json &entry);
 std::vector<nlohmann::json> read_entries();
 std::optional<nlohmann::json> find_entry(const std::string &device_path);
 
+// Scratch directories (see admin::scratch_dir): $FUSD_RUNTIME_DIR/scratch/<pid>-<start time>.
+std::string scratch_dir_of(pid_t pid, std::uint64_t start_time);
+// Removes, with everything in it, the scratch directory of a process that is dead.
+void remove_scratch_dir(pid_t pid, std::uint64_t start_time);
+// The same for every scratch directory whose process is dead (and for no other name).
+void remove_dead_scratch_dirs();
+
 } // namespace fusd::detail::registry

@@ -203,3 +203,32 @@ except OSError as e:
 	[ ! -e "$dir" ] || fail "$dir is left"
 	gone "$DEV"
 }
+
+@test "SIGKILL of the server: its scripts and their state directories go too, with no fusd command run" {
+	handler held <<'EOF2'
+[ "$1" = open ] && echo "$FUSD_STATE_DIR" >"$LOG"
+[ "$1" = read ] && { echo $$ >"$LOG.read"; exec sleep 600; }
+exit 0
+EOF2
+	serve_d "$NAME" --handler "$T/held"
+	py '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    print(repr(os.read(fd, 10)))
+except OSError as e:
+    print(e.strerror)' "$DEV" >"$T/out" 2>&1 &
+	reader=$!
+	wait_for "$GUARD" test -s "$T/held.log.read"
+	local dir script
+	dir=$(cat "$T/held.log")
+	script=$(cat "$T/held.log.read")
+	track_cmd "$script"
+	[ -d "$dir" ]
+	kill -KILL "$SERVER_PID"
+	wait_gone "$SERVER_PID" "$GUARD"
+	wait_gone "$script" "$GUARD" # PR_SET_PDEATHSIG
+	wait_for "$GUARD" not test -e "$dir" # fusd-cleaner
+	wait_for "$GUARD" not test -e "$DEV"
+	wait "$reader" || true
+}

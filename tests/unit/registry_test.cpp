@@ -83,3 +83,33 @@ TEST_F(ForeignEntry, DeadEntryOfAnUnknownBackendIsListedDeadAndDropped)
 }
 
 } // namespace
+
+// admin::scratch_dir(): this process's, made once; list_devices() removes those of dead
+// processes, with what is in them, and nothing else in the scratch root.
+TEST_F(ForeignEntry, ScratchDirectoriesOfDeadProcessesGoAndNothingElse)
+{
+    const std::string mine = fusd::admin::scratch_dir();
+    EXPECT_EQ(mine, fusd::admin::scratch_dir());
+    ASSERT_TRUE(std::filesystem::is_directory(mine));
+    EXPECT_EQ(std::filesystem::status(mine).permissions() & std::filesystem::perms::all, std::filesystem::perms::owner_all);
+    std::ofstream(mine + "/kept") << "x";
+
+    const std::string root = dir_ + "/scratch";
+    // pid 1's start time is never 12345 in a test; 0x7fffffff is above any pid_max.
+    for (const char *dead : {"/1-12345", "/2147483646-1"}) {
+        std::filesystem::create_directories(root + dead + "/sub");
+        std::ofstream(root + dead + "/sub/file") << "x";
+    }
+    std::filesystem::create_symlink(mine, root + "/3-1"); // dead owner, but a link: removed, not followed
+    for (const char *other : {"/notours", "/01-12345", "/1-12345x", "/-1-5"})
+        std::filesystem::create_directory(root + other);
+
+    fusd::admin::list_devices();
+
+    EXPECT_FALSE(std::filesystem::exists(root + "/1-12345"));
+    EXPECT_FALSE(std::filesystem::exists(root + "/2147483646-1"));
+    EXPECT_FALSE(std::filesystem::is_symlink(root + "/3-1"));
+    EXPECT_TRUE(std::filesystem::exists(mine + "/kept")) << "the link's target must be left alone";
+    for (const char *other : {"/notours", "/01-12345", "/1-12345x", "/-1-5"})
+        EXPECT_TRUE(std::filesystem::is_directory(root + other)) << other;
+}

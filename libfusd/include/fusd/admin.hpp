@@ -27,6 +27,13 @@ std::string runtime_dir();
 // registration of the name, cleans up instead.
 std::string cleaner_program(std::string &why);
 
+// A directory for this process's own files (mode 0700), $FUSD_RUNTIME_DIR/scratch/PID-START,
+// made on the first call (throws fusd::Error). What is in it goes when the process dies, however
+// it dies: fusd-cleaner removes it at once when the process served a device, and list_devices()
+// (every `fusdctl ls`) removes any whose process is dead. A process that ends cleanly removes
+// what it put there itself, and may rmdir the directory.
+std::string scratch_dir();
+
 struct DeviceInfo {
     std::string path;          // /dev/clock
     std::string backend;       // kernel, cuse, fuse; pty (see PtyEntry)
