@@ -462,3 +462,56 @@ os.close(fd)
 	replay_status
 	assert_equal "$REP_RC" 0
 }
+
+@test "record: an ioctl blocked in the real device ends when its caller is interrupted, and on SIGTERM" {
+	# The real device: a fusd device whose ioctl waits (its script sleeps) until it is interrupted.
+	local real=$DEV-real
+	cat >"$T/slow" <<EOF2
+#!/bin/bash
+[ "\$1" = ioctl ] && { cat >/dev/null; echo \$\$ >>"$T/slow.ioctls"; exec sleep 600; }
+[ "\$1" = read ] && { printf ok; exit 0; }
+exit 0
+EOF2
+	chmod +x "$T/slow"
+	serve_d "$real" --handler "$T/slow"
+	record_bg "$real"
+	# fusdctl record's own ioctl on the real device waits there; an interrupted caller must end it.
+	# SIGUSR2 stands for any signal the caller handles (a background job ignores SIGINT).
+	local ioctl_caller='
+import fcntl, os, signal, sys
+def stop(*_):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGUSR2, stop)
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.ioctl(fd, (2 << 30) | (4 << 16) | (0x78 << 8) | 1, bytearray(4))  # _IOR(x, 1, int)
+    print("answered")
+except KeyboardInterrupt:
+    print("interrupted")
+except OSError as e:
+    print(e.strerror)'
+	"$PY" -c "$ioctl_caller" "$DEV" >"$T/caller1.out" 2>&1 & # not py: $! must be the caller itself
+	local caller=$!
+	track_cmd "$caller"
+	wait_for "$GUARD" test -s "$T/slow.ioctls" || fail "the ioctl did not reach the real device"
+	kill -USR2 "$caller"
+	wait_gone "$caller" "$GUARD" || fail "the interrupted caller is still waiting"
+	wait "$caller" || true
+	assert_equal "$(cat "$T/caller1.out")" interrupted
+	wait_gone "$(head -1 "$T/slow.ioctls")" "$GUARD" # the real device's call was interrupted too
+	# The recorder still serves.
+	run py 'import os, sys; print(os.read(os.open(sys.argv[1], os.O_RDONLY), 10))' "$DEV"
+	assert_success
+	assert_output "b'ok'"
+	# SIGTERM while another ioctl waits in the real device: the recorder ends, the caller gets an error.
+	"$PY" -c "$ioctl_caller" "$DEV" >"$T/caller2.out" 2>&1 &
+	caller=$!
+	track_cmd "$caller"
+	two_ioctls() { [ "$(wc -l <"$T/slow.ioctls")" -ge 2 ]; }
+	wait_for "$GUARD" two_ioctls || fail "the second ioctl did not reach the real device"
+	stop_record
+	wait_gone "$caller" "$GUARD" || fail "the caller is still waiting after the recorder stopped"
+	wait "$caller" || true
+	[ "$(cat "$T/caller2.out")" != answered ] || fail "the ioctl was answered"
+	gone "$DEV"
+}
