@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <system_error>
+#include <unordered_map>
 
 #include <unistd.h>
 
@@ -24,6 +25,20 @@ std::string errno_name(int errnum) {
     if (const char *name = ::strerrorname_np(errnum))
         return name;
     return fmt::format("E{}", errnum);
+}
+
+int errno_by_name(std::string_view name) {
+    static const std::unordered_map<std::string_view, int> by_name = [] {
+        std::unordered_map<std::string_view, int> m;
+        for (int e = 1; e < 4096; ++e)
+            if (const char *n = ::strerrorname_np(e))
+                m.emplace(n, e); // EAGAIN before EWOULDBLOCK: both name 11
+        m.emplace("EWOULDBLOCK", EWOULDBLOCK);
+        m.emplace("EDEADLOCK", EDEADLOCK);
+        return m;
+    }();
+    auto it = by_name.find(name);
+    return it == by_name.end() ? 0 : it->second;
 }
 
 std::string format_uptime(double seconds) {

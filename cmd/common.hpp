@@ -50,6 +50,9 @@ void error(fmt::format_string<Args...> format, Args &&...args) {
 
 // "EAGAIN" for EAGAIN; "E123" when the C library has no name for it.
 std::string errno_name(int errnum);
+// The errno called `name` (EAGAIN, EWOULDBLOCK, ENOTTY...), as drivers and files spell them;
+// 0 when no errno has that name.
+int errno_by_name(std::string_view name);
 
 // "42s", "3m07s", "2h05m", "4d03h".
 std::string format_uptime(double seconds);

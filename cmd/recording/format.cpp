@@ -16,6 +16,7 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "base64.hpp"
 #include "common.hpp"
 
 namespace fusdctl::recording {
@@ -24,7 +25,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 // The keys each call may have (besides t, open, call, errno).
 const std::map<Call, std::set<std::string>> kKeys = {
@@ -137,7 +137,7 @@ public:
             e.t = t->get<double>();
         }
         if (const Json *err = get("errno")) {
-            if (!err->is_string() || !(e.error = errno_number(err->get<std::string>())))
+            if (!err->is_string() || !(e.error = errno_by_name(err->get<std::string>())))
                 fail(fmt::format("\"errno\" must name an errno (EIO, EAGAIN, ...), not {}", err->dump()));
         }
         if (get("data") && get("text"))
@@ -221,7 +221,7 @@ std::string_view to_string(Call call) {
     return "?";
 }
 
-int errno_number(std::string_view name) {
+int errno_by_name(std::string_view name) {
     for (int e = 1; e < 4096; ++e)
         if (const char *n = ::strerrorname_np(e); n && name == n)
             return e;
@@ -234,58 +234,6 @@ std::string access_of(unsigned flags) {
     case O_WRONLY: return "w";
     default: return "rw";
     }
-}
-
-std::string base64_encode(std::string_view bytes) {
-    std::string out;
-    out.reserve((bytes.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 3 <= bytes.size(); i += 3) {
-        std::uint32_t v = (std::uint8_t(bytes[i]) << 16) | (std::uint8_t(bytes[i + 1]) << 8) | std::uint8_t(bytes[i + 2]);
-        out += kAlphabet[v >> 18];
-        out += kAlphabet[(v >> 12) & 63];
-        out += kAlphabet[(v >> 6) & 63];
-        out += kAlphabet[v & 63];
-    }
-    if (std::size_t rest = bytes.size() - i) {
-        std::uint32_t v = std::uint8_t(bytes[i]) << 16;
-        if (rest == 2)
-            v |= std::uint8_t(bytes[i + 1]) << 8;
-        out += kAlphabet[v >> 18];
-        out += kAlphabet[(v >> 12) & 63];
-        out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-    return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-    if (text.size() % 4)
-        return std::nullopt;
-    auto value = [](char c) -> int {
-        const char *p = std::strchr(kAlphabet, c);
-        return c && p ? int(p - kAlphabet) : -1;
-    };
-    std::string out;
-    for (std::size_t i = 0; i < text.size(); i += 4) {
-        bool last = i + 4 == text.size();
-        int pad = 0;
-        if (last && text[i + 3] == '=')
-            pad = text[i + 2] == '=' ? 2 : 1;
-        std::uint32_t v = 0;
-        for (int k = 0; k < 4; ++k) {
-            int d = k >= 4 - pad ? 0 : value(text[i + k]);
-            if (d < 0)
-                return std::nullopt;
-            v = (v << 6) | unsigned(d);
-        }
-        out += char(v >> 16);
-        if (pad < 2)
-            out += char((v >> 8) & 0xff);
-        if (pad < 1)
-            out += char(v & 0xff);
-    }
-    return out;
 }
 
 Recording parse_recording_text(std::string_view text, const std::string &name) {

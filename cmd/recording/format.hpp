@@ -63,12 +63,6 @@ Recording parse_recording_text(std::string_view text, const std::string &name);
 std::string format_header(std::string_view device);
 std::string format_event(const Event &event); // one line, without its '\n'
 
-std::string base64_encode(std::string_view bytes);
-std::optional<std::string> base64_decode(std::string_view text);
-
-// "EAGAIN" <-> EAGAIN; 0 when the name is unknown.
-int errno_number(std::string_view name);
-
 // "O_RDWR" style for messages: "r", "w", "rw" from open flags.
 std::string access_of(unsigned flags);
 

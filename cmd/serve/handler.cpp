@@ -24,7 +24,6 @@
 #include "child.hpp"
 #include "common.hpp"
 #include "fusd/admin.hpp"
-#include "serve/errno_name.hpp"
 
 namespace fusdctl::serve {
 

@@ -20,82 +20,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base64.hpp"
 #include "common.hpp"
-#include "serve/errno_name.hpp"
 
 namespace fusdctl::serve {
 
 using nlohmann::json;
 
 namespace {
-
-constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(std::span<const std::byte> in) {
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        unsigned v = std::to_integer<unsigned>(in[i]) << 16 | std::to_integer<unsigned>(in[i + 1]) << 8 |
-                     std::to_integer<unsigned>(in[i + 2]);
-        out += kBase64[v >> 18 & 63];
-        out += kBase64[v >> 12 & 63];
-        out += kBase64[v >> 6 & 63];
-        out += kBase64[v & 63];
-    }
-    if (std::size_t left = in.size() - i) {
-        unsigned v = std::to_integer<unsigned>(in[i]) << 16;
-        if (left == 2)
-            v |= std::to_integer<unsigned>(in[i + 1]) << 8;
-        out += kBase64[v >> 18 & 63];
-        out += kBase64[v >> 12 & 63];
-        out += left == 2 ? kBase64[v >> 6 & 63] : '=';
-        out += '=';
-    }
-    return out;
-}
-
-// Standard base64 with padding (RFC 4648 section 4), as Python's b64encode and base64(1) write it.
-std::optional<std::string> base64_decode(std::string_view in) {
-    if (in.size() % 4 != 0)
-        return std::nullopt;
-    auto value = [](char c) -> int {
-        if (c >= 'A' && c <= 'Z')
-            return c - 'A';
-        if (c >= 'a' && c <= 'z')
-            return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-            return c - '0' + 52;
-        if (c == '+')
-            return 62;
-        if (c == '/')
-            return 63;
-        return -1;
-    };
-    std::string out;
-    out.reserve(in.size() / 4 * 3);
-    for (std::size_t i = 0; i < in.size(); i += 4) {
-        bool last = i + 4 == in.size();
-        int pad = last ? (in[i + 3] == '=') + (in[i + 2] == '=') : 0;
-        if (pad == 1 && in[i + 2] == '=')
-            return std::nullopt;
-        int v[4];
-        for (int k = 0; k < 4 - pad; ++k)
-            if ((v[k] = value(in[i + k])) < 0)
-                return std::nullopt;
-        unsigned bits = static_cast<unsigned>(v[0]) << 18 | static_cast<unsigned>(v[1]) << 12;
-        if (pad < 2)
-            bits |= static_cast<unsigned>(v[2]) << 6;
-        if (pad < 1)
-            bits |= static_cast<unsigned>(v[3]);
-        out += static_cast<char>(bits >> 16 & 0xff);
-        if (pad < 2)
-            out += static_cast<char>(bits >> 8 & 0xff);
-        if (pad < 1)
-            out += static_cast<char>(bits & 0xff);
-    }
-    return out;
-}
 
 // The bytes of an answer: "data" (base64) or "text" (as it is, UTF-8); neither: empty.
 std::string answer_bytes(const json &reply) {
@@ -238,13 +170,13 @@ void ProtocolServer::forward(fusd::Request req) {
         break;
     case fusd::Op::write:
         msg["op"] = "write";
-        msg["data"] = base64_encode(req.data());
+        msg["data"] = base64_encode(req.text());
         break;
     case fusd::Op::ioctl:
         msg["op"] = "ioctl";
         msg["command"] = req.ioctl_command();
         msg["argument"] = req.ioctl_argument();
-        msg["data"] = base64_encode(req.data());
+        msg["data"] = base64_encode(req.text());
         break;
     default:
         return req.reply_error(EIO);

@@ -24,7 +24,7 @@
 //            (TtyChannel), and on FUSE the pseudo-terminal served instead (serve_pty)
 //   protocol ProtocolServer (--protocol json): one command answers every call as JSON lines
 //   handler  HandlerServer (--handler): one run of a script per call, its exit status the answer
-//   errno_name  errno names as the last two take them ("EAGAIN")
+//   stopping DrainTimer and remove_if_registered: the way out the three servers share
 // serve_with() runs any of Server, ProtocolServer and HandlerServer: the same setup, signals,
 // readiness report and shutdown.
 //

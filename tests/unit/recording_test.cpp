@@ -12,9 +12,11 @@
 #include <linux/spi/spidev.h>
 #include <sys/ioctl.h>
 
+#include "base64.hpp"
 #include "recording/format.hpp"
 #include "recording/pointer_ioctls.hpp"
 
+using namespace fusdctl;
 using namespace fusdctl::recording;
 
 TEST(Base64, RoundTripsEveryLengthAndByte)
