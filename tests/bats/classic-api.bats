@@ -197,3 +197,46 @@ print([d["backend"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]]
 	fi
 	alive "$DRIVER"
 }
+
+LABELS=$BUILD/tests/classic-labels
+
+backend_of() { # backend_of NODE: the backend `fusdctl ls` says serves NODE
+	"$FUSDCTL" ls --json | "$PY" -c '
+import json, sys
+print(next(d["backend"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]))' "$1"
+}
+
+@test "classic fusd_register: class and devname are sysfs labels on the kernel backend, kept nowhere else" {
+	driver "$DEV" -- "$LABELS" "$DEV" misc "$NAME!x"
+	run cat "$DEV"
+	assert_output "labeled"
+	run backend_of "$DEV"
+	assert_success
+	if [ "$output" = kernel ]; then
+		run cat "/sys/class/fusd/$NAME/clazz" "/sys/class/fusd/$NAME/devname"
+		assert_output "misc
+$NAME!x"
+	else
+		[ ! -e "/sys/class/fusd/$NAME" ] || fail "/sys/class/fusd/$NAME on backend $output"
+	fi
+}
+
+@test "classic fusd_register: a bad class or devname fails alike on every backend, nothing made" {
+	local long
+	long=$(printf 'c%.0s' {1..48})
+	for args in "my class|x" "misc|a/b" "misc|new
+line" "$long|x" "misc|$long"; do
+		run timeout "$GUARD" "$LABELS" "$DEV" "${args%%|*}" "${args#*|}"
+		assert_failure 1
+		if [ "${#args}" -gt 40 ]; then
+			assert_line "fusd_register: File name too long"
+		else
+			assert_line "fusd_register: Invalid argument"
+		fi
+		[ ! -e "$DEV" ] || fail "$DEV made for '$args'"
+	done
+	# the longest: 47 characters
+	driver "$DEV" -- "$LABELS" "$DEV" "${long:1}" "$NAME"
+	run cat "$DEV"
+	assert_output "labeled"
+}
