@@ -32,6 +32,30 @@ REGRESS=$BUILD/tests/classic-regress
 	assert_line "violations 0"
 }
 
+@test "classic: kept reads answered with 0 bytes from another device's write end their readers (pager)" {
+	driver "$DEV" "$DEV-ctl" "$DEV-direct" -- "$REGRESS" "$DEV"
+	# as the original pager's check: cat (reads of 128 KiB) blocked, then its poll_diff and its
+	# read answered from the write callback of another device, the read with 0 bytes
+	timeout "$GUARD" cat "$DEV" >"$T/blocked" &
+	reader=$!
+	wait_for "$GUARD" grep -q "a read is pending" "$T/driver.out"
+	# and an open whose read comes only after that write: answered inside its own callback
+	exec 5<"$DEV"
+	echo eof >"$DEV-ctl"
+	local status=0
+	wait "$reader" || status=$?
+	[ "$status" = 0 ] || fail "the blocked cat ended with status $status (124: still blocked after $GUARD s)"
+	run timeout "$GUARD" cat <&5
+	exec 5<&-
+	assert_success
+	assert_output ""
+	run cat "$T/blocked"
+	assert_output ""
+	alive "$DRIVER"
+	run cat "$DEV-ctl"
+	assert_line "violations 0"
+}
+
 @test "classic: poll_diff runs on the loop's thread, never inside another callback" {
 	driver "$DEV" "$DEV-ctl" "$DEV-direct" -- "$REGRESS" "$DEV"
 	for how in data thread; do
