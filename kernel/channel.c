@@ -974,7 +974,9 @@ static long fusd_chan_ioctl(struct file *file, unsigned int cmd, unsigned long a
 		return -EPROTO;
 	switch (cmd) {
 	case FUSD_IOC_REGISTER:
-		return fusd_ioc_register(chan, argp);
+		return fusd_ioc_register(chan, argp, false);
+	case FUSD_IOC_REGISTER_LABELED:
+		return fusd_ioc_register(chan, argp, true);
 	case FUSD_IOC_UNREGISTER:
 		return fusd_ioc_unregister(chan, argp);
 	case FUSD_IOC_FORCE_UNREGISTER:

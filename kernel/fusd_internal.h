@@ -91,6 +91,8 @@ struct fusd_device {
 	struct list_head maps;		/* fusd_map.dev_node: its mappings (mmap.c) */
 	bool map_revoked;		/* removed: mappings get SIGBUS (map_lock) */
 	char name[FUSD_NAME_MAX];
+	char clazz[FUSD_LABEL_MAX];	/* FUSD_IOC_REGISTER_LABELED's labels, checked; "" for none */
+	char devname[FUSD_LABEL_MAX];
 };
 
 /* One open file on a node. */
@@ -154,7 +156,7 @@ extern atomic_long_t fusd_polls_attempted, fusd_polls_successful;
 extern atomic_long_t fusd_live_channels, fusd_live_devices, fusd_live_files, fusd_live_requests,
 	fusd_live_wakers;
 extern atomic_long_t fusd_live_maps;
-long fusd_ioc_register(struct fusd_channel *chan, void __user *arg);
+long fusd_ioc_register(struct fusd_channel *chan, void __user *arg, bool labeled);
 long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg);
 long fusd_ioc_force_unregister(void __user *arg);
 void fusd_channel_remove_devices(struct fusd_channel *chan);

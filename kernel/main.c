@@ -182,6 +182,19 @@ static ssize_t oldest_wait_ms_show(struct device *dev, struct device_attribute *
 }
 static DEVICE_ATTR_ADMIN_RO(oldest_wait_ms);
 
+/* The classic API's class and device name: labels as public as the name (FUSD_IOC_REGISTER_LABELED). */
+static ssize_t clazz_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%s\n", to_fusd_device(dev)->clazz);
+}
+static DEVICE_ATTR_RO(clazz);
+
+static ssize_t devname_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%s\n", to_fusd_device(dev)->devname);
+}
+static DEVICE_ATTR_RO(devname);
+
 static ssize_t state_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
 	return sysfs_emit(buf, "%s\n", READ_ONCE(to_fusd_device(dev)->gone) ? "gone" : "live");
@@ -198,6 +211,8 @@ static struct attribute *fusd_dev_attrs[] = {
 	&dev_attr_waiting.attr,
 	&dev_attr_oldest_wait_ms.attr,
 	&dev_attr_state.attr,
+	&dev_attr_clazz.attr,
+	&dev_attr_devname.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(fusd_dev);
@@ -292,6 +307,23 @@ static int fusd_name_check(const char *name)
 			return -EINVAL;
 		}
 	}
+	return 0;
+}
+
+/*
+ * A label of FUSD_IOC_REGISTER_LABELED: NUL-terminated within its FUSD_LABEL_MAX bytes, empty or
+ * of the name characters and '!' (sysfs's spelling of '/', as the classic drivers write it):
+ * nothing that could break a line of sysfs or a listing.  What follows the NUL is ignored.
+ */
+static int fusd_label_check(const char *label)
+{
+	size_t len = strnlen(label, FUSD_LABEL_MAX), i;
+
+	if (len == FUSD_LABEL_MAX)
+		return -ENAMETOOLONG;
+	for (i = 0; i < len; i++)
+		if (label[i] != '!' && !fusd_name_char_ok(label[i]))
+			return -EINVAL;
 	return 0;
 }
 
@@ -406,9 +438,15 @@ static int fusd_device_add(struct fusd_device *fdev)
 	return 0;
 }
 
-long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
+/*
+ * FUSD_IOC_REGISTER, or with @labeled FUSD_IOC_REGISTER_LABELED: its struct fusd_register comes
+ * first, then the two labels (empty for FUSD_IOC_REGISTER), checked and kept before the device
+ * is visible.
+ */
+long fusd_ioc_register(struct fusd_channel *chan, void __user *arg, bool labeled)
 {
-	struct fusd_register reg;
+	struct fusd_register_labeled in = {};
+	struct fusd_register *reg = &in.reg;
 	struct fusd_device *fdev;
 	kuid_t uid;
 	kgid_t gid;
@@ -416,20 +454,26 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
 
 	if (!capable(CAP_SYS_ADMIN) && !capable(CAP_MKNOD))
 		return -EPERM;
-	if (copy_from_user(&reg, arg, sizeof(reg)))
+	if (copy_from_user(&in, arg, labeled ? sizeof(in) : sizeof(in.reg)))
 		return -EFAULT;
-	err = fusd_register_check(&reg, &uid, &gid);
+	err = fusd_register_check(reg, &uid, &gid);
+	if (!err)
+		err = fusd_label_check(in.clazz);
+	if (!err)
+		err = fusd_label_check(in.devname);
 	if (err)
 		return err;
-	fdev = fusd_device_alloc(chan, &reg, uid, gid);
+	fdev = fusd_device_alloc(chan, reg, uid, gid);
 	if (!fdev)
 		return -ENOMEM;
+	strscpy(fdev->clazz, in.clazz, sizeof(fdev->clazz));
+	strscpy(fdev->devname, in.devname, sizeof(fdev->devname));
 
-	err = fusd_dev_path_free(reg.name);
+	err = fusd_dev_path_free(reg->name);
 	mutex_lock(&fusd_mutex);
 	if (!err && chan->tracer)
 		err = -EINVAL;
-	else if (!err && fusd_find_name(reg.name))
+	else if (!err && fusd_find_name(reg->name))
 		err = -EEXIST;
 	if (!err)
 		err = fusd_device_add(fdev);
@@ -439,10 +483,10 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
 		return err;
 	}
 
-	reg.dev_id = fdev->id;
-	reg.major = MAJOR(fdev->dev.devt);
-	reg.minor = MINOR(fdev->dev.devt);
-	if (copy_to_user(arg, &reg, sizeof(reg)))
+	reg->dev_id = fdev->id;
+	reg->major = MAJOR(fdev->dev.devt);
+	reg->minor = MINOR(fdev->dev.devt);
+	if (copy_to_user(arg, reg, sizeof(*reg)))	/* labeled: its leading reg */
 		return -EFAULT;		/* the device stays: UNREGISTER it by name if need be */
 	return 0;
 }

@@ -26,8 +26,10 @@
  *    filesystem ids if the caller was gone before its call was read); no C++ exception leaves
  *    these functions.
  * Both registration signatures exist: fusd_register(name, mode, device_info, fops) (1.10) and
- * fusd_register(name, clazz, devname, mode, device_info, fops) (later forks; clazz and devname are
- * used by no backend, the node is /dev/NAME).
+ * fusd_register(name, clazz, devname, mode, device_info, fops) (later forks; the node is /dev/NAME
+ * on every backend; clazz and devname are labels, null or at most 47 of A-Z a-z 0-9 . _ - + : @ , !
+ * (else EINVAL, ENAMETOOLONG) on every backend, shown by the kernel backend only, in
+ * /sys/class/fusd/NAME/clazz and devname).
  */
 #ifndef FUSD_H
 #define FUSD_H

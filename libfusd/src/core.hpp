@@ -189,6 +189,9 @@ struct Incoming {
 
 // Validated absolute /dev path (see fusd::device_path).
 std::string checked_device_path(std::string_view name);
+// Throws fusd::Error unless `label` (DeviceOptions::classic_class or classic_devname, called
+// `what`) is empty or at most kLabelMax of the characters a label may have.
+void check_classic_label(const char *what, std::string_view label);
 
 // Parent directories of nested names (parents.cpp). make_parents() checks those that exist (real
 // directories of /dev's filesystem) and makes, and records as fusd's, those missing; it throws

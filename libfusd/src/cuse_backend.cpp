@@ -16,7 +16,7 @@ constinit const BackendRow cuse_backend{
                    "reaches the driver); reads and writes "
                    "arrive in chunks of at most 128 KiB; close() waits for the driver's release; after "
                    "`rm --force` of a stopped daemon the name stays taken (/sys/class/cuse) until that "
-                   "daemon exits",
+                   "daemon exits; the classic fusd_register()'s class and devname are checked, then kept nowhere",
     .build_option = "FUSD_WITH_CUSE",
 #ifdef FUSD_WITH_CUSE
     .probe = probe_cuse,

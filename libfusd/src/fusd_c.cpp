@@ -485,11 +485,9 @@ fusd::Callbacks callbacks_for(const std::shared_ptr<CDevice> &dev)
     return cb;
 }
 
-} // namespace
-
-extern "C" {
-
-int fusd_register4(const char *name, mode_t mode, void *device_info, struct fusd_file_operations *fops)
+// Both forms of fusd_register(); clazz and devname may be null (none).
+int register_device(const char *name, const char *clazz, const char *devname, mode_t mode, void *device_info,
+                    fusd_file_operations *fops)
 {
     if (!name || !fops)
         return fail(EINVAL);
@@ -501,6 +499,8 @@ int fusd_register4(const char *name, mode_t mode, void *device_info, struct fusd
         fusd::DeviceOptions opts;
         opts.name = name;
         opts.mode = mode & 07777;
+        opts.classic_class = clazz ? clazz : "";
+        opts.classic_devname = devname ? devname : "";
         dev->fd.reset(dup(loop().fd())); // a distinct number per device, readable when the loop has work
         if (!dev->fd)
             return fail(errno);
@@ -515,12 +515,20 @@ int fusd_register4(const char *name, mode_t mode, void *device_info, struct fusd
     }
 }
 
+} // namespace
+
+extern "C" {
+
+int fusd_register4(const char *name, mode_t mode, void *device_info, struct fusd_file_operations *fops)
+{
+    return register_device(name, nullptr, nullptr, mode, device_info, fops);
+}
+
+// clazz and devname: labels (DeviceOptions::classic_class, classic_devname), see libfusd(3).
 int fusd_register6(const char *name, const char *clazz, const char *devname, mode_t mode, void *device_info,
                    struct fusd_file_operations *fops)
 {
-    (void)clazz;
-    (void)devname;
-    return fusd_register4(name, mode, device_info, fops);
+    return register_device(name, clazz, devname, mode, device_info, fops);
 }
 
 int fusd_unregister(int fd)

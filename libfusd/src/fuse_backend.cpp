@@ -16,7 +16,7 @@ constinit const BackendRow fuse_backend{
                    "ENOTTY and pointer-carrying ioctls by retry with EOPNOTSUPP; FIONREAD and "
                    "FIONBIO are answered by the kernel; lseek/pread fail with ESPIPE; writes from different "
                    "opens are serialized by the kernel (a write the driver holds back delays other openers' "
-                   "writes)",
+                   "writes); the classic fusd_register()'s class and devname are checked, then kept nowhere",
     .build_option = "",
     .probe = probe_fuse,
     .open = make_fuse_transport,

@@ -19,7 +19,8 @@ constinit const BackendRow kernel_backend{
                    "(FIONBIO, FIOASYNC, FIOCLEX, FIONCLEX are the kernel's, FIONREAD reaches the driver); "
                    "reads and writes above 128 KiB are "
                    "split into 128 KiB requests; close() does not wait for the driver; names only of "
-                   "A-Z a-z 0-9 . _ - + : @ , (63 bytes); status in /sys/class/fusd/NAME/",
+                   "A-Z a-z 0-9 . _ - + : @ , (63 bytes); status in /sys/class/fusd/NAME/, with the classic "
+                   "fusd_register()'s class and devname as its labels clazz and devname",
     .build_option = "FUSD_WITH_KERNEL",
 #ifdef FUSD_WITH_KERNEL
     .probe = probe_kernel,

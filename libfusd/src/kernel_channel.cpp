@@ -63,6 +63,7 @@ int KernelChannel::open(std::string &why)
         return -err;
     }
     exchange_ = hello.minor >= 1; // FUSD_IOC_EXCHANGE came with protocol 1.1
+    labels_ = hello.minor >= 3;   // FUSD_IOC_REGISTER_LABELED with 1.3
     fd_ = std::move(fd);
     return 0;
 }
@@ -70,12 +71,18 @@ int KernelChannel::open(std::string &why)
 void KernelChannel::register_device(const std::string &path, const DeviceOptions &options)
 {
     std::string name = name_of(path);
-    fusd_register reg{};
+    fusd_register_labeled in{};
+    fusd_register &reg = in.reg;
     std::memcpy(reg.name, name.c_str(), name.size() + 1); // the caller checked its length
     reg.mode = options.mode & 0777; // the module takes permission bits only
     reg.uid = *options.owner;
     reg.gid = *options.group;
-    if (ioctl(fd_.get(), FUSD_IOC_REGISTER, &reg) < 0) {
+    if (options.classic_class.size() >= sizeof in.clazz || options.classic_devname.size() >= sizeof in.devname)
+        throw Error(ENAMETOOLONG, path + ": a classic label is too long"); // Loop::add checks them first
+    const bool labeled = labels_ && !(options.classic_class.empty() && options.classic_devname.empty());
+    std::memcpy(in.clazz, options.classic_class.c_str(), options.classic_class.size() + 1);
+    std::memcpy(in.devname, options.classic_devname.c_str(), options.classic_devname.size() + 1);
+    if (labeled ? ioctl(fd_.get(), FUSD_IOC_REGISTER_LABELED, &in) < 0 : ioctl(fd_.get(), FUSD_IOC_REGISTER, &reg) < 0) {
         int err = errno;
         fd_.reset();
         std::string what = path + ": cannot register with the fusd module: " + std::strerror(err);

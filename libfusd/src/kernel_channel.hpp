@@ -33,8 +33,9 @@ public:
     // Opens /dev/fusd and says HELLO. Returns 0, or -errno with `why` saying what went wrong, for a
     // person (ENOENT: the module is not loaded).
     int open(std::string &why);
-    // Makes the node /dev/NAME of `path` with options' mode and owner; then non-blocking. Throws
-    // fusd::Error.
+    // Makes the node /dev/NAME of `path` with options' mode and owner, and the classic labels
+    // (classic_class, classic_devname; a module before protocol 1.3 keeps none); then
+    // non-blocking. Throws fusd::Error.
     void register_device(const std::string &path, const DeviceOptions &options);
     // Ends the registered device: waiting callers get ENODEV and the node goes now.
     void unregister();
@@ -68,6 +69,7 @@ public:
 private:
     Fd fd_;
     bool exchange_ = false;     // see has_exchange()
+    bool labels_ = false;       // FUSD_IOC_REGISTER_LABELED (protocol 1.3)
     std::uint64_t dev_id_ = 0;  // from REGISTER
 };
 

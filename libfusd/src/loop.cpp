@@ -230,6 +230,8 @@ Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
         dev->options.group = getegid();
     if (dev->options.mode & ~07777)
         throw Error(EINVAL, dev->path + ": invalid mode " + std::to_string(dev->options.mode));
+    check_classic_label("class", dev->options.classic_class);
+    check_classic_label("devname", dev->options.classic_devname);
     if (dev->options.command_line.empty())
         dev->options.command_line = own_command_line();
     dev->callbacks = std::move(callbacks);

@@ -58,6 +58,26 @@ std::string device_path(std::string_view name)
 
 namespace detail {
 std::string checked_device_path(std::string_view name) { return device_path(name); }
+
+// The classic API's labels: what the fusd module keeps (FUSD_LABEL_MAX with the NUL), of the
+// module's name characters and '!' (sysfs's spelling of '/', as in "pager!input"). Checked the
+// same on every backend, so that a driver fails or works alike everywhere.
+void check_classic_label(const char *what, std::string_view label)
+{
+    constexpr std::size_t kLabelMax = 47;
+    std::string shown(label.substr(0, 64));
+    for (char &c : shown)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            c = '?';
+    if (label.size() > kLabelMax)
+        throw Error(ENAMETOOLONG, std::string("invalid ") + what + " '" + shown + "...': longer than " +
+                                      std::to_string(kLabelMax) + " characters");
+    for (char c : label)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string_view("._-+:@,!").find(c) != std::string_view::npos))
+            throw Error(EINVAL, std::string("invalid ") + what + " '" + shown +
+                                    "': only A-Z a-z 0-9 . _ - + : @ , ! are allowed");
+}
 } // namespace detail
 
 } // namespace fusd

@@ -32,6 +32,30 @@ REGRESS=$BUILD/tests/classic-regress
 	assert_line "violations 0"
 }
 
+@test "classic: kept reads answered with 0 bytes from another device's write end their readers (pager)" {
+	driver "$DEV" "$DEV-ctl" "$DEV-direct" -- "$REGRESS" "$DEV"
+	# as the original pager's check: cat (reads of 128 KiB) blocked, then its poll_diff and its
+	# read answered from the write callback of another device, the read with 0 bytes
+	timeout "$GUARD" cat "$DEV" >"$T/blocked" &
+	reader=$!
+	wait_for "$GUARD" grep -q "a read is pending" "$T/driver.out"
+	# and an open whose read comes only after that write: answered inside its own callback
+	exec 5<"$DEV"
+	echo eof >"$DEV-ctl"
+	local status=0
+	wait "$reader" || status=$?
+	[ "$status" = 0 ] || fail "the blocked cat ended with status $status (124: still blocked after $GUARD s)"
+	run timeout "$GUARD" cat <&5
+	exec 5<&-
+	assert_success
+	assert_output ""
+	run cat "$T/blocked"
+	assert_output ""
+	alive "$DRIVER"
+	run cat "$DEV-ctl"
+	assert_line "violations 0"
+}
+
 @test "classic: poll_diff runs on the loop's thread, never inside another callback" {
 	driver "$DEV" "$DEV-ctl" "$DEV-direct" -- "$REGRESS" "$DEV"
 	for how in data thread; do
@@ -196,4 +220,47 @@ print([d["backend"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]]
 		assert_output "9600"
 	fi
 	alive "$DRIVER"
+}
+
+LABELS=$BUILD/tests/classic-labels
+
+backend_of() { # backend_of NODE: the backend `fusdctl ls` says serves NODE
+	"$FUSDCTL" ls --json | "$PY" -c '
+import json, sys
+print(next(d["backend"] for d in json.load(sys.stdin) if d["device"] == sys.argv[1]))' "$1"
+}
+
+@test "classic fusd_register: class and devname are sysfs labels on the kernel backend, kept nowhere else" {
+	driver "$DEV" -- "$LABELS" "$DEV" misc "$NAME!x"
+	run cat "$DEV"
+	assert_output "labeled"
+	run backend_of "$DEV"
+	assert_success
+	if [ "$output" = kernel ]; then
+		run cat "/sys/class/fusd/$NAME/clazz" "/sys/class/fusd/$NAME/devname"
+		assert_output "misc
+$NAME!x"
+	else
+		[ ! -e "/sys/class/fusd/$NAME" ] || fail "/sys/class/fusd/$NAME on backend $output"
+	fi
+}
+
+@test "classic fusd_register: a bad class or devname fails alike on every backend, nothing made" {
+	local long
+	long=$(printf 'c%.0s' {1..48})
+	for args in "my class|x" "misc|a/b" "misc|new
+line" "$long|x" "misc|$long"; do
+		run timeout "$GUARD" "$LABELS" "$DEV" "${args%%|*}" "${args#*|}"
+		assert_failure 1
+		if [ "${#args}" -gt 40 ]; then
+			assert_line "fusd_register: File name too long"
+		else
+			assert_line "fusd_register: Invalid argument"
+		fi
+		[ ! -e "$DEV" ] || fail "$DEV made for '$args'"
+	done
+	# the longest: 47 characters
+	driver "$DEV" -- "$LABELS" "$DEV" "${long:1}" "$NAME"
+	run cat "$DEV"
+	assert_output "labeled"
 }

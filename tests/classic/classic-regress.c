@@ -10,7 +10,9 @@
  *   NAME-direct  like NAME, but poll_diff answers at once with the current state, changed or not
  *             (so the library asks again after each read).
  *   NAME-ctl  write "data" (a new generation, answered from the write callback), "thread" (the
- *             same, answered from another thread), "except", "unregister" (fusd_unregister(NAME),
+ *             same, answered from another thread), "eof" (a new generation that every read, kept
+ *             or yet to come, answers with 0 bytes, each open's poll_diff answered before its
+ *             read: the original pager's order), "except", "unregister" (fusd_unregister(NAME),
  *             whose -errno the write returns); read: "violations N\n" and a line of
  *             fusd_unparse_flags() results.
  *
@@ -38,7 +40,7 @@ struct client {
 };
 
 static struct client *clients;
-static int generation, except, violations, depth, data_fd;
+static int generation, except, violations, depth, data_fd, eof;
 static pthread_t main_thread;
 static volatile sig_atomic_t handled;
 
@@ -56,6 +58,11 @@ static void complete_read(struct client *c)
 	if (!c->read || c->seen >= generation)
 		return;
 	c->seen = generation;
+	if (eof) {
+		fusd_return(c->read, violations ? -EPROTO : 0);
+		c->read = NULL;
+		return;
+	}
 	n = snprintf(line, sizeof line, "gen %d\n", generation);
 	if (n > fusd_get_length(c->read))
 		n = fusd_get_length(c->read);
@@ -194,6 +201,14 @@ static ssize_t ctl_write(struct fusd_file_info *file, const char *buffer, size_t
 		if (pthread_create(&t, NULL, completer, NULL) != 0)
 			LEAVE(-EAGAIN);
 		pthread_join(t, NULL);
+	} else if (length >= 3 && !strncmp(buffer, "eof", 3)) {
+		struct client *c;
+		eof = 1;
+		generation++;
+		for (c = clients; c; c = c->next) {
+			complete_polldiff(c);
+			complete_read(c);
+		}
 	} else if (length >= 6 && !strncmp(buffer, "except", 6)) {
 		except = 1;
 		complete_all();

@@ -240,12 +240,13 @@ static int as_user(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
 }
 
 /*
- * Another user sees that a device exists (name, dev_id, owner_uid, state), not its traffic: the
- * counters, the waits and the daemon's pid are root's.
+ * Another user sees that a device exists (name, dev_id, owner_uid, state, the labels), not its
+ * traffic: the counters, the waits and the daemon's pid are root's.
  */
 static int sysfs_as_nobody(void *arg)
 {
-	static const char *const open_to_all[] = { "name", "dev_id", "owner_uid", "state" };
+	static const char *const open_to_all[] = { "name", "dev_id", "owner_uid", "state", "clazz",
+						   "devname" };
 	static const char *const root_only[] = { "daemon_pid", "open_files", "calls", "waiting",
 						 "oldest_wait_ms" };
 	const char *dev = arg;
@@ -404,6 +405,80 @@ static void t_names(void)
 	close(fd);
 	close(fd2);
 	CHECK(wait_gone("fusd-t-dup", 1000) && wait_gone(name, 1000), "nodes left after close");
+	CHECK(wait_class_count(before, 1000), "class count %d", class_count());
+}
+
+/* FUSD_IOC_REGISTER_LABELED with @clazz and @devname (copied unterminated if 48 bytes long). */
+static int register_labeled(int fd, const char *name, const char *clazz, const char *devname,
+			    __u64 *dev_id)
+{
+	struct fusd_register_labeled in;
+
+	memset(&in, 0, sizeof(in));
+	strcpy(in.reg.name, name);
+	in.reg.mode = 0600;
+	memcpy(in.clazz, clazz, strnlen(clazz, sizeof(in.clazz)));
+	memcpy(in.devname, devname, strnlen(devname, sizeof(in.devname)));
+	if (ioctl(fd, FUSD_IOC_REGISTER_LABELED, &in) < 0)
+		return -errno;
+	if (dev_id)
+		*dev_id = in.reg.dev_id;
+	return 0;
+}
+
+/*
+ * The classic API's class and device name: kept as two sysfs labels, each checked (length, NUL,
+ * characters) before anything is made; FUSD_IOC_REGISTER gives empty ones.
+ */
+static void t_labels(void)
+{
+	static const char *bad[] = {
+		"sp ace", "new\nline", "sl/ash", "tab\t", "\x01", "\xc3\xa9", "q\"uote", "star*",
+		"dollar$", "back\\slash", "per%cent",
+	};
+	int before = class_count(), fd = ft_channel(), err;
+	long devs_before = live("devices");
+	char buf[128], full[FUSD_LABEL_MAX];
+	struct fusd_register_labeled in;
+	__u64 id = 0;
+
+	CHECK(fd >= 0, "channel");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err = register_labeled(fd, "fusd-t-label", bad[i], "ok", NULL);
+		CHECK(err == -EINVAL, "bad class \"%s\": %d", bad[i], err);
+		err = register_labeled(fd, "fusd-t-label", "misc", bad[i], NULL);
+		CHECK(err == -EINVAL, "bad devname \"%s\": %d", bad[i], err);
+	}
+	memset(full, 'c', sizeof(full));	/* no NUL in its 48 bytes */
+	CHECK(register_labeled(fd, "fusd-t-label", full, "ok", NULL) == -ENAMETOOLONG, "48-byte class");
+	CHECK(register_labeled(fd, "fusd-t-label", "misc", full, NULL) == -ENAMETOOLONG, "48-byte devname");
+	CHECK(register_labeled(fd, "bad name", "misc", "ok", NULL) == -EINVAL, "bad node name");
+	memset(&in, 0, sizeof(in));
+	strcpy(in.reg.name, "fusd-t-label");
+	in.reg.flags = 1;
+	CHECK_ERR(ioctl(fd, FUSD_IOC_REGISTER_LABELED, &in), EINVAL);
+	CHECK_ERR(ioctl(fd, FUSD_IOC_REGISTER_LABELED, (void *)16), EFAULT);
+	CHECK(!node_exists("fusd-t-label") && class_count() == before && live("devices") == devs_before,
+	      "something was made: %d -> %d", before, class_count());
+
+	full[FUSD_LABEL_MAX - 1] = 0;	/* 47 characters: the longest */
+	CHECK(register_labeled(fd, "fusd-t-label/a", "pager", "pager!input", &id) == 0, "labeled");
+	CHECK(node_exists("fusd-t-label/a"), "labeled node");
+	CHECK(sysfs_read("fusd-t-label/a", "clazz", buf, sizeof(buf)) == 0 && !strcmp(buf, "pager"),
+	      "clazz '%s'", buf);
+	CHECK(sysfs_read("fusd-t-label/a", "devname", buf, sizeof(buf)) == 0 &&
+	      !strcmp(buf, "pager!input"), "devname '%s'", buf);
+	CHECK(register_labeled(fd, "fusd-t-label/b", full, "", NULL) == 0, "47-byte class");
+	CHECK(sysfs_read("fusd-t-label/b", "clazz", buf, sizeof(buf)) == 0 && !strcmp(buf, full),
+	      "long clazz '%s'", buf);
+	CHECK(sysfs_read("fusd-t-label/b", "devname", buf, sizeof(buf)) == 0 && !strcmp(buf, ""),
+	      "empty devname '%s'", buf);
+	CHECK(ft_register(fd, "fusd-t-label/c", 0600, 0, 0, NULL) == 0, "unlabeled");
+	CHECK(sysfs_read("fusd-t-label/c", "clazz", buf, sizeof(buf)) == 0 && !strcmp(buf, ""),
+	      "unlabeled clazz '%s'", buf);
+	close(fd);
+	CHECK(wait_gone("fusd-t-label/a", 1000) && wait_gone("fusd-t-label/b", 1000) &&
+	      wait_gone("fusd-t-label/c", 1000), "nodes left after close");
 	CHECK(wait_class_count(before, 1000), "class count %d", class_count());
 }
 
@@ -2877,6 +2952,7 @@ static const struct {
 	{ "hello", t_hello },
 	{ "perm", t_perm },
 	{ "names", t_names },
+	{ "labels", t_labels },
 	{ "roundtrip", t_roundtrip },
 	{ "creds", t_creds },
 	{ "poll", t_poll },

@@ -278,6 +278,11 @@ struct DeviceOptions {
     std::optional<gid_t> group;     // default: the daemon's gid
     Backend backend = Backend::automatic;
     std::string command_line;       // what `fusdctl ls` shows; default: this process's argv
+    // The classic fusd_register()'s class and device name: labels, checked on every backend (at
+    // most 47 of A-Z a-z 0-9 . _ - + : @ , !), shown by the kernel backend only, in
+    // /sys/class/fusd/NAME/clazz and devname. Empty for none.
+    std::string classic_class;
+    std::string classic_devname;
 };
 
 class File {

@@ -32,12 +32,14 @@
 #include <linux/ioctl.h>
 
 #define FUSD_VERSION_MAJOR	1
-#define FUSD_VERSION_MINOR	2	/* 2: ioctl shapes of <linux/fusd_ioctl.h>, FUSD_REPLY_RETRY, FUSD_OP_MMAP */
+#define FUSD_VERSION_MINOR	3	/* 2: ioctl shapes of <linux/fusd_ioctl.h>, FUSD_REPLY_RETRY, FUSD_OP_MMAP;
+					 * 3: FUSD_IOC_REGISTER_LABELED */
 
 #define FUSD_CONTROL_DEVICE	"/dev/fusd"
 #define FUSD_CLASS_NAME		"fusd"		/* /sys/class/fusd/<node>/ */
 
 #define FUSD_NAME_MAX		64		/* bytes with the terminating NUL */
+#define FUSD_LABEL_MAX		48		/* bytes with the NUL: the classic API's 47 characters */
 #define FUSD_CHUNK_MAX		(128 * 1024)	/* largest READ/WRITE payload of one request */
 #define FUSD_IOCTL_MAX		16383		/* largest _IOC_SIZE (14 bits) */
 #define FUSD_ERRNO_MAX		4095		/* a reply result is >= -FUSD_ERRNO_MAX */
@@ -67,6 +69,18 @@ struct fusd_register {
 	__u32 major;		/* out: device number of the node */
 	__u32 minor;
 	__u64 reserved[2];	/* in: 0 */
+};
+
+/*
+ * FUSD_IOC_REGISTER_LABELED (minor 3): FUSD_IOC_REGISTER, plus the class and device name that the
+ * classic FUSD API's fusd_register() takes.  They are labels only: shown in
+ * /sys/class/fusd/<node>/clazz and devname, never a kernel class or a node of their own.  Each is
+ * NUL-terminated, empty for none, of A-Z a-z 0-9 . _ - + : @ , ! (EINVAL otherwise).
+ */
+struct fusd_register_labeled {
+	struct fusd_register reg;	/* in and out, as for FUSD_IOC_REGISTER */
+	char  clazz[FUSD_LABEL_MAX];	/* in */
+	char  devname[FUSD_LABEL_MAX];	/* in */
 };
 
 /* FUSD_IOC_UNREGISTER: remove one of this channel's devices (argument: the dev_id). */
@@ -114,6 +128,7 @@ struct fusd_exchange {
 #define FUSD_IOC_FORCE_UNREGISTER _IOW(FUSD_IOC_MAGIC, 3, struct fusd_force_unregister)
 #define FUSD_IOC_TRACE		_IOWR(FUSD_IOC_MAGIC, 4, struct fusd_trace_subscribe)
 #define FUSD_IOC_EXCHANGE	_IOWR(FUSD_IOC_MAGIC, 5, struct fusd_exchange)
+#define FUSD_IOC_REGISTER_LABELED _IOWR(FUSD_IOC_MAGIC, 6, struct fusd_register_labeled)
 
 /* ------------------------------------------------------------------------------------ */
 /* Requests: module -> daemon, one per read() of the channel                            */
@@ -281,6 +296,7 @@ struct fusd_trace_record {
 #ifdef FUSD_STATIC_ASSERT
 FUSD_STATIC_ASSERT(sizeof(struct fusd_hello) == 32, "fusd_hello size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_register) == 112, "fusd_register size");
+FUSD_STATIC_ASSERT(sizeof(struct fusd_register_labeled) == 208, "fusd_register_labeled size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_unregister) == 8, "fusd_unregister size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_force_unregister) == 64, "fusd_force_unregister size");
 FUSD_STATIC_ASSERT(sizeof(struct fusd_trace_subscribe) == 16, "fusd_trace_subscribe size");
