@@ -170,6 +170,7 @@ static int fusd_req_interrupt(struct fusd_channel *chan, struct fusd_req *req)
 		wake = true;
 		break;
 	case FUSD_REQ_REPLYING:
+		list_del_init(&req->node);
 		WRITE_ONCE(req->state, FUSD_REQ_DONE);	/* the replier sees it and drops the reply */
 		req->abandoned = true;
 		break;
@@ -329,6 +330,12 @@ void fusd_device_waiting(struct fusd_device *fdev, unsigned int *count, u64 *old
 			first = min(first, req->start_ns);
 		}
 	}
+	list_for_each_entry(req, &chan->replying, node) {
+		if (req->fdev == fdev) {
+			(*count)++;
+			first = min(first, req->start_ns);
+		}
+	}
 	spin_unlock(&chan->lock);
 	*oldest_ns = now - first;
 }
@@ -392,6 +399,13 @@ void fusd_chan_purge(struct fusd_channel *chan, struct fusd_device *fdev, int er
 		if (!fusd_req_matches(req, fdev))
 			continue;
 		hash_del(&req->hnode);
+		fusd_purge_one(req, &done, fusd_purge_error(req, err), true);
+	}
+	/* a replier still copying finds them DONE and drops its reply */
+	list_for_each_entry_safe(req, tmp, &chan->replying, node) {
+		if (!fusd_req_matches(req, fdev))
+			continue;
+		list_del_init(&req->node);
 		fusd_purge_one(req, &done, fusd_purge_error(req, err), true);
 	}
 	spin_unlock(&chan->lock);
@@ -742,8 +756,14 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 	req = fusd_sent_find(chan, rep.id);
 	err = req ? fusd_reply_check(req, &rep, plen) : -ENOENT;
 	if (!err) {
+		/*
+		 * Still findable while its payload is copied in: the copy may fault on memory that
+		 * never comes (userfaultfd, a stopped FUSE server's file), and a purge or a forced
+		 * unregister must still release the caller.
+		 */
 		hash_del(&req->hnode);
 		WRITE_ONCE(req->state, FUSD_REQ_REPLYING);
+		list_add_tail(&req->node, &chan->replying);
 		kref_get(&req->kref);
 	}
 	spin_unlock(&chan->lock);
@@ -758,8 +778,10 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 		err = -EFAULT;
 
 	spin_lock(&chan->lock);
+	if (req->state == FUSD_REQ_REPLYING)
+		list_del_init(&req->node);
 	if (req->state != FUSD_REQ_REPLYING) {
-		/* the caller left meanwhile: the reply is dropped */
+		/* the caller left, or a purge ended the call, meanwhile: the reply is dropped */
 	} else if (err) {
 		int gone = fusd_gone_error(chan, req->fdev, req->hdr.opcode);
 
@@ -1001,6 +1023,7 @@ static int fusd_chan_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&chan->pending);
 	INIT_LIST_HEAD(&chan->interrupts);
 	INIT_LIST_HEAD(&chan->devices);
+	INIT_LIST_HEAD(&chan->replying);
 	hash_init(chan->sent);
 	chan->user_ns = get_user_ns(file->f_cred->user_ns);
 	chan->pid_ns = get_pid_ns(task_active_pid_ns(current));

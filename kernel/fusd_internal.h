@@ -56,6 +56,7 @@ struct fusd_channel {
 	struct list_head pending;	/* fusd_req.node: queued, not yet read */
 	struct list_head interrupts;	/* fusd_req.node: INTERRUPT not yet read */
 	DECLARE_HASHTABLE(sent, 7);	/* fusd_req.hnode: read, waiting for a reply */
+	struct list_head replying;	/* fusd_req.node: a reply's payload being copied in */
 	struct list_head devices;	/* fusd_device.chan_node */
 	u64 last_id;			/* last request id issued */
 	bool hello;			/* FUSD_IOC_HELLO done */
@@ -108,7 +109,7 @@ enum fusd_req_state {
 	FUSD_REQ_NEW,
 	FUSD_REQ_QUEUED,	/* on chan->pending */
 	FUSD_REQ_SENT,		/* in chan->sent: read by the daemon */
-	FUSD_REQ_REPLYING,	/* a reply is being copied in */
+	FUSD_REQ_REPLYING,	/* on chan->replying: a reply is being copied in */
 	FUSD_REQ_INTERRUPTING,	/* on chan->interrupts */
 	FUSD_REQ_DONE,		/* result is final */
 };

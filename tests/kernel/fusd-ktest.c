@@ -22,6 +22,7 @@
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
+#include <linux/userfaultfd.h>
 
 static int tfail;
 static void *volatile bad_ptr;	/* NULL, hidden from the compiler */
@@ -782,6 +783,84 @@ static void t_force(void)
 	close(ev2);
 	close(rp[0]);
 	close(rp[1]);
+}
+
+/* A reply whose payload is copied in from memory that never comes: a userfaultfd page. */
+struct stuck_reply {
+	int fd;
+	const void *msg;
+	size_t size;
+	ssize_t n;
+	int err;
+};
+
+static void *stuck_reply_main(void *p)
+{
+	struct stuck_reply *s = p;
+
+	s->n = write(s->fd, s->msg, s->size);
+	s->err = s->n < 0 ? errno : 0;
+	return NULL;
+}
+
+/*
+ * The daemon's write of a READ reply faults on a userfaultfd page nobody resolves: the caller
+ * still counts as waiting, and a forced unregister releases it at once.
+ */
+static void t_force_uffd(void)
+{
+	const char *dev = "fusd-t-uffd";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *map;
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register ureg;
+	struct stuck_reply s;
+	struct fusd_reply rep;
+	int fd = ft_channel(), ctl = ft_channel(), rp[2], uffd, ps = getpagesize();
+	struct pollfd pf;
+	pthread_t th;
+	pid_t r;
+	double t;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	r = blocked_reader(dev, rp[1]);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN");
+	CHECK(ft_reply_open(fd, h->id, 0, 0, 0) == 0, "OPEN reply");
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 && h->opcode == FUSD_OP_READ, "READ");
+
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	CHECK(uffd >= 0 && ioctl(uffd, UFFDIO_API, &api) == 0, "userfaultfd");
+	map = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(&ureg, 0, sizeof(ureg));
+	ureg.range.start = (unsigned long)(map + ps);
+	ureg.range.len = ps;
+	ureg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	CHECK(ioctl(uffd, UFFDIO_REGISTER, &ureg) == 0, "UFFDIO_REGISTER");
+	ft_reply_head(&rep, h->id, 1, 1);	/* the header readable, its one byte not */
+	memcpy(map + ps - sizeof(rep), &rep, sizeof(rep));
+	s = (struct stuck_reply){ fd, map + ps - sizeof(rep), sizeof(rep) + 1, 0, 0 };
+	CHECK(pthread_create(&th, NULL, stuck_reply_main, &s) == 0, "replier thread");
+	pf = (struct pollfd){ uffd, POLLIN, 0 };
+	CHECK(poll(&pf, 1, 3000) == 1, "the reply's copy never faulted");
+	CHECK(sysfs_num(dev, "waiting") == 1, "waiting %ld while the reply is copied in",
+	      sysfs_num(dev, "waiting"));
+
+	t = ft_now();
+	CHECK(ft_force_unregister(ctl, dev) == 0, "force unregister");
+	check_readers(rp[0], 1, ENODEV, t, 1.0);
+	CHECK(wait_gone(dev, 1000), "node still there");
+
+	close(uffd);			/* the fault is served as plain memory now */
+	pthread_join(th, NULL);
+	CHECK(s.n == (ssize_t)s.size || s.err == ENOENT, "the late reply: %zd errno %d", s.n, s.err);
+	waitpid(r, NULL, 0);
+	munmap(map, 2 * ps);
+	close(fd);
+	close(ctl);
+	close(rp[0]);
+	close(rp[1]);
+	free(msg);
 }
 
 static void on_signal(int sig)
@@ -2885,6 +2964,7 @@ static const struct {
 	{ "unregister", t_unregister },
 	{ "kill", t_kill },
 	{ "force", t_force },
+	{ "force-uffd", t_force_uffd },
 	{ "interrupt", t_interrupt },
 	{ "sysfs", t_sysfs },
 	{ "trace", t_trace },
