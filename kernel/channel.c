@@ -61,17 +61,20 @@ static void *fusd_bounce_alloc(struct fusd_req *req, u32 need)
 	return kvmalloc(FUSD_CHUNK_MAX, GFP_KERNEL_ACCOUNT);
 }
 
-/* Who is calling: ids as the daemon's namespaces see them, and the file's current flags. */
-static void fusd_req_set_caller(struct fusd_req *req, const struct fusd_channel *chan,
+/*
+ * Who is calling: ids in the namespaces of the task that registered @fdev (not of whoever
+ * opened /dev/fusd: the descriptor may have been passed on), and the file's current flags.
+ */
+static void fusd_req_set_caller(struct fusd_req *req, const struct fusd_device *fdev,
 				const struct file *file)
 {
 	const struct cred *cred = current_cred();
 
-	req->hdr.pid = task_tgid_nr_ns(current, chan->pid_ns);
-	req->hdr.uid = from_kuid_munged(chan->user_ns, cred->uid);
-	req->hdr.gid = from_kgid_munged(chan->user_ns, cred->gid);
-	req->hdr.fsuid = from_kuid_munged(chan->user_ns, cred->fsuid);
-	req->hdr.fsgid = from_kgid_munged(chan->user_ns, cred->fsgid);
+	req->hdr.pid = task_tgid_nr_ns(current, fdev->pid_ns);
+	req->hdr.uid = from_kuid_munged(fdev->user_ns, cred->uid);
+	req->hdr.gid = from_kgid_munged(fdev->user_ns, cred->gid);
+	req->hdr.fsuid = from_kuid_munged(fdev->user_ns, cred->fsuid);
+	req->hdr.fsgid = from_kgid_munged(fdev->user_ns, cred->fsgid);
 	req->hdr.flags = file ? READ_ONCE(file->f_flags) : 0;
 }
 
@@ -108,7 +111,7 @@ struct fusd_req *fusd_req_new(struct fusd_file *ff, struct file *file, u32 opcod
 		req->fdev = ff->fdev;
 		req->hdr.dev_id = ff->fdev->id;
 		req->hdr.file_id = ff->id;
-		fusd_req_set_caller(req, ff->fdev->chan, file);
+		fusd_req_set_caller(req, ff->fdev, file);
 	}
 	return req;
 }
@@ -269,7 +272,7 @@ void fusd_file_unlink(struct fusd_file *ff, struct file *file)
 	list_del_init(&ff->dev_node);
 	atomic_dec(&fdev->open_files);
 	if (ff->opened && !fusd_gone_error(chan, fdev, FUSD_OP_RELEASE)) {
-		fusd_req_set_caller(msg, chan, file);
+		fusd_req_set_caller(msg, fdev, file);
 		fusd_queue_noreply_locked(chan, msg);
 		hdr = msg->hdr;
 		queued = true;
@@ -1025,7 +1028,6 @@ static int fusd_chan_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&chan->devices);
 	INIT_LIST_HEAD(&chan->replying);
 	hash_init(chan->sent);
-	chan->user_ns = get_user_ns(file->f_cred->user_ns);
 	chan->pid_ns = get_pid_ns(task_active_pid_ns(current));
 	file->private_data = chan;
 	atomic_long_inc(&fusd_live_channels);
@@ -1037,7 +1039,6 @@ static void fusd_chan_free(struct kref *kref)
 	struct fusd_channel *chan = container_of(kref, struct fusd_channel, kref);
 
 	put_pid_ns(chan->pid_ns);
-	put_user_ns(chan->user_ns);
 	kfree(chan);
 	atomic_long_dec(&fusd_live_channels);
 }

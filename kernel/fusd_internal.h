@@ -65,8 +65,7 @@ struct fusd_channel {
 	struct fusd_tracer *tracer;	/* set once by FUSD_IOC_TRACE */
 	struct mutex waker_lock;	/* tried by an exchange that waits (waker.c) */
 	struct fusd_waker *waker;	/* the wake_fd watched across exchanges, or NULL */
-	struct user_namespace *user_ns;	/* callers' ids are shown in these */
-	struct pid_namespace *pid_ns;
+	struct pid_namespace *pid_ns;	/* a subscriber's: trace records' pids */
 };
 
 /* One registered node, /dev/<name>. */
@@ -84,6 +83,9 @@ struct fusd_device {
 	kuid_t uid;			/* node owner */
 	kgid_t gid;
 	kuid_t owner;			/* effective uid that registered it */
+	bool admin_owned;		/* registered with CAP_SYS_ADMIN: only that may manage it */
+	struct user_namespace *user_ns;	/* the registering task's: callers' ids are shown in */
+	struct pid_namespace *pid_ns;	/* these, as FUSE shows them in its mounter's */
 	pid_t daemon_pid;		/* registering process, init pid namespace */
 	atomic_t open_files;
 	atomic64_t calls;		/* requests answered by the daemon */
@@ -160,6 +162,7 @@ long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg);
 long fusd_ioc_force_unregister(void __user *arg);
 void fusd_channel_remove_devices(struct fusd_channel *chan);
 struct fusd_device *fusd_device_get_by_minor(unsigned int minor);
+bool fusd_may_manage(const struct fusd_device *fdev, kuid_t euid, bool admin);
 void fusd_device_put(struct fusd_device *fdev);
 
 /* channel.c */

@@ -46,8 +46,10 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/namei.h>
+#include <linux/pid_namespace.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/user_namespace.h>
 
 #include "fusd_internal.h"
 
@@ -230,6 +232,10 @@ static void fusd_device_release(struct device *dev)
 		fusd_req_put(fdev->gone_msg);
 	if (fdev->chan)
 		fusd_chan_put(fdev->chan);
+	if (fdev->pid_ns)
+		put_pid_ns(fdev->pid_ns);
+	if (fdev->user_ns)
+		put_user_ns(fdev->user_ns);
 	kfree(fdev);
 	atomic_long_dec(&fusd_live_devices);
 }
@@ -256,6 +262,16 @@ struct fusd_device *fusd_device_get_by_minor(unsigned int minor)
 		get_device(&fdev->dev);
 	mutex_unlock(&fusd_mutex);
 	return fdev;
+}
+
+/*
+ * May a task of effective uid @euid, with CAP_SYS_ADMIN over the device (@admin), remove or trace
+ * @fdev?  The registering uid may, unless the registrant held CAP_SYS_ADMIN: a uid alone would
+ * let a uid-0 process without capabilities (a sandbox) manage root's daemons.
+ */
+bool fusd_may_manage(const struct fusd_device *fdev, kuid_t euid, bool admin)
+{
+	return admin || (!fdev->admin_owned && uid_eq(fdev->owner, euid));
 }
 
 /* ---- names ---- */
@@ -369,6 +385,9 @@ static struct fusd_device *fusd_device_alloc(struct fusd_channel *chan,
 	fdev->uid = uid;
 	fdev->gid = gid;
 	fdev->owner = current_euid();
+	fdev->admin_owned = ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
+	fdev->user_ns = get_user_ns(current_user_ns());
+	fdev->pid_ns = get_pid_ns(task_active_pid_ns(current));
 	fdev->daemon_pid = task_tgid_nr(current);
 	atomic_set(&fdev->open_files, 0);
 	atomic64_set(&fdev->calls, 0);
@@ -517,7 +536,8 @@ long fusd_ioc_force_unregister(void __user *arg)
 	fdev = fusd_find_name(fu.name);
 	if (!fdev)
 		err = -ENOENT;
-	else if (!uid_eq(fdev->owner, current_euid()) && !capable(CAP_SYS_ADMIN))
+	else if (!fusd_may_manage(fdev, current_euid(),
+				  ns_capable_noaudit(fdev->user_ns, CAP_SYS_ADMIN)))
 		err = -EPERM;
 	else
 		fusd_device_remove(fdev, -ENODEV, true);

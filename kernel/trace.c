@@ -3,8 +3,8 @@
  * trace.c - trace subscribers: FUSD_IOC_TRACE turns a channel into a reader of
  * struct fusd_trace_record, one per ended request, from a ring of FUSD_TRACE_RING
  * records.  A full ring drops records and counts them in the next record that fits.
- * A subscriber sees the devices registered by its own effective uid, or all of them
- * with CAP_SYS_ADMIN.  With no subscriber the cost is one static branch per request.
+ * A subscriber sees the devices it could remove (fusd_may_manage()): those registered by
+ * its own effective uid without CAP_SYS_ADMIN, or all of them with CAP_SYS_ADMIN.  With no subscriber the cost is one static branch per request.
  */
 #include <linux/capability.h>
 #include <linux/cred.h>
@@ -124,7 +124,7 @@ void __fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *
 
 	spin_lock(&fusd_trace_lock);
 	list_for_each_entry(t, &fusd_tracers, node)
-		if (t->admin || uid_eq(t->uid, fdev->owner))
+		if (fusd_may_manage(fdev, t->uid, t->admin))
 			fusd_trace_store(t, fdev, hdr, result, start_ns, now);
 	spin_unlock(&fusd_trace_lock);
 }

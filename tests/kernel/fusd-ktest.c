@@ -7,6 +7,7 @@
  *   fusd-ktest --list        the test names
  *   fusd-ktest whoami DEV    print what the daemon sees of this caller: "pid uid gid"
  *   fusd-ktest serve NAME KIND MODE   be a test daemon (KIND: echo, zero, hold) until killed
+ *   fusd-ktest force NAME    FUSD_IOC_FORCE_UNREGISTER NAME; prints "removed" or the error
  * Exit status: 0 if every test passed.
  */
 #include "ft.h"
@@ -1425,6 +1426,137 @@ static void t_trace_user(void)
 	close(go[1]);
 	close(done[0]);
 	close(done[1]);
+}
+
+/* Keep uid 0, drop every capability (as setpriv --inh-caps=-all --bounding-set=-all). */
+static int drop_all_caps(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	memset(d, 0, sizeof(d));
+	return syscall(SYS_capset, &h, d) ? -1 : 0;
+}
+
+/*
+ * uid 0 without capabilities is not root: it may neither remove nor trace a device that a
+ * daemon registered with CAP_SYS_ADMIN.
+ */
+static void t_nocap(void)
+{
+	const char *dev = "fusd-t-nocap";
+	pid_t r = ft_spawn(dev, FT_ZERO, 0666, NULL), tr;
+	int go[2], done[2], st, fd;
+	char line[8];
+
+	if (pipe(go) || pipe(done))
+		ft_die("pipe");
+	tr = fork();
+	if (tr == 0) {
+		struct fusd_trace_subscribe sub;
+		struct fusd_trace_record rec;
+		int t, seen = 0, force;
+		char c;
+
+		if (drop_all_caps())
+			_exit(97);
+		t = ft_channel();
+		memset(&sub, 0, sizeof(sub));
+		if (t < 0 || ioctl(t, FUSD_IOC_TRACE, &sub))
+			_exit(96);
+		if (write(done[1], "s", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(95);
+		fcntl(t, F_SETFL, O_NONBLOCK);
+		while (read(t, &rec, sizeof(rec)) == sizeof(rec))
+			seen++;
+		close(t);
+		t = ft_channel();
+		force = t < 0 ? t : ft_force_unregister(t, dev);
+		printf("  capless uid 0: %d trace records of root's device, force unregister %d\n",
+		       seen, force);
+		fflush(stdout);
+		_exit(seen == 0 && force == -EPERM ? 0 : 10);
+	}
+	CHECK(read(done[0], line, 1) == 1, "subscriber ready");
+	fd = open_node(dev, O_RDWR);
+	CHECK(fd >= 0 && ioctl(fd, FT_IOC_PLAIN, 1) == 2, "call on root's device");
+	close(fd);
+	CHECK(write(go[1], "g", 1) == 1, "go");
+	CHECK(waitpid(tr, &st, 0) == tr && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "uid 0 without capabilities traced or removed root's device (status %d)",
+	      WEXITSTATUS(st));
+	CHECK(node_exists(dev), "root's node removed");
+	ft_reap(r);
+	close(go[0]);
+	close(go[1]);
+	close(done[0]);
+	close(done[1]);
+}
+
+/*
+ * A caller's pid as the registering daemon's pid namespace sees it, not as that of whoever
+ * opened /dev/fusd: the channel is opened here, the device registered on it by pid 1 of a new
+ * pid namespace, and that daemon's child calls.
+ */
+static void t_pidns(void)
+{
+	const char *dev = "fusd-t-pidns";
+	int fd = ft_channel(), rp[2];
+	char line[128] = "";
+	pid_t a;
+	int st;
+
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	a = fork();
+	if (a == 0) {
+		pid_t g;
+
+		if (unshare(CLONE_NEWPID))
+			_exit(90);
+		g = fork();
+		if (g == 0) {
+			struct ft_daemon d;
+			pid_t c;
+
+			ft_daemon_init(&d, fd, -1);
+			if (ft_daemon_add(&d, dev, FT_ECHO, 0666, 0, 0))
+				_exit(91);
+			c = fork();
+			if (c == 0) {
+				struct ft_whoami w;
+				int f = open_node(dev, O_RDWR), n;
+
+				memset(&w, 0, sizeof(w));
+				if (f < 0 || ioctl(f, FT_IOC_WHOAMI, &w) < 0)
+					w.pid = (__u32)-1;
+				n = snprintf(line, sizeof(line), "%u %d\n", w.pid, getpid());
+				_exit(write(rp[1], line, n) == n ? 0 : 1);
+			}
+			while (waitpid(c, NULL, WNOHANG) == 0) {
+				struct pollfd p = { fd, POLLIN, 0 };
+				ssize_t n;
+
+				if (poll(&p, 1, 10) == 1 &&
+				    (n = read(fd, d.msg, FUSD_MIN_READ_BUFFER)) > 0)
+					ft_handle(&d, n);
+			}
+			_exit(0);
+		}
+		_exit(g > 0 && waitpid(g, &st, 0) == g && WIFEXITED(st) ? WEXITSTATUS(st) : 92);
+	}
+	CHECK(ft_event_wait(rp[0], line, sizeof(line), 5000) == 0, "no answer from the caller");
+	{
+		unsigned int seen = 0;
+		int own = -2;
+
+		sscanf(line, "%u %d", &seen, &own);
+		CHECK((int)seen == own && own > 1, "the daemon saw pid %u, the caller is %d in its "
+		      "namespace", seen, own);
+	}
+	CHECK(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	close(fd);
+	close(rp[0]);
+	close(rp[1]);
 }
 
 /* ---- FUSD_IOC_EXCHANGE ---- */
@@ -2969,6 +3101,8 @@ static const struct {
 	{ "sysfs", t_sysfs },
 	{ "trace", t_trace },
 	{ "trace-user", t_trace_user },
+	{ "nocap", t_nocap },
+	{ "pidns", t_pidns },
 	{ "open-interrupt", t_open_interrupt },
 	{ "multi", t_multi },
 	{ "concurrent", t_concurrent },
@@ -3035,6 +3169,15 @@ static int cmd_whoami(const char *path)
 	return 0;
 }
 
+/* FUSD_IOC_FORCE_UNREGISTER of @name: prints the result, exits 0 only if it was removed. */
+static int cmd_force(const char *name)
+{
+	int fd = ft_channel(), err = fd < 0 ? fd : ft_force_unregister(fd, name);
+
+	printf("%s\n", err ? strerror(-err) : "removed");
+	return err ? 1 : 0;
+}
+
 static int cmd_serve(const char *name, const char *kind, const char *mode)
 {
 	int k = !strcmp(kind, "zero") ? FT_ZERO : !strcmp(kind, "hold") ? FT_HOLD : FT_ECHO;
@@ -3063,6 +3206,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc == 3 && !strcmp(argv[1], "whoami"))
 		return cmd_whoami(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "force"))
+		return cmd_force(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "serve"))
 		return cmd_serve(argv[2], argv[3], argv[4]);
 	if (argc == 2 && !strcmp(argv[1], "--list")) {
