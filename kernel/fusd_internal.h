@@ -25,6 +25,7 @@
 #include <linux/device.h>
 #include <linux/hashtable.h>
 #include <linux/jump_label.h>
+#include <linux/jump_label_ratelimit.h>
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
@@ -45,6 +46,7 @@
 #define FUSD_MAX_DEVICES	1024	/* minors of the fusd major */
 #define FUSD_MAX_TRACERS	64	/* trace subscribers at once */
 #define FUSD_ADMIN_TRACERS	16	/* of which kept for CAP_SYS_ADMIN */
+#define FUSD_USER_TRACERS	4	/* at most held by one uid without CAP_SYS_ADMIN */
 #define FUSD_TRACE_RING		512	/* records per subscriber (64 KiB) */
 #define FUSD_INLINE_BUF		256	/* payloads up to this size live inside the request */
 
@@ -229,7 +231,8 @@ int fusd_waker_wait(struct fusd_channel *chan, struct file *wake);
 void fusd_waker_release(struct fusd_channel *chan);
 
 /* trace.c */
-DECLARE_STATIC_KEY_FALSE(fusd_trace_active);
+extern struct static_key_false_deferred fusd_trace_active;
+void fusd_trace_exit(void);
 long fusd_trace_subscribe(struct fusd_channel *chan, void __user *arg);
 void fusd_trace_unsubscribe(struct fusd_channel *chan);
 ssize_t fusd_trace_read(struct fusd_channel *chan, struct file *file, char __user *buf,
@@ -246,7 +249,7 @@ void __fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *
  */
 static inline u64 fusd_start_ns(void)
 {
-	if (static_branch_unlikely(&fusd_trace_active))
+	if (static_branch_unlikely(&fusd_trace_active.key))
 		return ktime_get_ns();
 	return ktime_get_coarse_ns();
 }
@@ -255,7 +258,7 @@ static inline u64 fusd_start_ns(void)
 static inline void fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *hdr,
 			      int result, u64 start_ns)
 {
-	if (static_branch_unlikely(&fusd_trace_active))
+	if (static_branch_unlikely(&fusd_trace_active.key))
 		__fusd_trace(fdev, hdr, result, start_ns);
 }
 

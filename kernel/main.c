@@ -601,6 +601,7 @@ out_region:
 static void __exit fusd_exit(void)
 {
 	misc_deregister(&fusd_misc);
+	fusd_trace_exit();
 	class_unregister(&fusd_class);
 	cdev_del(&fusd_cdev);
 	unregister_chrdev_region(fusd_devt, FUSD_MAX_DEVICES);

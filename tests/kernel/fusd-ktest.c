@@ -1559,6 +1559,61 @@ static void t_pidns(void)
 	close(rp[1]);
 }
 
+/* Child: as @uid, subscribe as often as the module lets; report the count on @out, then hold. */
+static pid_t trace_hog(uid_t uid, int out)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct fusd_trace_subscribe sub;
+		int n = 0;
+		char line[32];
+
+		if (become(uid, uid, 0))
+			_exit(97);
+		for (int i = 0; i < 100; i++) {
+			int t = ft_channel();
+
+			memset(&sub, 0, sizeof(sub));
+			if (t < 0 || ioctl(t, FUSD_IOC_TRACE, &sub)) {
+				if (t >= 0)
+					close(t);
+				break;
+			}
+			n++;
+		}
+		snprintf(line, sizeof(line), "%d\n", n);
+		if (write(out, line, strlen(line)) < 0)
+			_exit(96);
+		pause();
+		_exit(0);
+	}
+	return pid;
+}
+
+/* One user taking every trace slot it can leaves some for another. */
+static void t_trace_slots(void)
+{
+	int rp[2], n1 = -1, n2 = -1;
+	char line[32];
+	pid_t a, b;
+
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	a = trace_hog(1000, rp[1]);
+	CHECK(ft_event_wait(rp[0], line, sizeof(line), 5000) == 0, "uid 1000 hog");
+	n1 = atoi(line);
+	b = trace_hog(2000, rp[1]);
+	CHECK(ft_event_wait(rp[0], line, sizeof(line), 5000) == 0, "uid 2000 hog");
+	n2 = atoi(line);
+	printf("  subscriptions: uid 1000 got %d, then uid 2000 got %d\n", n1, n2);
+	CHECK(n1 >= 1 && n2 >= 1, "a second user cannot trace while the first holds %d", n1);
+	CHECK(n1 == n2, "both users are limited alike");
+	ft_reap(a);
+	ft_reap(b);
+	close(rp[0]);
+	close(rp[1]);
+}
+
 /* ---- FUSD_IOC_EXCHANGE ---- */
 
 /* One exchange: returns the ioctl's result (>= 0) or -errno; *msg_result gets the write's. */
@@ -3102,6 +3157,7 @@ static const struct {
 	{ "trace", t_trace },
 	{ "trace-user", t_trace_user },
 	{ "nocap", t_nocap },
+	{ "trace-slots", t_trace_slots },
 	{ "pidns", t_pidns },
 	{ "open-interrupt", t_open_interrupt },
 	{ "multi", t_multi },
