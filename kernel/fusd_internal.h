@@ -13,8 +13,9 @@
  * by the kobject of its embedded struct device (the registry holds one reference while
  * the node exists, every fusd_file one more); a fusd_req by its own kref.
  *
- * Locking: fusd_mutex (main.c) serializes the registry: device creation and removal, the
- * minor table, the list of all devices.  One spinlock per channel, chan->lock, protects
+ * Locking: fusd_mutex (main.c) serializes the registry: the list of all devices (names), a
+ * device's way into and out of service; never held across device_add() or device_del(), which
+ * wait for devtmpfs.  fusd_minor_lock guards the minor table, which every open looks up.  One spinlock per channel, chan->lock, protects
  * everything that moves during a call: the channel's queues and its table of requests in
  * flight, its device list, each device's file list and "gone" state, each request's
  * state, each file's poll mask.  Order: fusd_mutex, then chan->lock, then fusd_trace_lock.
@@ -80,7 +81,8 @@ struct fusd_device {
 	u64 id;
 	int minor;
 	int gone;			/* 0 while served, else the error calls get */
-	bool removed;			/* taken out of the registry (fusd_mutex) */
+	bool in_service;		/* its node was made (fusd_mutex) */
+	bool removed;			/* taken out of service (fusd_mutex) */
 	umode_t mode;
 	kuid_t uid;			/* node owner */
 	kgid_t gid;

@@ -55,6 +55,7 @@
 
 DEFINE_MUTEX(fusd_mutex);
 static LIST_HEAD(fusd_devices);		/* fusd_device.all_node */
+static DEFINE_SPINLOCK(fusd_minor_lock);	/* fusd_minors: every open looks there */
 static DEFINE_IDR(fusd_minors);		/* minor -> fusd_device (NULL while not in service) */
 static u64 fusd_last_dev_id;		/* under fusd_mutex */
 static dev_t fusd_devt;
@@ -256,11 +257,11 @@ struct fusd_device *fusd_device_get_by_minor(unsigned int minor)
 {
 	struct fusd_device *fdev;
 
-	mutex_lock(&fusd_mutex);
+	spin_lock(&fusd_minor_lock);
 	fdev = idr_find(&fusd_minors, minor);
 	if (fdev)
-		get_device(&fdev->dev);
-	mutex_unlock(&fusd_mutex);
+		get_device(&fdev->dev);	/* the registry's reference is still held */
+	spin_unlock(&fusd_minor_lock);
 	return fdev;
 }
 
@@ -399,30 +400,63 @@ static struct fusd_device *fusd_device_alloc(struct fusd_channel *chan,
 	return fdev;
 }
 
-/* Give @fdev a minor and a node; on failure everything is undone. fusd_mutex held. */
-static int fusd_device_add(struct fusd_device *fdev)
+static void fusd_minor_set(int minor, struct fusd_device *fdev)
+{
+	spin_lock(&fusd_minor_lock);
+	idr_replace(&fusd_minors, fdev, minor);
+	spin_unlock(&fusd_minor_lock);
+}
+
+static void fusd_minor_free(int minor)
+{
+	spin_lock(&fusd_minor_lock);
+	idr_remove(&fusd_minors, minor);
+	spin_unlock(&fusd_minor_lock);
+}
+
+/*
+ * Reserve @fdev's name, minor and id; not yet in service.  fusd_mutex held.  The node is made
+ * afterwards without fusd_mutex: device_add() waits for devtmpfs, and every open, forced
+ * unregister and daemon exit would wait with it.
+ */
+static int fusd_device_reserve(struct fusd_device *fdev)
+{
+	int minor;
+
+	lockdep_assert_held(&fusd_mutex);
+	idr_preload(GFP_KERNEL);
+	spin_lock(&fusd_minor_lock);
+	minor = idr_alloc(&fusd_minors, NULL, 0, FUSD_MAX_DEVICES, GFP_NOWAIT);
+	spin_unlock(&fusd_minor_lock);
+	idr_preload_end();
+	if (minor < 0)
+		return minor;		/* -ENOSPC: all FUSD_MAX_DEVICES minors in use */
+	fdev->minor = minor;
+	fdev->dev.devt = MKDEV(MAJOR(fusd_devt), minor);
+	fdev->gone_msg->hdr.dev_id = fdev->id = ++fusd_last_dev_id;
+	list_add_tail(&fdev->all_node, &fusd_devices);	/* the name is taken */
+	return 0;
+}
+
+/* Put @fdev, whose node device_add() just made, in service.  fusd_mutex held. */
+static void fusd_device_serve(struct fusd_device *fdev)
 {
 	struct fusd_channel *chan = fdev->chan;
-	int err;
 
-	fdev->minor = idr_alloc(&fusd_minors, NULL, 0, FUSD_MAX_DEVICES, GFP_KERNEL);
-	if (fdev->minor < 0)
-		return fdev->minor;	/* -ENOSPC: all FUSD_MAX_DEVICES minors in use */
-	fdev->dev.devt = MKDEV(MAJOR(fusd_devt), fdev->minor);
-	fdev->gone_msg->hdr.dev_id = fdev->id = ++fusd_last_dev_id;
-	err = dev_set_name(&fdev->dev, "%s", fdev->name);	/* '/' becomes '!' */
-	if (!err)
-		err = device_add(&fdev->dev);
-	if (err) {
-		idr_remove(&fusd_minors, fdev->minor);
-		return err;
-	}
-	list_add_tail(&fdev->all_node, &fusd_devices);
+	lockdep_assert_held(&fusd_mutex);
 	spin_lock(&chan->lock);
 	list_add_tail(&fdev->chan_node, &chan->devices);
 	spin_unlock(&chan->lock);
-	idr_replace(&fusd_minors, fdev, fdev->minor);
-	return 0;
+	fdev->in_service = true;
+	fusd_minor_set(fdev->minor, fdev);
+}
+
+/* Give back what fusd_device_reserve() took.  fusd_mutex held. */
+static void fusd_device_unreserve(struct fusd_device *fdev)
+{
+	lockdep_assert_held(&fusd_mutex);
+	list_del_init(&fdev->all_node);
+	fusd_minor_free(fdev->minor);
 }
 
 long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
@@ -451,7 +485,24 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
 	else if (!err && fusd_find_name(reg.name))
 		err = -EEXIST;
 	if (!err)
-		err = fusd_device_add(fdev);
+		err = fusd_device_reserve(fdev);
+	mutex_unlock(&fusd_mutex);
+	if (err) {
+		put_device(&fdev->dev);
+		return err;
+	}
+	err = dev_set_name(&fdev->dev, "%s", fdev->name);	/* '/' becomes '!' */
+	if (!err)
+		err = device_add(&fdev->dev);
+	mutex_lock(&fusd_mutex);
+	if (!err && chan->tracer) {	/* another thread made the channel a subscriber meanwhile */
+		device_del(&fdev->dev);	/* no open reached it: its minor is still unset */
+		err = -EINVAL;
+	}
+	if (err)
+		fusd_device_unreserve(fdev);
+	else
+		fusd_device_serve(fdev);
 	mutex_unlock(&fusd_mutex);
 	if (err) {
 		put_device(&fdev->dev);
@@ -468,19 +519,17 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
 
 /*
  * Take @fdev out of service: every waiting and later call fails with @err (opens with
- * ENODEV), poll waiters wake with EPOLLERR|EPOLLHUP, the node and sysfs entry go away.
- * @notify queues FUSD_OP_GONE to the daemon.  fusd_mutex held.
+ * ENODEV), poll waiters wake with EPOLLERR|EPOLLHUP.  @notify queues FUSD_OP_GONE to the
+ * daemon.  fusd_mutex held; the caller then removes the node with fusd_device_finish().
  */
-static void fusd_device_remove(struct fusd_device *fdev, int err, bool notify)
+static void fusd_device_retire(struct fusd_device *fdev, int err, bool notify)
 {
 	struct fusd_channel *chan = fdev->chan;
 	struct fusd_req *gone = NULL;
 
 	lockdep_assert_held(&fusd_mutex);
-	if (fdev->removed)
-		return;
 	fdev->removed = true;
-	idr_replace(&fusd_minors, NULL, fdev->minor);
+	fusd_minor_set(fdev->minor, NULL);
 
 	spin_lock(&chan->lock);
 	WRITE_ONCE(fdev->gone, err);		/* from here on nothing is queued for it */
@@ -495,10 +544,18 @@ static void fusd_device_remove(struct fusd_device *fdev, int err, bool notify)
 	fusd_map_revoke(fdev);
 	if (gone)			/* after the purge, which would drop it */
 		fusd_queue_noreply(chan, gone);
+}
 
+/*
+ * The node and sysfs entry of a retired @fdev go away, without fusd_mutex (device_del() waits
+ * for devtmpfs); then its minor and its name are free again.
+ */
+static void fusd_device_finish(struct fusd_device *fdev)
+{
 	device_del(&fdev->dev);
-	idr_remove(&fusd_minors, fdev->minor);
-	list_del_init(&fdev->all_node);
+	mutex_lock(&fusd_mutex);
+	fusd_device_unreserve(fdev);
+	mutex_unlock(&fusd_mutex);
 	put_device(&fdev->dev);		/* the registry's reference */
 }
 
@@ -517,9 +574,12 @@ long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg)
 		}
 	}
 	if (found)
-		fusd_device_remove(found, -ENODEV, false);
+		fusd_device_retire(found, -ENODEV, false);
 	mutex_unlock(&fusd_mutex);
-	return found ? 0 : -ENOENT;
+	if (!found)
+		return -ENOENT;
+	fusd_device_finish(found);
+	return 0;
 }
 
 long fusd_ioc_force_unregister(void __user *arg)
@@ -534,28 +594,34 @@ long fusd_ioc_force_unregister(void __user *arg)
 		return -ENAMETOOLONG;
 	mutex_lock(&fusd_mutex);
 	fdev = fusd_find_name(fu.name);
-	if (!fdev)
+	if (!fdev || !fdev->in_service || fdev->removed)
 		err = -ENOENT;
 	else if (!fusd_may_manage(fdev, current_euid(),
 				  ns_capable_noaudit(fdev->user_ns, CAP_SYS_ADMIN)))
 		err = -EPERM;
 	else
-		fusd_device_remove(fdev, -ENODEV, true);
+		fusd_device_retire(fdev, -ENODEV, true);
 	mutex_unlock(&fusd_mutex);
+	if (!err)
+		fusd_device_finish(fdev);
 	return err;
 }
 
 /* The daemon is gone: remove all of @chan's devices.  Their callers get EPIPE. */
 void fusd_channel_remove_devices(struct fusd_channel *chan)
 {
-	mutex_lock(&fusd_mutex);
-	while (!list_empty(&chan->devices)) {
-		struct fusd_device *fdev = list_first_entry(&chan->devices, struct fusd_device,
-							    chan_node);
+	for (;;) {
+		struct fusd_device *fdev;
 
-		fusd_device_remove(fdev, -EPIPE, false);
+		mutex_lock(&fusd_mutex);
+		fdev = list_first_entry_or_null(&chan->devices, struct fusd_device, chan_node);
+		if (fdev)
+			fusd_device_retire(fdev, -EPIPE, false);
+		mutex_unlock(&fusd_mutex);
+		if (!fdev)
+			break;
+		fusd_device_finish(fdev);
 	}
-	mutex_unlock(&fusd_mutex);
 }
 
 /* ---- module ---- */

@@ -2620,6 +2620,110 @@ out:
 	CHECK(live("maps") == 0, "live_maps %ld", live("maps"));
 }
 
+/* ---- devtmpfs stalls ---- */
+
+struct stall_arg {
+	int fd;			/* getdents: the directory; register: the channel */
+	void *buf;
+	long result;
+	int err;
+	pid_t tid;
+};
+
+static void *getdents_main(void *p)
+{
+	struct stall_arg *a = p;
+
+	a->tid = gettid();
+	a->result = syscall(SYS_getdents64, a->fd, a->buf, getpagesize());
+	a->err = errno;
+	return NULL;
+}
+
+static void *register_main(void *p)
+{
+	struct stall_arg *a = p;
+
+	__atomic_store_n(&a->tid, gettid(), __ATOMIC_RELEASE);
+	a->result = ft_register(a->fd, "fusd-t-stall/n", 0666, 0, 0, NULL);
+	return NULL;
+}
+
+/*
+ * A registration whose node devtmpfs cannot make yet (its directory is held by a getdents()
+ * that faults on a userfaultfd page) waits, uninterruptibly, in device_add(); the opens of other
+ * fusd devices must not wait with it.
+ */
+static void t_devtmpfs_stall(void)
+{
+	const char *other = "fusd-t-stall-other";
+	pid_t d = ft_spawn(other, FT_ECHO, 0666, NULL), c;
+	struct uffdio_api api = { .api = UFFD_API };
+	struct stall_arg g = { 0 }, r = { 0 };
+	struct uffdio_register ureg;
+	pthread_t gt, rt;
+	int uffd, rp[2], ps = getpagesize(), in_d = 0;
+	struct pollfd pf;
+	char line[64];
+
+	CHECK(mkdir("/dev/fusd-t-stall", 0755) == 0 || errno == EEXIST, "mkdir");
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	CHECK(uffd >= 0 && ioctl(uffd, UFFDIO_API, &api) == 0, "userfaultfd");
+	g.buf = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(&ureg, 0, sizeof(ureg));
+	ureg.range.start = (unsigned long)g.buf;
+	ureg.range.len = ps;
+	ureg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	CHECK(ioctl(uffd, UFFDIO_REGISTER, &ureg) == 0, "UFFDIO_REGISTER");
+	g.fd = open("/dev/fusd-t-stall", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(g.fd >= 0, "open the directory");
+	CHECK(pthread_create(&gt, NULL, getdents_main, &g) == 0, "getdents thread");
+	pf = (struct pollfd){ uffd, POLLIN, 0 };
+	CHECK(poll(&pf, 1, 3000) == 1, "getdents never faulted");
+
+	r.fd = ft_channel();
+	CHECK(pthread_create(&rt, NULL, register_main, &r) == 0, "register thread");
+	for (double end = ft_now() + 5; !in_d && ft_now() < end; ft_msleep(5)) {
+		pid_t tid = __atomic_load_n(&r.tid, __ATOMIC_ACQUIRE);
+
+		in_d = tid && task_state(getpid(), tid) == 'D';
+	}
+	CHECK(in_d, "the registration never waited for devtmpfs");
+
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	c = fork();
+	if (c == 0) {
+		int f = open_node(other, O_RDWR), n;
+
+		n = snprintf(line, sizeof(line), "%d\n", f < 0 ? errno : 0);
+		_exit(write(rp[1], line, n) == n ? 0 : 1);
+	}
+	CHECK(ft_event_wait(rp[0], line, sizeof(line), 5000) == 0 && atoi(line) == 0,
+	      "an open of another device waited for devtmpfs ('%s')", line);
+
+	{
+		/* resolved here, not by close(): the child may still hold the descriptor */
+		struct uffdio_zeropage z = { .range = { (unsigned long)g.buf, ps } };
+
+		CHECK(ioctl(uffd, UFFDIO_ZEROPAGE, &z) == 0, "UFFDIO_ZEROPAGE");
+	}
+	close(uffd);
+	pthread_join(gt, NULL);
+	pthread_join(rt, NULL);
+	CHECK(g.result > 0, "getdents: %ld errno %d", g.result, g.err);
+	CHECK(r.result == 0, "the stalled registration: %ld", r.result);
+	CHECK(node_exists("fusd-t-stall/n"), "its node");
+	close(r.fd);
+	CHECK(wait_gone("fusd-t-stall/n", 3000), "node left");
+	close(g.fd);
+	rmdir("/dev/fusd-t-stall");
+	waitpid(c, NULL, 0);
+	ft_reap(d);
+	munmap(g.buf, ps);
+	close(rp[0]);
+	close(rp[1]);
+}
+
 static unsigned long long rng_state = 88172645463325252ULL;
 
 static unsigned long long rnd(void)
@@ -3149,6 +3253,7 @@ static const struct {
 	{ "big", t_big },
 	{ "replies", t_replies },
 	{ "unregister", t_unregister },
+	{ "devtmpfs-stall", t_devtmpfs_stall },
 	{ "kill", t_kill },
 	{ "force", t_force },
 	{ "force-uffd", t_force_uffd },
