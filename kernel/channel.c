@@ -462,21 +462,50 @@ static struct fusd_req *fusd_take_msg(struct fusd_channel *chan, enum fusd_msg_k
 	return req;
 }
 
-/* The daemon could not take @req (bad buffer): put it back at the head of the queue. */
+/* Is device @dev_id still served by @chan?  chan->lock held. */
+static bool fusd_chan_serves(const struct fusd_channel *chan, u64 dev_id)
+{
+	const struct fusd_device *fdev;
+
+	list_for_each_entry(fdev, &chan->devices, chan_node)
+		if (fdev->id == dev_id)
+			return true;
+	return false;
+}
+
+/*
+ * The daemon could not take @req (bad buffer): put it back at the head of its queue, unless
+ * it lost its point meanwhile (the channel or its device went: a purge already ended the call
+ * or would have dropped the message; a GONE is for a device gone by definition), and wake
+ * another reader for it.
+ */
 static void fusd_untake_msg(struct fusd_channel *chan, struct fusd_req *req,
 			    enum fusd_msg_kind kind)
 {
+	bool requeued = false;
+
 	spin_lock(&chan->lock);
-	if (kind == FUSD_MSG_NOREPLY && !chan->dead) {
+	if (kind == FUSD_MSG_NOREPLY && !chan->dead &&
+	    (req->hdr.opcode == FUSD_OP_GONE || fusd_chan_serves(chan, req->hdr.dev_id))) {
 		WRITE_ONCE(req->state, FUSD_REQ_QUEUED);
 		list_add(&req->node, &chan->pending);
 		kref_get(&req->kref);
+		requeued = true;
+	} else if (kind == FUSD_MSG_INTERRUPT && !chan->dead &&
+		   fusd_chan_serves(chan, req->hdr.dev_id)) {
+		WRITE_ONCE(req->state, FUSD_REQ_INTERRUPTING);
+		list_add(&req->node, &chan->interrupts);
+		kref_get(&req->kref);
+		requeued = true;
 	} else if (kind == FUSD_MSG_CALL && req->state == FUSD_REQ_SENT) {
 		hash_del(&req->hnode);
 		WRITE_ONCE(req->state, FUSD_REQ_QUEUED);
 		list_add(&req->node, &chan->pending);
+		requeued = true;
 	}
 	spin_unlock(&chan->lock);
+	if (requeued)
+		fusd_chan_wake(chan);
 }
 
 static int fusd_copy_msg(char __user *buf, struct fusd_req *req, enum fusd_msg_kind kind)
@@ -598,7 +627,7 @@ static ssize_t fusd_chan_read_msg(struct fusd_channel *chan, struct file *file,
 			return ret;
 	}
 	ret = fusd_copy_msg(buf, req, kind);
-	if (ret < 0 && kind != FUSD_MSG_INTERRUPT)
+	if (ret < 0)
 		fusd_untake_msg(chan, req, kind);
 	fusd_req_put(req);
 	return ret;

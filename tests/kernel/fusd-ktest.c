@@ -2724,6 +2724,210 @@ static void t_devtmpfs_stall(void)
 	close(rp[1]);
 }
 
+/* ---- messages the daemon could not take ---- */
+
+/* The next message within @ms: its size, or -errno (-ETIMEDOUT). */
+static int msg_within(int fd, void *buf, int ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t n;
+
+	if (poll(&p, 1, ms) != 1)
+		return -ETIMEDOUT;
+	n = read(fd, buf, FUSD_MIN_READ_BUFFER);
+	return n < 0 ? -errno : (int)n;
+}
+
+/* A read of the channel whose copy-out faults on a userfaultfd page, then fails. */
+#define STUCK_READ_LEN	((FUSD_MIN_READ_BUFFER + 65535) & ~(size_t)65535)	/* whole pages */
+struct stuck_read {
+	int fd, uffd;
+	unsigned char *page;
+	pthread_t th;
+	ssize_t n;
+	int err;
+};
+
+static void *stuck_read_main(void *p)
+{
+	struct stuck_read *s = p;
+
+	s->n = read(s->fd, s->page, FUSD_MIN_READ_BUFFER);
+	s->err = errno;
+	return NULL;
+}
+
+/* Start it; returns once the read has taken a message and waits in its copy-out. */
+static int stuck_read_start(struct stuck_read *s, int fd)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register ureg;
+	struct pollfd pf;
+	size_t len = STUCK_READ_LEN;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (s->uffd < 0 || ioctl(s->uffd, UFFDIO_API, &api))
+		return -1;
+	s->page = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(&ureg, 0, sizeof(ureg));
+	ureg.range.start = (unsigned long)s->page;
+	ureg.range.len = len;
+	ureg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (s->page == MAP_FAILED || ioctl(s->uffd, UFFDIO_REGISTER, &ureg))
+		return -1;
+	if (pthread_create(&s->th, NULL, stuck_read_main, s))
+		return -1;
+	pf = (struct pollfd){ s->uffd, POLLIN, 0 };
+	return poll(&pf, 1, 3000) == 1 ? 0 : -1;
+}
+
+/* Unmap its buffer and let the fault go on: the read fails with EFAULT. */
+static int stuck_read_fail(struct stuck_read *s)
+{
+	munmap(s->page, STUCK_READ_LEN);
+	close(s->uffd);
+	pthread_join(s->th, NULL);
+	return s->n == -1 && s->err == EFAULT ? 0 : -1;
+}
+
+static void *blocking_read_main(void *p)
+{
+	struct stall_arg *a = p;
+
+	__atomic_store_n(&a->tid, gettid(), __ATOMIC_RELEASE);
+	a->result = read(a->fd, a->buf, FUSD_MIN_READ_BUFFER);
+	a->err = errno;
+	__atomic_store_n(&a->tid, -1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* A message put back after a failed copy-out wakes a reader that went to sleep meanwhile. */
+static void t_untake(void)
+{
+	const char *dev = "fusd-t-untake";
+	struct stall_arg b = { 0 };
+	struct fusd_req_header *h;
+	struct stuck_read s;
+	int fd = ft_channel(), asleep = 0;
+	pthread_t bt;
+
+	b.buf = malloc(FUSD_MIN_READ_BUFFER);
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	if (fork() == 0) {		/* the caller: its OPEN */
+		int c = open_node(dev, O_RDWR);
+
+		_exit(c < 0 ? 1 : close(c));
+	}
+	/* its OPEN: taken by a read that fails, while a second reader sleeps */
+	for (double end = ft_now() + 3; ft_now() < end; ft_msleep(2)) {
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (poll(&p, 1, 0) == 1)
+			break;
+	}
+	CHECK(stuck_read_start(&s, fd) == 0, "stuck read");
+	b.fd = fd;
+	CHECK(pthread_create(&bt, NULL, blocking_read_main, &b) == 0, "second reader");
+	for (double end = ft_now() + 3; !asleep && ft_now() < end; ft_msleep(2)) {
+		pid_t tid = __atomic_load_n(&b.tid, __ATOMIC_ACQUIRE);
+
+		asleep = tid > 0 && task_state(getpid(), tid) == 'S';
+	}
+	CHECK(asleep, "the second reader never slept");
+	CHECK(stuck_read_fail(&s) == 0, "the stuck read: %zd errno %d", s.n, s.err);
+	for (double end = ft_now() + 3; ft_now() < end; ft_msleep(2))
+		if (__atomic_load_n(&b.tid, __ATOMIC_ACQUIRE) == -1)
+			break;
+	if (__atomic_load_n(&b.tid, __ATOMIC_ACQUIRE) != -1) {
+		CHECK(0, "the OPEN put back woke no reader");
+		fflush(stdout);
+		_exit(1);		/* the sleeping reader: ended with the test's process */
+	}
+	pthread_join(bt, NULL);
+	h = (struct fusd_req_header *)b.buf;
+	CHECK(b.result > 0 && h->opcode == FUSD_OP_OPEN, "the second reader: %ld op %u",
+	      b.result, h->opcode);
+	CHECK(ft_reply_open(fd, h->id, 0, 0, 0) == 0, "OPEN reply");
+	wait(NULL);
+	close(fd);
+	free(b.buf);
+}
+
+/* A RELEASE taken back after its device went (UNREGISTER) is dropped, not re-queued. */
+static void t_untake_release(void)
+{
+	const char *dev = "fusd-t-untake-rel";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	struct stuck_read s;
+	int fd = ft_channel();
+	__u64 id = 0;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, &id) == 0, "register");
+	if (fork() == 0) {		/* the caller: open, close */
+		int c = open_node(dev, O_RDWR);
+
+		_exit(c < 0 ? 1 : close(c));
+	}
+	CHECK(msg_within(fd, msg, 3000) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN");
+	CHECK(ft_reply_open(fd, h->id, 0, 0, 0) == 0, "OPEN reply");
+	for (double end = ft_now() + 3; ft_now() < end; ft_msleep(2)) {
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (poll(&p, 1, 0) == 1)
+			break;
+	}
+	CHECK(stuck_read_start(&s, fd) == 0, "stuck read of the RELEASE");
+	CHECK(ft_unregister(fd, id) == 0, "unregister");
+	CHECK(stuck_read_fail(&s) == 0, "the stuck read: %zd errno %d", s.n, s.err);
+	CHECK(msg_within(fd, msg, 300) == -ETIMEDOUT, "a message after UNREGISTER: op %u",
+	      h->opcode);
+	wait(NULL);
+	close(fd);
+	free(msg);
+}
+
+/* An INTERRUPT the daemon's buffer could not take is read again. */
+static void t_interrupt_efault(void)
+{
+	const char *dev = "fusd-t-intr-efault";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	int fd = ft_channel();
+	__u64 read_id;
+	pid_t c;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	c = fork();
+	if (c == 0) {
+		struct sigaction sa = { .sa_handler = on_signal };
+		int f = open_node(dev, O_RDWR);
+		char b;
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR1, &sa, NULL);
+		_exit(f >= 0 && read(f, &b, 1) < 0 && errno == EINTR ? 0 : 1);
+	}
+	CHECK(msg_within(fd, msg, 3000) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN");
+	CHECK(ft_reply_open(fd, h->id, 0, 0, 0) == 0, "OPEN reply");
+	CHECK(msg_within(fd, msg, 3000) > 0 && h->opcode == FUSD_OP_READ, "READ");
+	read_id = h->id;
+	kill(c, SIGUSR1);
+	{
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		CHECK(poll(&p, 1, 3000) == 1, "no INTERRUPT queued");
+	}
+	CHECK_ERR(read(fd, bad_ptr, FUSD_MIN_READ_BUFFER), EFAULT);
+	CHECK(msg_within(fd, msg, 1000) > 0 && h->opcode == FUSD_OP_INTERRUPT && h->id == read_id,
+	      "the INTERRUPT again after EFAULT: op %u", h->opcode);
+	waitpid(c, NULL, 0);
+	close(fd);
+	free(msg);
+}
+
 static unsigned long long rng_state = 88172645463325252ULL;
 
 static unsigned long long rnd(void)
@@ -3254,6 +3458,9 @@ static const struct {
 	{ "replies", t_replies },
 	{ "unregister", t_unregister },
 	{ "devtmpfs-stall", t_devtmpfs_stall },
+	{ "untake", t_untake },
+	{ "untake-release", t_untake_release },
+	{ "interrupt-efault", t_interrupt_efault },
 	{ "kill", t_kill },
 	{ "force", t_force },
 	{ "force-uffd", t_force_uffd },
