@@ -463,6 +463,7 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
 {
 	struct fusd_register reg;
 	struct fusd_device *fdev;
+	bool added;
 	kuid_t uid;
 	kgid_t gid;
 	int err;
@@ -494,27 +495,30 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
 	err = dev_set_name(&fdev->dev, "%s", fdev->name);	/* '/' becomes '!' */
 	if (!err)
 		err = device_add(&fdev->dev);
-	mutex_lock(&fusd_mutex);
-	if (!err && chan->tracer) {	/* another thread made the channel a subscriber meanwhile */
-		device_del(&fdev->dev);	/* no open reached it: its minor is still unset */
-		err = -EINVAL;
+	added = !err;
+	if (!err) {
+		/* before it serves: a device whose id the daemon never got is not made at all */
+		reg.dev_id = fdev->id;
+		reg.major = MAJOR(fdev->dev.devt);
+		reg.minor = MINOR(fdev->dev.devt);
+		if (copy_to_user(arg, &reg, sizeof(reg)))
+			err = -EFAULT;
 	}
-	if (err)
-		fusd_device_unreserve(fdev);
-	else
+	mutex_lock(&fusd_mutex);
+	if (!err && chan->tracer)	/* another thread made the channel a subscriber meanwhile */
+		err = -EINVAL;
+	if (!err)
 		fusd_device_serve(fdev);
 	mutex_unlock(&fusd_mutex);
-	if (err) {
-		put_device(&fdev->dev);
-		return err;
-	}
-
-	reg.dev_id = fdev->id;
-	reg.major = MAJOR(fdev->dev.devt);
-	reg.minor = MINOR(fdev->dev.devt);
-	if (copy_to_user(arg, &reg, sizeof(reg)))
-		return -EFAULT;		/* the device stays: UNREGISTER it by name if need be */
-	return 0;
+	if (!err)
+		return 0;
+	if (added)
+		device_del(&fdev->dev);	/* no open reached it: its minor was never set */
+	mutex_lock(&fusd_mutex);
+	fusd_device_unreserve(fdev);
+	mutex_unlock(&fusd_mutex);
+	put_device(&fdev->dev);
+	return err;
 }
 
 /*

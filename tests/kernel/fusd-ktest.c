@@ -2928,6 +2928,26 @@ static void t_interrupt_efault(void)
 	free(msg);
 }
 
+/* A REGISTER whose answer cannot be written back makes nothing. */
+static void t_register_efault(void)
+{
+	const char *dev = "fusd-t-reg-efault";
+	int fd = ft_channel(), ps = getpagesize();
+	struct fusd_register *r = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	memset(r, 0, sizeof(*r));
+	strcpy(r->name, dev);
+	r->mode = 0666;
+	mprotect(r, ps, PROT_READ);
+	CHECK_ERR(ioctl(fd, FUSD_IOC_REGISTER, r), EFAULT);
+	CHECK(!node_exists(dev), "a node the daemon has no id for");
+	CHECK(sysfs_num(dev, "dev_id") < 0, "a sysfs entry the daemon has no id for");
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "the name is free");
+	munmap(r, ps);
+	close(fd);
+}
+
 static unsigned long long rng_state = 88172645463325252ULL;
 
 static unsigned long long rnd(void)
@@ -3461,6 +3481,7 @@ static const struct {
 	{ "untake", t_untake },
 	{ "untake-release", t_untake_release },
 	{ "interrupt-efault", t_interrupt_efault },
+	{ "register-efault", t_register_efault },
 	{ "kill", t_kill },
 	{ "force", t_force },
 	{ "force-uffd", t_force_uffd },
