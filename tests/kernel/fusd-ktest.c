@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/time.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
@@ -3125,6 +3126,9 @@ static size_t fuzz_retry(const struct fuzz_req *r, unsigned char *buf)
  * by write() or by FUSD_IOC_EXCHANGE; returns the size of a request the exchange read into
  * @rx (0: none).
  */
+static unsigned char *fuzz_edge;	/* a page followed by an unmapped one */
+static unsigned long fuzz_short_msgs, fuzz_edge_msgs, fuzz_waits[4];	/* cases reached */
+
 static ssize_t fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned char *buf,
 			  unsigned char *rx, unsigned long *counts)
 {
@@ -3173,6 +3177,19 @@ static ssize_t fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned c
 	*(__u32 *)buf = rnd() % 16 == 0 ? (__u32)rnd() : (__u32)size;
 	if (rnd() % 32 == 0)
 		size = rnd() % 24;			/* truncated */
+	if (rnd() % 32 == 0) {			/* short, and its size field agrees */
+		size = sizeof(__u32) + rnd() % (sizeof(*rep) - sizeof(__u32));
+		*(__u32 *)buf = size;
+		fuzz_short_msgs++;
+	}
+	if (rnd() % 16 == 0 && size > sizeof(*rep) && size <= (size_t)getpagesize()) {
+		/* the header readable, the payload on an unmapped page */
+		unsigned char *at = fuzz_edge + getpagesize() - sizeof(*rep);
+
+		memcpy(at, buf, sizeof(*rep));
+		buf = at;
+		fuzz_edge_msgs++;
+	}
 	if (rnd() % 4 == 0) {
 		int err;
 
@@ -3223,6 +3240,86 @@ static void fuzz_ioctl(int fd, unsigned char *buf)
 	if (ioctl(fd, cmd, arg) < 0) {}
 }
 
+static volatile int fuzz_alarm_fd = -1;	/* closed by the alarm: a wake_fd mid-wait */
+
+static void fuzz_on_alarm(int sig)
+{
+	(void)sig;
+	if (fuzz_alarm_fd >= 0) {
+		close(fuzz_alarm_fd);
+		fuzz_alarm_fd = -1;
+	}
+}
+
+/* SIGALRM every @us until fuzz_alarm(0): one that came before the wait began ends none. */
+static void fuzz_alarm(long us)
+{
+	struct itimerval it = { { 0, us }, { 0, us } };
+
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/*
+ * Waits that a signal ends (SIGALRM, without SA_RESTART): a blocking read of the daemon's
+ * channel (an exchange that waits while the helper thread shares it), of a trace subscriber, of a channel before HELLO, and an exchange whose wake_fd is
+ * closed while it waits.  Returns the size of a message it took into @rx, else 0.
+ */
+static ssize_t fuzz_blocking(int fd, int tracer, unsigned char *rx, int shared)
+{
+	int flags = fcntl(fd, F_GETFL), c;
+	struct fusd_exchange ex;
+	int which = rnd() % 4;
+	ssize_t n = 0;
+
+	fuzz_waits[which]++;
+	switch (which) {
+	case 0:
+		if (shared) {	/* the helper thread polls, then reads: its reads must not block */
+			memset(&ex, 0, sizeof(ex));
+			ex.buf = (uintptr_t)rx;
+			ex.buf_size = FUSD_MIN_READ_BUFFER;
+			ex.flags = FUSD_EXCHANGE_WAIT;
+			ex.wake_fd = -1;
+			fuzz_alarm(2000);
+			n = ioctl(fd, FUSD_IOC_EXCHANGE, &ex);
+			fuzz_alarm(0);
+			break;
+		}
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+		fuzz_alarm(2000);
+		n = read(fd, rx, FUSD_MIN_READ_BUFFER);
+		fuzz_alarm(0);
+		fcntl(fd, F_SETFL, flags);
+		break;
+	case 1:
+		fuzz_alarm(2000);
+		if (read(tracer, rx, FUSD_MIN_READ_BUFFER) < 0) {}
+		fuzz_alarm(0);
+		break;
+	case 2:
+		c = open(FUSD_CONTROL_DEVICE, O_RDWR | O_CLOEXEC);
+		if (c >= 0 && read(c, rx, FUSD_MIN_READ_BUFFER) != -1)
+			printf("  fuzz: a read before HELLO did not fail\n");
+		if (c >= 0)
+			close(c);
+		break;
+	default:
+		memset(&ex, 0, sizeof(ex));
+		ex.buf = (uintptr_t)rx;
+		ex.buf_size = FUSD_MIN_READ_BUFFER;
+		ex.flags = FUSD_EXCHANGE_WAIT;
+		ex.wake_fd = fuzz_alarm_fd = rnd() % 2 ? eventfd(0, EFD_CLOEXEC) : epoll_create1(EPOLL_CLOEXEC);
+		fuzz_alarm(1000);
+		n = ioctl(fd, FUSD_IOC_EXCHANGE, &ex);
+		fuzz_alarm(0);
+		if (fuzz_alarm_fd >= 0)
+			close(fuzz_alarm_fd);
+		fuzz_alarm_fd = -1;
+		break;
+	}
+	return n > 0 ? n : 0;
+}
+
 /* A second daemon thread on the same channel: answers whatever it reads, correctly. */
 struct fuzz_helper {
 	int fd;
@@ -3234,7 +3331,11 @@ static void *fuzz_replier(void *p)
 	struct fuzz_helper *hp = p;
 	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *out = calloc(1, FUSD_CHUNK_MAX);
 	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	sigset_t alarm;
 
+	sigemptyset(&alarm);
+	sigaddset(&alarm, SIGALRM);	/* fuzz_blocking()'s alarm is for the main thread */
+	pthread_sigmask(SIG_BLOCK, &alarm, NULL);
 	while (!hp->stop) {
 		struct pollfd pf = { hp->fd, POLLIN, 0 };
 
@@ -3258,8 +3359,11 @@ static void *fuzz_replier(void *p)
 
 static void t_fuzz(void)
 {
-	const char *dev = "fusd-t-fuzz";
+	static const char *const devs[] = { "fusd-t-fuzz", "fusd-t-fuzz2", "fusd-t-fuzz3" };
 	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *out = malloc(2 * FUSD_MIN_READ_BUFFER);
+	struct sigaction alarm_sa = { .sa_handler = fuzz_on_alarm };	/* no SA_RESTART */
+	struct fusd_trace_subscribe sub = { 0 };
+	int tracer = ft_channel();
 	struct fusd_req_header *h = (struct fusd_req_header *)msg;
 	struct fuzz_req reqs[64];
 	unsigned long counts[200] = { 0 }, ioctls = 0, msgs = 0, rounds = 0, mmaps = 0;
@@ -3272,6 +3376,13 @@ static void t_fuzz(void)
 	pthread_t helper_th;
 	int helper_on = 0;
 
+	sigemptyset(&alarm_sa.sa_mask);
+	sigaction(SIGALRM, &alarm_sa, NULL);
+	CHECK(tracer >= 0 && ioctl(tracer, FUSD_IOC_TRACE, &sub) == 0, "fuzz: trace");
+	fuzz_edge = mmap(NULL, 2 * getpagesize(), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(fuzz_edge != MAP_FAILED, "fuzz: mmap");
+	munmap(fuzz_edge + getpagesize(), getpagesize());
 	fuzz_ready_fd = eventfd(1, EFD_CLOEXEC);
 	fuzz_ready_ep = epoll_with(fuzz_ready_fd);
 	fuzz_shm = memfd_create("fuzz-shm", MFD_CLOEXEC);
@@ -3279,9 +3390,12 @@ static void t_fuzz(void)
 		CHECK(0, "fuzz: memfd");
 
 	for (long i = 0; msgs + ioctls < (unsigned long)target; i++) {
-		if (fd < 0) {		/* (re)start the daemon side: a fresh channel and device */
-			fd = ft_channel();
-			if (fd < 0 || ft_register(fd, dev, 0666, 0, 0, NULL)) {
+		if (fd < 0) {		/* (re)start the daemon side: a fresh channel, three devices */
+			int bad = (fd = ft_channel()) < 0;
+
+			for (int k = 0; k < 3 && !bad; k++)
+				bad = ft_register(fd, devs[k], 0666, 0, 0, NULL) != 0;
+			if (bad) {
 				CHECK(0, "fuzz: cannot register");
 				break;
 			}
@@ -3294,7 +3408,7 @@ static void t_fuzz(void)
 			for (int k = 0; k < 3; k++) {
 				callers[k] = fork();
 				if (callers[k] == 0)
-					fuzz_caller(dev, k + 1 + rounds * 3);
+					fuzz_caller(devs[k], k + 1 + rounds * 3);
 			}
 			nreq = 0;
 			rounds++;
@@ -3355,6 +3469,12 @@ static void t_fuzz(void)
 		}
 		fuzz_ioctl(rnd() % 4 ? side : fd, out);
 		ioctls++;
+		if (rnd() % 64 == 0 && fuzz_blocking(fd, tracer, msg, helper_on) > 0 &&
+		    h->opcode != FUSD_OP_INTERRUPT && !(h->id & FUSD_ID_NOREPLY)) {
+			reqs[nreq % 64] = (struct fuzz_req){ h->id, h->dev_id, h->file_id, h->opcode,
+							     h->len, h->reply_max, h->ioctl_arg };
+			nreq++;
+		}
 		if (rnd() % 4 == 0)	/* interrupt a caller, wherever its call is */
 			kill(callers[rnd() % 3], SIGUSR1);
 		if (i % 2000 == 1999) {	/* now and then the daemon dies with callers inside */
@@ -3368,8 +3488,9 @@ static void t_fuzz(void)
 			if (rnd() % 2) {
 				close(fd);
 				fd = -1;
-			} else {
-				ft_force_unregister(side, dev);
+			} else {	/* one, two or all three removed by force first */
+				for (int k = 0, n = 1 + rnd() % 3; k < n; k++)
+					ft_force_unregister(side, devs[k]);
 				close(fd);
 				fd = -1;
 			}
@@ -3389,6 +3510,8 @@ static void t_fuzz(void)
 			waitpid(callers[k], NULL, 0);
 	}
 	close(side);
+	close(tracer);
+	munmap(fuzz_edge, getpagesize());
 	close(fuzz_ready_ep);
 	close(fuzz_ready_fd);
 	close(fuzz_shm);
@@ -3398,10 +3521,15 @@ static void t_fuzz(void)
 	for (int e = 0; e < 200; e++)
 		if (counts[e])
 			printf(" %s=%lu", e ? strerrorname_np(e) ?: "?" : "ok", counts[e]);
-	printf("\n");
+	printf("\n  fuzz: %lu short messages agreeing with their size, %lu with the payload "
+	       "unmapped; blocking waits: %lu channel reads, %lu tracer reads, %lu reads before "
+	       "HELLO, %lu exchanges whose wake_fd was closed\n", fuzz_short_msgs, fuzz_edge_msgs,
+	       fuzz_waits[0], fuzz_waits[1], fuzz_waits[2], fuzz_waits[3]);
 	CHECK(msgs + ioctls >= (unsigned long)target, "only %lu", msgs + ioctls);
 	CHECK(counts[0] > 0 && counts[EINVAL] > 0 && counts[ENOENT] > 0 && mmaps > 0, "no variety");
 	CHECK(fuzz_retries_taken > 0, "no retry was ever taken");
+	CHECK(fuzz_short_msgs && fuzz_edge_msgs && fuzz_waits[0] && fuzz_waits[1] && fuzz_waits[2] &&
+	      fuzz_waits[3], "a fuzz case never reached");
 	free(msg);
 	free(out);
 }
