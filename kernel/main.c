@@ -523,10 +523,11 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg)
 
 /*
  * Take @fdev out of service: every waiting and later call fails with @err (opens with
- * ENODEV), poll waiters wake with EPOLLERR|EPOLLHUP.  @notify queues FUSD_OP_GONE to the
- * daemon.  fusd_mutex held; the caller then removes the node with fusd_device_finish().
+ * ENODEV), poll waiters wake with EPOLLERR|EPOLLHUP.  With @notify, returns the FUSD_OP_GONE
+ * to send the daemon.  fusd_mutex held; the caller then removes the node with
+ * fusd_device_finish(), which sends it.
  */
-static void fusd_device_retire(struct fusd_device *fdev, int err, bool notify)
+static struct fusd_req *fusd_device_retire(struct fusd_device *fdev, int err, bool notify)
 {
 	struct fusd_channel *chan = fdev->chan;
 	struct fusd_req *gone = NULL;
@@ -546,20 +547,22 @@ static void fusd_device_retire(struct fusd_device *fdev, int err, bool notify)
 	spin_unlock(&chan->lock);
 	fusd_chan_purge(chan, fdev, err);
 	fusd_map_revoke(fdev);
-	if (gone)			/* after the purge, which would drop it */
-		fusd_queue_noreply(chan, gone);
+	return gone;
 }
 
 /*
  * The node and sysfs entry of a retired @fdev go away, without fusd_mutex (device_del() waits
- * for devtmpfs); then its minor and its name are free again.
+ * for devtmpfs); then its minor and its name are free again, and only then is @gone (if any)
+ * sent: a daemon that registers the name again on GONE finds it free.
  */
-static void fusd_device_finish(struct fusd_device *fdev)
+static void fusd_device_finish(struct fusd_device *fdev, struct fusd_req *gone)
 {
 	device_del(&fdev->dev);
 	mutex_lock(&fusd_mutex);
 	fusd_device_unreserve(fdev);
 	mutex_unlock(&fusd_mutex);
+	if (gone)			/* after the purge, which would drop it */
+		fusd_queue_noreply(fdev->chan, gone);
 	put_device(&fdev->dev);		/* the registry's reference */
 }
 
@@ -582,13 +585,14 @@ long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg)
 	mutex_unlock(&fusd_mutex);
 	if (!found)
 		return -ENOENT;
-	fusd_device_finish(found);
+	fusd_device_finish(found, NULL);
 	return 0;
 }
 
 long fusd_ioc_force_unregister(void __user *arg)
 {
 	struct fusd_force_unregister fu;
+	struct fusd_req *gone = NULL;
 	struct fusd_device *fdev;
 	int err = 0;
 
@@ -604,10 +608,10 @@ long fusd_ioc_force_unregister(void __user *arg)
 				  ns_capable_noaudit(fdev->user_ns, CAP_SYS_ADMIN)))
 		err = -EPERM;
 	else
-		fusd_device_retire(fdev, -ENODEV, true);
+		gone = fusd_device_retire(fdev, -ENODEV, true);
 	mutex_unlock(&fusd_mutex);
 	if (!err)
-		fusd_device_finish(fdev);
+		fusd_device_finish(fdev, gone);
 	return err;
 }
 
@@ -624,7 +628,7 @@ void fusd_channel_remove_devices(struct fusd_channel *chan)
 		mutex_unlock(&fusd_mutex);
 		if (!fdev)
 			break;
-		fusd_device_finish(fdev);
+		fusd_device_finish(fdev, NULL);
 	}
 }
 

@@ -865,6 +865,27 @@ static void t_force_uffd(void)
 	free(msg);
 }
 
+/* A daemon told GONE may register the name again at once: the old node is gone by then. */
+static void t_force_reregister(void)
+{
+	const char *dev = "fusd-t-rereg";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	int fd = ft_channel(), ctl = ft_channel();
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	for (int i = 0; i < 20; i++) {
+		CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register %d", i);
+		CHECK(ft_force_unregister(ctl, dev) == 0, "force %d", i);
+		CHECK(poll(&p, 1, 3000) == 1 && read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 &&
+		      h->opcode == FUSD_OP_GONE, "GONE %d", i);
+	}
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register after GONE");
+	close(fd);
+	close(ctl);
+	free(msg);
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -3613,6 +3634,7 @@ static const struct {
 	{ "kill", t_kill },
 	{ "force", t_force },
 	{ "force-uffd", t_force_uffd },
+	{ "force-reregister", t_force_reregister },
 	{ "interrupt", t_interrupt },
 	{ "sysfs", t_sysfs },
 	{ "trace", t_trace },
