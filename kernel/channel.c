@@ -61,17 +61,20 @@ static void *fusd_bounce_alloc(struct fusd_req *req, u32 need)
 	return kvmalloc(FUSD_CHUNK_MAX, GFP_KERNEL_ACCOUNT);
 }
 
-/* Who is calling: ids as the daemon's namespaces see them, and the file's current flags. */
-static void fusd_req_set_caller(struct fusd_req *req, const struct fusd_channel *chan,
+/*
+ * Who is calling: ids in the namespaces of the task that registered @fdev (not of whoever
+ * opened /dev/fusd: the descriptor may have been passed on), and the file's current flags.
+ */
+static void fusd_req_set_caller(struct fusd_req *req, const struct fusd_device *fdev,
 				const struct file *file)
 {
 	const struct cred *cred = current_cred();
 
-	req->hdr.pid = task_tgid_nr_ns(current, chan->pid_ns);
-	req->hdr.uid = from_kuid_munged(chan->user_ns, cred->uid);
-	req->hdr.gid = from_kgid_munged(chan->user_ns, cred->gid);
-	req->hdr.fsuid = from_kuid_munged(chan->user_ns, cred->fsuid);
-	req->hdr.fsgid = from_kgid_munged(chan->user_ns, cred->fsgid);
+	req->hdr.pid = task_tgid_nr_ns(current, fdev->pid_ns);
+	req->hdr.uid = from_kuid_munged(fdev->user_ns, cred->uid);
+	req->hdr.gid = from_kgid_munged(fdev->user_ns, cred->gid);
+	req->hdr.fsuid = from_kuid_munged(fdev->user_ns, cred->fsuid);
+	req->hdr.fsgid = from_kgid_munged(fdev->user_ns, cred->fsgid);
 	req->hdr.flags = file ? READ_ONCE(file->f_flags) : 0;
 }
 
@@ -108,7 +111,7 @@ struct fusd_req *fusd_req_new(struct fusd_file *ff, struct file *file, u32 opcod
 		req->fdev = ff->fdev;
 		req->hdr.dev_id = ff->fdev->id;
 		req->hdr.file_id = ff->id;
-		fusd_req_set_caller(req, ff->fdev->chan, file);
+		fusd_req_set_caller(req, ff->fdev, file);
 	}
 	return req;
 }
@@ -170,6 +173,7 @@ static int fusd_req_interrupt(struct fusd_channel *chan, struct fusd_req *req)
 		wake = true;
 		break;
 	case FUSD_REQ_REPLYING:
+		list_del_init(&req->node);
 		WRITE_ONCE(req->state, FUSD_REQ_DONE);	/* the replier sees it and drops the reply */
 		req->abandoned = true;
 		break;
@@ -268,7 +272,7 @@ void fusd_file_unlink(struct fusd_file *ff, struct file *file)
 	list_del_init(&ff->dev_node);
 	atomic_dec(&fdev->open_files);
 	if (ff->opened && !fusd_gone_error(chan, fdev, FUSD_OP_RELEASE)) {
-		fusd_req_set_caller(msg, chan, file);
+		fusd_req_set_caller(msg, fdev, file);
 		fusd_queue_noreply_locked(chan, msg);
 		hdr = msg->hdr;
 		queued = true;
@@ -324,6 +328,12 @@ void fusd_device_waiting(struct fusd_device *fdev, unsigned int *count, u64 *old
 		}
 	}
 	hash_for_each(chan->sent, bkt, req, hnode) {
+		if (req->fdev == fdev) {
+			(*count)++;
+			first = min(first, req->start_ns);
+		}
+	}
+	list_for_each_entry(req, &chan->replying, node) {
 		if (req->fdev == fdev) {
 			(*count)++;
 			first = min(first, req->start_ns);
@@ -394,6 +404,13 @@ void fusd_chan_purge(struct fusd_channel *chan, struct fusd_device *fdev, int er
 		hash_del(&req->hnode);
 		fusd_purge_one(req, &done, fusd_purge_error(req, err), true);
 	}
+	/* a replier still copying finds them DONE and drops its reply */
+	list_for_each_entry_safe(req, tmp, &chan->replying, node) {
+		if (!fusd_req_matches(req, fdev))
+			continue;
+		list_del_init(&req->node);
+		fusd_purge_one(req, &done, fusd_purge_error(req, err), true);
+	}
 	spin_unlock(&chan->lock);
 
 	list_for_each_entry_safe(req, tmp, &done, node) {
@@ -445,21 +462,50 @@ static struct fusd_req *fusd_take_msg(struct fusd_channel *chan, enum fusd_msg_k
 	return req;
 }
 
-/* The daemon could not take @req (bad buffer): put it back at the head of the queue. */
+/* Is device @dev_id still served by @chan?  chan->lock held. */
+static bool fusd_chan_serves(const struct fusd_channel *chan, u64 dev_id)
+{
+	const struct fusd_device *fdev;
+
+	list_for_each_entry(fdev, &chan->devices, chan_node)
+		if (fdev->id == dev_id)
+			return true;
+	return false;
+}
+
+/*
+ * The daemon could not take @req (bad buffer): put it back at the head of its queue, unless
+ * it lost its point meanwhile (the channel or its device went: a purge already ended the call
+ * or would have dropped the message; a GONE is for a device gone by definition), and wake
+ * another reader for it.
+ */
 static void fusd_untake_msg(struct fusd_channel *chan, struct fusd_req *req,
 			    enum fusd_msg_kind kind)
 {
+	bool requeued = false;
+
 	spin_lock(&chan->lock);
-	if (kind == FUSD_MSG_NOREPLY && !chan->dead) {
+	if (kind == FUSD_MSG_NOREPLY && !chan->dead &&
+	    (req->hdr.opcode == FUSD_OP_GONE || fusd_chan_serves(chan, req->hdr.dev_id))) {
 		WRITE_ONCE(req->state, FUSD_REQ_QUEUED);
 		list_add(&req->node, &chan->pending);
 		kref_get(&req->kref);
+		requeued = true;
+	} else if (kind == FUSD_MSG_INTERRUPT && !chan->dead &&
+		   fusd_chan_serves(chan, req->hdr.dev_id)) {
+		WRITE_ONCE(req->state, FUSD_REQ_INTERRUPTING);
+		list_add(&req->node, &chan->interrupts);
+		kref_get(&req->kref);
+		requeued = true;
 	} else if (kind == FUSD_MSG_CALL && req->state == FUSD_REQ_SENT) {
 		hash_del(&req->hnode);
 		WRITE_ONCE(req->state, FUSD_REQ_QUEUED);
 		list_add(&req->node, &chan->pending);
+		requeued = true;
 	}
 	spin_unlock(&chan->lock);
+	if (requeued)
+		fusd_chan_wake(chan);
 }
 
 static int fusd_copy_msg(char __user *buf, struct fusd_req *req, enum fusd_msg_kind kind)
@@ -581,7 +627,7 @@ static ssize_t fusd_chan_read_msg(struct fusd_channel *chan, struct file *file,
 			return ret;
 	}
 	ret = fusd_copy_msg(buf, req, kind);
-	if (ret < 0 && kind != FUSD_MSG_INTERRUPT)
+	if (ret < 0)
 		fusd_untake_msg(chan, req, kind);
 	fusd_req_put(req);
 	return ret;
@@ -742,8 +788,14 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 	req = fusd_sent_find(chan, rep.id);
 	err = req ? fusd_reply_check(req, &rep, plen) : -ENOENT;
 	if (!err) {
+		/*
+		 * Still findable while its payload is copied in: the copy may fault on memory that
+		 * never comes (userfaultfd, a stopped FUSE server's file), and a purge or a forced
+		 * unregister must still release the caller.
+		 */
 		hash_del(&req->hnode);
 		WRITE_ONCE(req->state, FUSD_REQ_REPLYING);
+		list_add_tail(&req->node, &chan->replying);
 		kref_get(&req->kref);
 	}
 	spin_unlock(&chan->lock);
@@ -758,8 +810,10 @@ static ssize_t fusd_chan_reply(struct fusd_channel *chan, const char __user *buf
 		err = -EFAULT;
 
 	spin_lock(&chan->lock);
+	if (req->state == FUSD_REQ_REPLYING)
+		list_del_init(&req->node);
 	if (req->state != FUSD_REQ_REPLYING) {
-		/* the caller left meanwhile: the reply is dropped */
+		/* the caller left, or a purge ended the call, meanwhile: the reply is dropped */
 	} else if (err) {
 		int gone = fusd_gone_error(chan, req->fdev, req->hdr.opcode);
 
@@ -1003,8 +1057,8 @@ static int fusd_chan_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&chan->pending);
 	INIT_LIST_HEAD(&chan->interrupts);
 	INIT_LIST_HEAD(&chan->devices);
+	INIT_LIST_HEAD(&chan->replying);
 	hash_init(chan->sent);
-	chan->user_ns = get_user_ns(file->f_cred->user_ns);
 	chan->pid_ns = get_pid_ns(task_active_pid_ns(current));
 	file->private_data = chan;
 	atomic_long_inc(&fusd_live_channels);
@@ -1016,7 +1070,6 @@ static void fusd_chan_free(struct kref *kref)
 	struct fusd_channel *chan = container_of(kref, struct fusd_channel, kref);
 
 	put_pid_ns(chan->pid_ns);
-	put_user_ns(chan->user_ns);
 	kfree(chan);
 	atomic_long_dec(&fusd_live_channels);
 }

@@ -13,8 +13,9 @@
  * by the kobject of its embedded struct device (the registry holds one reference while
  * the node exists, every fusd_file one more); a fusd_req by its own kref.
  *
- * Locking: fusd_mutex (main.c) serializes the registry: device creation and removal, the
- * minor table, the list of all devices.  One spinlock per channel, chan->lock, protects
+ * Locking: fusd_mutex (main.c) serializes the registry: the list of all devices (names), a
+ * device's way into and out of service; never held across device_add() or device_del(), which
+ * wait for devtmpfs.  fusd_minor_lock guards the minor table, which every open looks up.  One spinlock per channel, chan->lock, protects
  * everything that moves during a call: the channel's queues and its table of requests in
  * flight, its device list, each device's file list and "gone" state, each request's
  * state, each file's poll mask.  Order: fusd_mutex, then chan->lock, then fusd_trace_lock.
@@ -25,6 +26,7 @@
 #include <linux/device.h>
 #include <linux/hashtable.h>
 #include <linux/jump_label.h>
+#include <linux/jump_label_ratelimit.h>
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
@@ -45,6 +47,7 @@
 #define FUSD_MAX_DEVICES	1024	/* minors of the fusd major */
 #define FUSD_MAX_TRACERS	64	/* trace subscribers at once */
 #define FUSD_ADMIN_TRACERS	16	/* of which kept for CAP_SYS_ADMIN */
+#define FUSD_USER_TRACERS	4	/* at most held by one uid without CAP_SYS_ADMIN */
 #define FUSD_TRACE_RING		512	/* records per subscriber (64 KiB) */
 #define FUSD_INLINE_BUF		256	/* payloads up to this size live inside the request */
 
@@ -56,6 +59,7 @@ struct fusd_channel {
 	struct list_head pending;	/* fusd_req.node: queued, not yet read */
 	struct list_head interrupts;	/* fusd_req.node: INTERRUPT not yet read */
 	DECLARE_HASHTABLE(sent, 7);	/* fusd_req.hnode: read, waiting for a reply */
+	struct list_head replying;	/* fusd_req.node: a reply's payload being copied in */
 	struct list_head devices;	/* fusd_device.chan_node */
 	u64 last_id;			/* last request id issued */
 	bool hello;			/* FUSD_IOC_HELLO done */
@@ -64,8 +68,7 @@ struct fusd_channel {
 	struct fusd_tracer *tracer;	/* set once by FUSD_IOC_TRACE */
 	struct mutex waker_lock;	/* tried by an exchange that waits (waker.c) */
 	struct fusd_waker *waker;	/* the wake_fd watched across exchanges, or NULL */
-	struct user_namespace *user_ns;	/* callers' ids are shown in these */
-	struct pid_namespace *pid_ns;
+	struct pid_namespace *pid_ns;	/* a subscriber's: trace records' pids */
 };
 
 /* One registered node, /dev/<name>. */
@@ -78,11 +81,15 @@ struct fusd_device {
 	u64 id;
 	int minor;
 	int gone;			/* 0 while served, else the error calls get */
-	bool removed;			/* taken out of the registry (fusd_mutex) */
+	bool in_service;		/* its node was made (fusd_mutex) */
+	bool removed;			/* taken out of service (fusd_mutex) */
 	umode_t mode;
 	kuid_t uid;			/* node owner */
 	kgid_t gid;
 	kuid_t owner;			/* effective uid that registered it */
+	bool admin_owned;		/* registered with CAP_SYS_ADMIN: only that may manage it */
+	struct user_namespace *user_ns;	/* the registering task's: callers' ids are shown in */
+	struct pid_namespace *pid_ns;	/* these, as FUSE shows them in its mounter's */
 	pid_t daemon_pid;		/* registering process, init pid namespace */
 	atomic_t open_files;
 	atomic64_t calls;		/* requests answered by the daemon */
@@ -110,7 +117,7 @@ enum fusd_req_state {
 	FUSD_REQ_NEW,
 	FUSD_REQ_QUEUED,	/* on chan->pending */
 	FUSD_REQ_SENT,		/* in chan->sent: read by the daemon */
-	FUSD_REQ_REPLYING,	/* a reply is being copied in */
+	FUSD_REQ_REPLYING,	/* on chan->replying: a reply is being copied in */
 	FUSD_REQ_INTERRUPTING,	/* on chan->interrupts */
 	FUSD_REQ_DONE,		/* result is final */
 };
@@ -161,6 +168,7 @@ long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg);
 long fusd_ioc_force_unregister(void __user *arg);
 void fusd_channel_remove_devices(struct fusd_channel *chan);
 struct fusd_device *fusd_device_get_by_minor(unsigned int minor);
+bool fusd_may_manage(const struct fusd_device *fdev, kuid_t euid, bool admin);
 void fusd_device_put(struct fusd_device *fdev);
 
 /* channel.c */
@@ -227,7 +235,8 @@ int fusd_waker_wait(struct fusd_channel *chan, struct file *wake);
 void fusd_waker_release(struct fusd_channel *chan);
 
 /* trace.c */
-DECLARE_STATIC_KEY_FALSE(fusd_trace_active);
+extern struct static_key_false_deferred fusd_trace_active;
+void fusd_trace_exit(void);
 long fusd_trace_subscribe(struct fusd_channel *chan, void __user *arg);
 void fusd_trace_unsubscribe(struct fusd_channel *chan);
 ssize_t fusd_trace_read(struct fusd_channel *chan, struct file *file, char __user *buf,
@@ -244,7 +253,7 @@ void __fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *
  */
 static inline u64 fusd_start_ns(void)
 {
-	if (static_branch_unlikely(&fusd_trace_active))
+	if (static_branch_unlikely(&fusd_trace_active.key))
 		return ktime_get_ns();
 	return ktime_get_coarse_ns();
 }
@@ -253,7 +262,7 @@ static inline u64 fusd_start_ns(void)
 static inline void fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *hdr,
 			      int result, u64 start_ns)
 {
-	if (static_branch_unlikely(&fusd_trace_active))
+	if (static_branch_unlikely(&fusd_trace_active.key))
 		__fusd_trace(fdev, hdr, result, start_ns);
 }
 

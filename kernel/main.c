@@ -46,13 +46,16 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/namei.h>
+#include <linux/pid_namespace.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/user_namespace.h>
 
 #include "fusd_internal.h"
 
 DEFINE_MUTEX(fusd_mutex);
 static LIST_HEAD(fusd_devices);		/* fusd_device.all_node */
+static DEFINE_SPINLOCK(fusd_minor_lock);	/* fusd_minors: every open looks there */
 static DEFINE_IDR(fusd_minors);		/* minor -> fusd_device (NULL while not in service) */
 static u64 fusd_last_dev_id;		/* under fusd_mutex */
 static dev_t fusd_devt;
@@ -245,6 +248,10 @@ static void fusd_device_release(struct device *dev)
 		fusd_req_put(fdev->gone_msg);
 	if (fdev->chan)
 		fusd_chan_put(fdev->chan);
+	if (fdev->pid_ns)
+		put_pid_ns(fdev->pid_ns);
+	if (fdev->user_ns)
+		put_user_ns(fdev->user_ns);
 	kfree(fdev);
 	atomic_long_dec(&fusd_live_devices);
 }
@@ -265,12 +272,22 @@ struct fusd_device *fusd_device_get_by_minor(unsigned int minor)
 {
 	struct fusd_device *fdev;
 
-	mutex_lock(&fusd_mutex);
+	spin_lock(&fusd_minor_lock);
 	fdev = idr_find(&fusd_minors, minor);
 	if (fdev)
-		get_device(&fdev->dev);
-	mutex_unlock(&fusd_mutex);
+		get_device(&fdev->dev);	/* the registry's reference is still held */
+	spin_unlock(&fusd_minor_lock);
 	return fdev;
+}
+
+/*
+ * May a task of effective uid @euid, with CAP_SYS_ADMIN over the device (@admin), remove or trace
+ * @fdev?  The registering uid may, unless the registrant held CAP_SYS_ADMIN: a uid alone would
+ * let a uid-0 process without capabilities (a sandbox) manage root's daemons.
+ */
+bool fusd_may_manage(const struct fusd_device *fdev, kuid_t euid, bool admin)
+{
+	return admin || (!fdev->admin_owned && uid_eq(fdev->owner, euid));
 }
 
 /* ---- names ---- */
@@ -401,6 +418,9 @@ static struct fusd_device *fusd_device_alloc(struct fusd_channel *chan,
 	fdev->uid = uid;
 	fdev->gid = gid;
 	fdev->owner = current_euid();
+	fdev->admin_owned = ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
+	fdev->user_ns = get_user_ns(current_user_ns());
+	fdev->pid_ns = get_pid_ns(task_active_pid_ns(current));
 	fdev->daemon_pid = task_tgid_nr(current);
 	atomic_set(&fdev->open_files, 0);
 	atomic64_set(&fdev->calls, 0);
@@ -412,30 +432,63 @@ static struct fusd_device *fusd_device_alloc(struct fusd_channel *chan,
 	return fdev;
 }
 
-/* Give @fdev a minor and a node; on failure everything is undone. fusd_mutex held. */
-static int fusd_device_add(struct fusd_device *fdev)
+static void fusd_minor_set(int minor, struct fusd_device *fdev)
+{
+	spin_lock(&fusd_minor_lock);
+	idr_replace(&fusd_minors, fdev, minor);
+	spin_unlock(&fusd_minor_lock);
+}
+
+static void fusd_minor_free(int minor)
+{
+	spin_lock(&fusd_minor_lock);
+	idr_remove(&fusd_minors, minor);
+	spin_unlock(&fusd_minor_lock);
+}
+
+/*
+ * Reserve @fdev's name, minor and id; not yet in service.  fusd_mutex held.  The node is made
+ * afterwards without fusd_mutex: device_add() waits for devtmpfs, and every open, forced
+ * unregister and daemon exit would wait with it.
+ */
+static int fusd_device_reserve(struct fusd_device *fdev)
+{
+	int minor;
+
+	lockdep_assert_held(&fusd_mutex);
+	idr_preload(GFP_KERNEL);
+	spin_lock(&fusd_minor_lock);
+	minor = idr_alloc(&fusd_minors, NULL, 0, FUSD_MAX_DEVICES, GFP_NOWAIT);
+	spin_unlock(&fusd_minor_lock);
+	idr_preload_end();
+	if (minor < 0)
+		return minor;		/* -ENOSPC: all FUSD_MAX_DEVICES minors in use */
+	fdev->minor = minor;
+	fdev->dev.devt = MKDEV(MAJOR(fusd_devt), minor);
+	fdev->gone_msg->hdr.dev_id = fdev->id = ++fusd_last_dev_id;
+	list_add_tail(&fdev->all_node, &fusd_devices);	/* the name is taken */
+	return 0;
+}
+
+/* Put @fdev, whose node device_add() just made, in service.  fusd_mutex held. */
+static void fusd_device_serve(struct fusd_device *fdev)
 {
 	struct fusd_channel *chan = fdev->chan;
-	int err;
 
-	fdev->minor = idr_alloc(&fusd_minors, NULL, 0, FUSD_MAX_DEVICES, GFP_KERNEL);
-	if (fdev->minor < 0)
-		return fdev->minor;	/* -ENOSPC: all FUSD_MAX_DEVICES minors in use */
-	fdev->dev.devt = MKDEV(MAJOR(fusd_devt), fdev->minor);
-	fdev->gone_msg->hdr.dev_id = fdev->id = ++fusd_last_dev_id;
-	err = dev_set_name(&fdev->dev, "%s", fdev->name);	/* '/' becomes '!' */
-	if (!err)
-		err = device_add(&fdev->dev);
-	if (err) {
-		idr_remove(&fusd_minors, fdev->minor);
-		return err;
-	}
-	list_add_tail(&fdev->all_node, &fusd_devices);
+	lockdep_assert_held(&fusd_mutex);
 	spin_lock(&chan->lock);
 	list_add_tail(&fdev->chan_node, &chan->devices);
 	spin_unlock(&chan->lock);
-	idr_replace(&fusd_minors, fdev, fdev->minor);
-	return 0;
+	fdev->in_service = true;
+	fusd_minor_set(fdev->minor, fdev);
+}
+
+/* Give back what fusd_device_reserve() took.  fusd_mutex held. */
+static void fusd_device_unreserve(struct fusd_device *fdev)
+{
+	lockdep_assert_held(&fusd_mutex);
+	list_del_init(&fdev->all_node);
+	fusd_minor_free(fdev->minor);
 }
 
 /*
@@ -448,6 +501,7 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg, bool labeled
 	struct fusd_register_labeled in = {};
 	struct fusd_register *reg = &in.reg;
 	struct fusd_device *fdev;
+	bool added;
 	kuid_t uid;
 	kgid_t gid;
 	int err;
@@ -476,36 +530,55 @@ long fusd_ioc_register(struct fusd_channel *chan, void __user *arg, bool labeled
 	else if (!err && fusd_find_name(reg->name))
 		err = -EEXIST;
 	if (!err)
-		err = fusd_device_add(fdev);
+		err = fusd_device_reserve(fdev);
 	mutex_unlock(&fusd_mutex);
 	if (err) {
 		put_device(&fdev->dev);
 		return err;
 	}
-
-	reg->dev_id = fdev->id;
-	reg->major = MAJOR(fdev->dev.devt);
-	reg->minor = MINOR(fdev->dev.devt);
-	if (copy_to_user(arg, reg, sizeof(*reg)))	/* labeled: its leading reg */
-		return -EFAULT;		/* the device stays: UNREGISTER it by name if need be */
-	return 0;
+	err = dev_set_name(&fdev->dev, "%s", fdev->name);	/* '/' becomes '!' */
+	if (!err)
+		err = device_add(&fdev->dev);
+	added = !err;
+	if (!err) {
+		/* before it serves: a device whose id the daemon never got is not made at all */
+		reg->dev_id = fdev->id;
+		reg->major = MAJOR(fdev->dev.devt);
+		reg->minor = MINOR(fdev->dev.devt);
+		if (copy_to_user(arg, reg, sizeof(*reg)))	/* labeled: its leading reg */
+			err = -EFAULT;
+	}
+	mutex_lock(&fusd_mutex);
+	if (!err && chan->tracer)	/* another thread made the channel a subscriber meanwhile */
+		err = -EINVAL;
+	if (!err)
+		fusd_device_serve(fdev);
+	mutex_unlock(&fusd_mutex);
+	if (!err)
+		return 0;
+	if (added)
+		device_del(&fdev->dev);	/* no open reached it: its minor was never set */
+	mutex_lock(&fusd_mutex);
+	fusd_device_unreserve(fdev);
+	mutex_unlock(&fusd_mutex);
+	put_device(&fdev->dev);
+	return err;
 }
 
 /*
  * Take @fdev out of service: every waiting and later call fails with @err (opens with
- * ENODEV), poll waiters wake with EPOLLERR|EPOLLHUP, the node and sysfs entry go away.
- * @notify queues FUSD_OP_GONE to the daemon.  fusd_mutex held.
+ * ENODEV), poll waiters wake with EPOLLERR|EPOLLHUP.  With @notify, returns the FUSD_OP_GONE
+ * to send the daemon.  fusd_mutex held; the caller then removes the node with
+ * fusd_device_finish(), which sends it.
  */
-static void fusd_device_remove(struct fusd_device *fdev, int err, bool notify)
+static struct fusd_req *fusd_device_retire(struct fusd_device *fdev, int err, bool notify)
 {
 	struct fusd_channel *chan = fdev->chan;
 	struct fusd_req *gone = NULL;
 
 	lockdep_assert_held(&fusd_mutex);
-	if (fdev->removed)
-		return;
 	fdev->removed = true;
-	idr_replace(&fusd_minors, NULL, fdev->minor);
+	fusd_minor_set(fdev->minor, NULL);
 
 	spin_lock(&chan->lock);
 	WRITE_ONCE(fdev->gone, err);		/* from here on nothing is queued for it */
@@ -518,12 +591,22 @@ static void fusd_device_remove(struct fusd_device *fdev, int err, bool notify)
 	spin_unlock(&chan->lock);
 	fusd_chan_purge(chan, fdev, err);
 	fusd_map_revoke(fdev);
-	if (gone)			/* after the purge, which would drop it */
-		fusd_queue_noreply(chan, gone);
+	return gone;
+}
 
+/*
+ * The node and sysfs entry of a retired @fdev go away, without fusd_mutex (device_del() waits
+ * for devtmpfs); then its minor and its name are free again, and only then is @gone (if any)
+ * sent: a daemon that registers the name again on GONE finds it free.
+ */
+static void fusd_device_finish(struct fusd_device *fdev, struct fusd_req *gone)
+{
 	device_del(&fdev->dev);
-	idr_remove(&fusd_minors, fdev->minor);
-	list_del_init(&fdev->all_node);
+	mutex_lock(&fusd_mutex);
+	fusd_device_unreserve(fdev);
+	mutex_unlock(&fusd_mutex);
+	if (gone)			/* after the purge, which would drop it */
+		fusd_queue_noreply(fdev->chan, gone);
 	put_device(&fdev->dev);		/* the registry's reference */
 }
 
@@ -542,14 +625,18 @@ long fusd_ioc_unregister(struct fusd_channel *chan, void __user *arg)
 		}
 	}
 	if (found)
-		fusd_device_remove(found, -ENODEV, false);
+		fusd_device_retire(found, -ENODEV, false);
 	mutex_unlock(&fusd_mutex);
-	return found ? 0 : -ENOENT;
+	if (!found)
+		return -ENOENT;
+	fusd_device_finish(found, NULL);
+	return 0;
 }
 
 long fusd_ioc_force_unregister(void __user *arg)
 {
 	struct fusd_force_unregister fu;
+	struct fusd_req *gone = NULL;
 	struct fusd_device *fdev;
 	int err = 0;
 
@@ -559,27 +646,34 @@ long fusd_ioc_force_unregister(void __user *arg)
 		return -ENAMETOOLONG;
 	mutex_lock(&fusd_mutex);
 	fdev = fusd_find_name(fu.name);
-	if (!fdev)
+	if (!fdev || !fdev->in_service || fdev->removed)
 		err = -ENOENT;
-	else if (!uid_eq(fdev->owner, current_euid()) && !capable(CAP_SYS_ADMIN))
+	else if (!fusd_may_manage(fdev, current_euid(),
+				  ns_capable_noaudit(fdev->user_ns, CAP_SYS_ADMIN)))
 		err = -EPERM;
 	else
-		fusd_device_remove(fdev, -ENODEV, true);
+		gone = fusd_device_retire(fdev, -ENODEV, true);
 	mutex_unlock(&fusd_mutex);
+	if (!err)
+		fusd_device_finish(fdev, gone);
 	return err;
 }
 
 /* The daemon is gone: remove all of @chan's devices.  Their callers get EPIPE. */
 void fusd_channel_remove_devices(struct fusd_channel *chan)
 {
-	mutex_lock(&fusd_mutex);
-	while (!list_empty(&chan->devices)) {
-		struct fusd_device *fdev = list_first_entry(&chan->devices, struct fusd_device,
-							    chan_node);
+	for (;;) {
+		struct fusd_device *fdev;
 
-		fusd_device_remove(fdev, -EPIPE, false);
+		mutex_lock(&fusd_mutex);
+		fdev = list_first_entry_or_null(&chan->devices, struct fusd_device, chan_node);
+		if (fdev)
+			fusd_device_retire(fdev, -EPIPE, false);
+		mutex_unlock(&fusd_mutex);
+		if (!fdev)
+			break;
+		fusd_device_finish(fdev, NULL);
 	}
-	mutex_unlock(&fusd_mutex);
 }
 
 /* ---- module ---- */
@@ -625,6 +719,7 @@ out_region:
 static void __exit fusd_exit(void)
 {
 	misc_deregister(&fusd_misc);
+	fusd_trace_exit();
 	class_unregister(&fusd_class);
 	cdev_del(&fusd_cdev);
 	unregister_chrdev_region(fusd_devt, FUSD_MAX_DEVICES);

@@ -3,8 +3,8 @@
  * trace.c - trace subscribers: FUSD_IOC_TRACE turns a channel into a reader of
  * struct fusd_trace_record, one per ended request, from a ring of FUSD_TRACE_RING
  * records.  A full ring drops records and counts them in the next record that fits.
- * A subscriber sees the devices registered by its own effective uid, or all of them
- * with CAP_SYS_ADMIN.  With no subscriber the cost is one static branch per request.
+ * A subscriber sees the devices it could remove (fusd_may_manage()): those registered by
+ * its own effective uid without CAP_SYS_ADMIN, or all of them with CAP_SYS_ADMIN.  With no subscriber the cost is one static branch per request.
  */
 #include <linux/capability.h>
 #include <linux/cred.h>
@@ -17,7 +17,12 @@
 
 #include "fusd_internal.h"
 
-DEFINE_STATIC_KEY_FALSE(fusd_trace_active);
+/*
+ * On while anyone subscribes.  Turning a static key on or off patches the kernel's text and
+ * interrupts every CPU; any user may subscribe and close in a loop, so the last subscriber's
+ * leave takes effect HZ later, and a subscriber arriving meanwhile flips nothing.
+ */
+DEFINE_STATIC_KEY_DEFERRED_FALSE(fusd_trace_active, HZ);
 static DEFINE_SPINLOCK(fusd_trace_lock);
 static LIST_HEAD(fusd_tracers);		/* under fusd_trace_lock */
 static unsigned int fusd_tracer_count;	/* under fusd_mutex */
@@ -31,6 +36,20 @@ struct fusd_tracer {
 	u32 dropped;			/* records lost since the last one stored */
 	struct fusd_trace_record ring[FUSD_TRACE_RING];
 };
+
+/* Subscribers of @uid without CAP_SYS_ADMIN.  fusd_mutex held. */
+static unsigned int fusd_user_tracers(kuid_t uid)
+{
+	struct fusd_tracer *t;
+	unsigned int n = 0;
+
+	lockdep_assert_held(&fusd_mutex);
+	spin_lock(&fusd_trace_lock);
+	list_for_each_entry(t, &fusd_tracers, node)
+		n += !t->admin && uid_eq(t->uid, uid);
+	spin_unlock(&fusd_trace_lock);
+	return n;
+}
 
 long fusd_trace_subscribe(struct fusd_channel *chan, void __user *arg)
 {
@@ -56,6 +75,8 @@ long fusd_trace_subscribe(struct fusd_channel *chan, void __user *arg)
 		err = -EBUSY;
 	else if (!t->admin && fusd_tracer_count >= FUSD_MAX_TRACERS - FUSD_ADMIN_TRACERS)
 		err = -EBUSY;		/* the last slots are kept for CAP_SYS_ADMIN */
+	else if (!t->admin && fusd_user_tracers(t->uid) >= FUSD_USER_TRACERS)
+		err = -EBUSY;		/* one user cannot take every other user's slots */
 	if (!err) {
 		fusd_tracer_count++;
 		spin_lock(&fusd_trace_lock);
@@ -68,7 +89,7 @@ long fusd_trace_subscribe(struct fusd_channel *chan, void __user *arg)
 		kvfree(t);
 		return err;
 	}
-	static_branch_inc(&fusd_trace_active);
+	static_branch_deferred_inc(&fusd_trace_active);
 	sub.ring_records = FUSD_TRACE_RING;
 	return copy_to_user(arg, &sub, sizeof(sub)) ? -EFAULT : 0;
 }
@@ -80,7 +101,7 @@ void fusd_trace_unsubscribe(struct fusd_channel *chan)
 	spin_lock(&fusd_trace_lock);
 	list_del(&t->node);
 	spin_unlock(&fusd_trace_lock);
-	static_branch_dec(&fusd_trace_active);
+	static_branch_slow_dec_deferred(&fusd_trace_active);
 	mutex_lock(&fusd_mutex);
 	fusd_tracer_count--;
 	chan->tracer = NULL;
@@ -124,7 +145,7 @@ void __fusd_trace(const struct fusd_device *fdev, const struct fusd_req_header *
 
 	spin_lock(&fusd_trace_lock);
 	list_for_each_entry(t, &fusd_tracers, node)
-		if (t->admin || uid_eq(t->uid, fdev->owner))
+		if (fusd_may_manage(fdev, t->uid, t->admin))
 			fusd_trace_store(t, fdev, hdr, result, start_ns, now);
 	spin_unlock(&fusd_trace_lock);
 }
@@ -177,4 +198,10 @@ ssize_t fusd_trace_read(struct fusd_channel *chan, struct file *file, char __use
 __poll_t fusd_trace_poll(struct fusd_channel *chan)
 {
 	return fusd_trace_ready(chan->tracer) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
+/* Module unload: no subscriber is left, but a deferred leave may still be pending. */
+void fusd_trace_exit(void)
+{
+	static_key_deferred_flush(&fusd_trace_active);
 }

@@ -7,6 +7,7 @@
  *   fusd-ktest --list        the test names
  *   fusd-ktest whoami DEV    print what the daemon sees of this caller: "pid uid gid"
  *   fusd-ktest serve NAME KIND MODE   be a test daemon (KIND: echo, zero, hold) until killed
+ *   fusd-ktest force NAME    FUSD_IOC_FORCE_UNREGISTER NAME; prints "removed" or the error
  * Exit status: 0 if every test passed.
  */
 #include "ft.h"
@@ -19,9 +20,11 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/time.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
+#include <linux/userfaultfd.h>
 
 static int tfail;
 static void *volatile bad_ptr;	/* NULL, hidden from the compiler */
@@ -859,6 +862,105 @@ static void t_force(void)
 	close(rp[1]);
 }
 
+/* A reply whose payload is copied in from memory that never comes: a userfaultfd page. */
+struct stuck_reply {
+	int fd;
+	const void *msg;
+	size_t size;
+	ssize_t n;
+	int err;
+};
+
+static void *stuck_reply_main(void *p)
+{
+	struct stuck_reply *s = p;
+
+	s->n = write(s->fd, s->msg, s->size);
+	s->err = s->n < 0 ? errno : 0;
+	return NULL;
+}
+
+/*
+ * The daemon's write of a READ reply faults on a userfaultfd page nobody resolves: the caller
+ * still counts as waiting, and a forced unregister releases it at once.
+ */
+static void t_force_uffd(void)
+{
+	const char *dev = "fusd-t-uffd";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *map;
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register ureg;
+	struct stuck_reply s;
+	struct fusd_reply rep;
+	int fd = ft_channel(), ctl = ft_channel(), rp[2], uffd, ps = getpagesize();
+	struct pollfd pf;
+	pthread_t th;
+	pid_t r;
+	double t;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	r = blocked_reader(dev, rp[1]);
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN");
+	CHECK(ft_reply_open(fd, h->id, 0, 0, 0) == 0, "OPEN reply");
+	CHECK(read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 && h->opcode == FUSD_OP_READ, "READ");
+
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	CHECK(uffd >= 0 && ioctl(uffd, UFFDIO_API, &api) == 0, "userfaultfd");
+	map = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(&ureg, 0, sizeof(ureg));
+	ureg.range.start = (unsigned long)(map + ps);
+	ureg.range.len = ps;
+	ureg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	CHECK(ioctl(uffd, UFFDIO_REGISTER, &ureg) == 0, "UFFDIO_REGISTER");
+	ft_reply_head(&rep, h->id, 1, 1);	/* the header readable, its one byte not */
+	memcpy(map + ps - sizeof(rep), &rep, sizeof(rep));
+	s = (struct stuck_reply){ fd, map + ps - sizeof(rep), sizeof(rep) + 1, 0, 0 };
+	CHECK(pthread_create(&th, NULL, stuck_reply_main, &s) == 0, "replier thread");
+	pf = (struct pollfd){ uffd, POLLIN, 0 };
+	CHECK(poll(&pf, 1, 3000) == 1, "the reply's copy never faulted");
+	CHECK(sysfs_num(dev, "waiting") == 1, "waiting %ld while the reply is copied in",
+	      sysfs_num(dev, "waiting"));
+
+	t = ft_now();
+	CHECK(ft_force_unregister(ctl, dev) == 0, "force unregister");
+	check_readers(rp[0], 1, ENODEV, t, 1.0);
+	CHECK(wait_gone(dev, 1000), "node still there");
+
+	close(uffd);			/* the fault is served as plain memory now */
+	pthread_join(th, NULL);
+	CHECK(s.n == (ssize_t)s.size || s.err == ENOENT, "the late reply: %zd errno %d", s.n, s.err);
+	waitpid(r, NULL, 0);
+	munmap(map, 2 * ps);
+	close(fd);
+	close(ctl);
+	close(rp[0]);
+	close(rp[1]);
+	free(msg);
+}
+
+/* A daemon told GONE may register the name again at once: the old node is gone by then. */
+static void t_force_reregister(void)
+{
+	const char *dev = "fusd-t-rereg";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	int fd = ft_channel(), ctl = ft_channel();
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	for (int i = 0; i < 20; i++) {
+		CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register %d", i);
+		CHECK(ft_force_unregister(ctl, dev) == 0, "force %d", i);
+		CHECK(poll(&p, 1, 3000) == 1 && read(fd, msg, FUSD_MIN_READ_BUFFER) > 0 &&
+		      h->opcode == FUSD_OP_GONE, "GONE %d", i);
+	}
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register after GONE");
+	close(fd);
+	close(ctl);
+	free(msg);
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -1421,6 +1523,192 @@ static void t_trace_user(void)
 	close(go[1]);
 	close(done[0]);
 	close(done[1]);
+}
+
+/* Keep uid 0, drop every capability (as setpriv --inh-caps=-all --bounding-set=-all). */
+static int drop_all_caps(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	memset(d, 0, sizeof(d));
+	return syscall(SYS_capset, &h, d) ? -1 : 0;
+}
+
+/*
+ * uid 0 without capabilities is not root: it may neither remove nor trace a device that a
+ * daemon registered with CAP_SYS_ADMIN.
+ */
+static void t_nocap(void)
+{
+	const char *dev = "fusd-t-nocap";
+	pid_t r = ft_spawn(dev, FT_ZERO, 0666, NULL), tr;
+	int go[2], done[2], st, fd;
+	char line[8];
+
+	if (pipe(go) || pipe(done))
+		ft_die("pipe");
+	tr = fork();
+	if (tr == 0) {
+		struct fusd_trace_subscribe sub;
+		struct fusd_trace_record rec;
+		int t, seen = 0, force;
+		char c;
+
+		if (drop_all_caps())
+			_exit(97);
+		t = ft_channel();
+		memset(&sub, 0, sizeof(sub));
+		if (t < 0 || ioctl(t, FUSD_IOC_TRACE, &sub))
+			_exit(96);
+		if (write(done[1], "s", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(95);
+		fcntl(t, F_SETFL, O_NONBLOCK);
+		while (read(t, &rec, sizeof(rec)) == sizeof(rec))
+			seen++;
+		close(t);
+		t = ft_channel();
+		force = t < 0 ? t : ft_force_unregister(t, dev);
+		printf("  capless uid 0: %d trace records of root's device, force unregister %d\n",
+		       seen, force);
+		fflush(stdout);
+		_exit(seen == 0 && force == -EPERM ? 0 : 10);
+	}
+	CHECK(read(done[0], line, 1) == 1, "subscriber ready");
+	fd = open_node(dev, O_RDWR);
+	CHECK(fd >= 0 && ioctl(fd, FT_IOC_PLAIN, 1) == 2, "call on root's device");
+	close(fd);
+	CHECK(write(go[1], "g", 1) == 1, "go");
+	CHECK(waitpid(tr, &st, 0) == tr && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "uid 0 without capabilities traced or removed root's device (status %d)",
+	      WEXITSTATUS(st));
+	CHECK(node_exists(dev), "root's node removed");
+	ft_reap(r);
+	close(go[0]);
+	close(go[1]);
+	close(done[0]);
+	close(done[1]);
+}
+
+/*
+ * A caller's pid as the registering daemon's pid namespace sees it, not as that of whoever
+ * opened /dev/fusd: the channel is opened here, the device registered on it by pid 1 of a new
+ * pid namespace, and that daemon's child calls.
+ */
+static void t_pidns(void)
+{
+	const char *dev = "fusd-t-pidns";
+	int fd = ft_channel(), rp[2];
+	char line[128] = "";
+	pid_t a;
+	int st;
+
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	a = fork();
+	if (a == 0) {
+		pid_t g;
+
+		if (unshare(CLONE_NEWPID))
+			_exit(90);
+		g = fork();
+		if (g == 0) {
+			struct ft_daemon d;
+			pid_t c;
+
+			ft_daemon_init(&d, fd, -1);
+			if (ft_daemon_add(&d, dev, FT_ECHO, 0666, 0, 0))
+				_exit(91);
+			c = fork();
+			if (c == 0) {
+				struct ft_whoami w;
+				int f = open_node(dev, O_RDWR), n;
+
+				memset(&w, 0, sizeof(w));
+				if (f < 0 || ioctl(f, FT_IOC_WHOAMI, &w) < 0)
+					w.pid = (__u32)-1;
+				n = snprintf(line, sizeof(line), "%u %d\n", w.pid, getpid());
+				_exit(write(rp[1], line, n) == n ? 0 : 1);
+			}
+			while (waitpid(c, NULL, WNOHANG) == 0) {
+				struct pollfd p = { fd, POLLIN, 0 };
+				ssize_t n;
+
+				if (poll(&p, 1, 10) == 1 &&
+				    (n = read(fd, d.msg, FUSD_MIN_READ_BUFFER)) > 0)
+					ft_handle(&d, n);
+			}
+			_exit(0);
+		}
+		_exit(g > 0 && waitpid(g, &st, 0) == g && WIFEXITED(st) ? WEXITSTATUS(st) : 92);
+	}
+	CHECK(ft_event_wait(rp[0], line, sizeof(line), 5000) == 0, "no answer from the caller");
+	{
+		unsigned int seen = 0;
+		int own = -2;
+
+		sscanf(line, "%u %d", &seen, &own);
+		CHECK((int)seen == own && own > 1, "the daemon saw pid %u, the caller is %d in its "
+		      "namespace", seen, own);
+	}
+	CHECK(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	close(fd);
+	close(rp[0]);
+	close(rp[1]);
+}
+
+/* Child: as @uid, subscribe as often as the module lets; report the count on @out, then hold. */
+static pid_t trace_hog(uid_t uid, int out)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct fusd_trace_subscribe sub;
+		int n = 0;
+		char line[32];
+
+		if (become(uid, uid, 0))
+			_exit(97);
+		for (int i = 0; i < 100; i++) {
+			int t = ft_channel();
+
+			memset(&sub, 0, sizeof(sub));
+			if (t < 0 || ioctl(t, FUSD_IOC_TRACE, &sub)) {
+				if (t >= 0)
+					close(t);
+				break;
+			}
+			n++;
+		}
+		snprintf(line, sizeof(line), "%d\n", n);
+		if (write(out, line, strlen(line)) < 0)
+			_exit(96);
+		pause();
+		_exit(0);
+	}
+	return pid;
+}
+
+/* One user taking every trace slot it can leaves some for another. */
+static void t_trace_slots(void)
+{
+	int rp[2], n1 = -1, n2 = -1;
+	char line[32];
+	pid_t a, b;
+
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	a = trace_hog(1000, rp[1]);
+	CHECK(ft_event_wait(rp[0], line, sizeof(line), 5000) == 0, "uid 1000 hog");
+	n1 = atoi(line);
+	b = trace_hog(2000, rp[1]);
+	CHECK(ft_event_wait(rp[0], line, sizeof(line), 5000) == 0, "uid 2000 hog");
+	n2 = atoi(line);
+	printf("  subscriptions: uid 1000 got %d, then uid 2000 got %d\n", n1, n2);
+	CHECK(n1 >= 1 && n2 >= 1, "a second user cannot trace while the first holds %d", n1);
+	CHECK(n1 == n2, "both users are limited alike");
+	ft_reap(a);
+	ft_reap(b);
+	close(rp[0]);
+	close(rp[1]);
 }
 
 /* ---- FUSD_IOC_EXCHANGE ---- */
@@ -2429,6 +2717,334 @@ out:
 	CHECK(live("maps") == 0, "live_maps %ld", live("maps"));
 }
 
+/* ---- devtmpfs stalls ---- */
+
+struct stall_arg {
+	int fd;			/* getdents: the directory; register: the channel */
+	void *buf;
+	long result;
+	int err;
+	pid_t tid;
+};
+
+static void *getdents_main(void *p)
+{
+	struct stall_arg *a = p;
+
+	a->tid = gettid();
+	a->result = syscall(SYS_getdents64, a->fd, a->buf, getpagesize());
+	a->err = errno;
+	return NULL;
+}
+
+static void *register_main(void *p)
+{
+	struct stall_arg *a = p;
+
+	__atomic_store_n(&a->tid, gettid(), __ATOMIC_RELEASE);
+	a->result = ft_register(a->fd, "fusd-t-stall/n", 0666, 0, 0, NULL);
+	return NULL;
+}
+
+/*
+ * A registration whose node devtmpfs cannot make yet (its directory is held by a getdents()
+ * that faults on a userfaultfd page) waits, uninterruptibly, in device_add(); the opens of other
+ * fusd devices must not wait with it.
+ */
+static void t_devtmpfs_stall(void)
+{
+	const char *other = "fusd-t-stall-other";
+	pid_t d = ft_spawn(other, FT_ECHO, 0666, NULL), c;
+	struct uffdio_api api = { .api = UFFD_API };
+	struct stall_arg g = { 0 }, r = { 0 };
+	struct uffdio_register ureg;
+	pthread_t gt, rt;
+	int uffd, rp[2], ps = getpagesize(), in_d = 0;
+	struct pollfd pf;
+	char line[64];
+
+	CHECK(mkdir("/dev/fusd-t-stall", 0755) == 0 || errno == EEXIST, "mkdir");
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	CHECK(uffd >= 0 && ioctl(uffd, UFFDIO_API, &api) == 0, "userfaultfd");
+	g.buf = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(&ureg, 0, sizeof(ureg));
+	ureg.range.start = (unsigned long)g.buf;
+	ureg.range.len = ps;
+	ureg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	CHECK(ioctl(uffd, UFFDIO_REGISTER, &ureg) == 0, "UFFDIO_REGISTER");
+	g.fd = open("/dev/fusd-t-stall", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(g.fd >= 0, "open the directory");
+	CHECK(pthread_create(&gt, NULL, getdents_main, &g) == 0, "getdents thread");
+	pf = (struct pollfd){ uffd, POLLIN, 0 };
+	CHECK(poll(&pf, 1, 3000) == 1, "getdents never faulted");
+
+	r.fd = ft_channel();
+	CHECK(pthread_create(&rt, NULL, register_main, &r) == 0, "register thread");
+	for (double end = ft_now() + 5; !in_d && ft_now() < end; ft_msleep(5)) {
+		pid_t tid = __atomic_load_n(&r.tid, __ATOMIC_ACQUIRE);
+
+		in_d = tid && task_state(getpid(), tid) == 'D';
+	}
+	CHECK(in_d, "the registration never waited for devtmpfs");
+
+	CHECK(pipe2(rp, O_CLOEXEC) == 0, "pipe");
+	c = fork();
+	if (c == 0) {
+		int f = open_node(other, O_RDWR), n;
+
+		n = snprintf(line, sizeof(line), "%d\n", f < 0 ? errno : 0);
+		_exit(write(rp[1], line, n) == n ? 0 : 1);
+	}
+	CHECK(ft_event_wait(rp[0], line, sizeof(line), 5000) == 0 && atoi(line) == 0,
+	      "an open of another device waited for devtmpfs ('%s')", line);
+
+	{
+		/* resolved here, not by close(): the child may still hold the descriptor */
+		struct uffdio_zeropage z = { .range = { (unsigned long)g.buf, ps } };
+
+		CHECK(ioctl(uffd, UFFDIO_ZEROPAGE, &z) == 0, "UFFDIO_ZEROPAGE");
+	}
+	close(uffd);
+	pthread_join(gt, NULL);
+	pthread_join(rt, NULL);
+	CHECK(g.result > 0, "getdents: %ld errno %d", g.result, g.err);
+	CHECK(r.result == 0, "the stalled registration: %ld", r.result);
+	CHECK(node_exists("fusd-t-stall/n"), "its node");
+	close(r.fd);
+	CHECK(wait_gone("fusd-t-stall/n", 3000), "node left");
+	close(g.fd);
+	rmdir("/dev/fusd-t-stall");
+	waitpid(c, NULL, 0);
+	ft_reap(d);
+	munmap(g.buf, ps);
+	close(rp[0]);
+	close(rp[1]);
+}
+
+/* ---- messages the daemon could not take ---- */
+
+/* The next message within @ms: its size, or -errno (-ETIMEDOUT). */
+static int msg_within(int fd, void *buf, int ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t n;
+
+	if (poll(&p, 1, ms) != 1)
+		return -ETIMEDOUT;
+	n = read(fd, buf, FUSD_MIN_READ_BUFFER);
+	return n < 0 ? -errno : (int)n;
+}
+
+/* A read of the channel whose copy-out faults on a userfaultfd page, then fails. */
+#define STUCK_READ_LEN	((FUSD_MIN_READ_BUFFER + 65535) & ~(size_t)65535)	/* whole pages */
+struct stuck_read {
+	int fd, uffd;
+	unsigned char *page;
+	pthread_t th;
+	ssize_t n;
+	int err;
+};
+
+static void *stuck_read_main(void *p)
+{
+	struct stuck_read *s = p;
+
+	s->n = read(s->fd, s->page, FUSD_MIN_READ_BUFFER);
+	s->err = errno;
+	return NULL;
+}
+
+/* Start it; returns once the read has taken a message and waits in its copy-out. */
+static int stuck_read_start(struct stuck_read *s, int fd)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register ureg;
+	struct pollfd pf;
+	size_t len = STUCK_READ_LEN;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (s->uffd < 0 || ioctl(s->uffd, UFFDIO_API, &api))
+		return -1;
+	s->page = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(&ureg, 0, sizeof(ureg));
+	ureg.range.start = (unsigned long)s->page;
+	ureg.range.len = len;
+	ureg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (s->page == MAP_FAILED || ioctl(s->uffd, UFFDIO_REGISTER, &ureg))
+		return -1;
+	if (pthread_create(&s->th, NULL, stuck_read_main, s))
+		return -1;
+	pf = (struct pollfd){ s->uffd, POLLIN, 0 };
+	return poll(&pf, 1, 3000) == 1 ? 0 : -1;
+}
+
+/* Unmap its buffer and let the fault go on: the read fails with EFAULT. */
+static int stuck_read_fail(struct stuck_read *s)
+{
+	munmap(s->page, STUCK_READ_LEN);
+	close(s->uffd);
+	pthread_join(s->th, NULL);
+	return s->n == -1 && s->err == EFAULT ? 0 : -1;
+}
+
+static void *blocking_read_main(void *p)
+{
+	struct stall_arg *a = p;
+
+	__atomic_store_n(&a->tid, gettid(), __ATOMIC_RELEASE);
+	a->result = read(a->fd, a->buf, FUSD_MIN_READ_BUFFER);
+	a->err = errno;
+	__atomic_store_n(&a->tid, -1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* A message put back after a failed copy-out wakes a reader that went to sleep meanwhile. */
+static void t_untake(void)
+{
+	const char *dev = "fusd-t-untake";
+	struct stall_arg b = { 0 };
+	struct fusd_req_header *h;
+	struct stuck_read s;
+	int fd = ft_channel(), asleep = 0;
+	pthread_t bt;
+
+	b.buf = malloc(FUSD_MIN_READ_BUFFER);
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	if (fork() == 0) {		/* the caller: its OPEN */
+		int c = open_node(dev, O_RDWR);
+
+		_exit(c < 0 ? 1 : close(c));
+	}
+	/* its OPEN: taken by a read that fails, while a second reader sleeps */
+	for (double end = ft_now() + 3; ft_now() < end; ft_msleep(2)) {
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (poll(&p, 1, 0) == 1)
+			break;
+	}
+	CHECK(stuck_read_start(&s, fd) == 0, "stuck read");
+	b.fd = fd;
+	CHECK(pthread_create(&bt, NULL, blocking_read_main, &b) == 0, "second reader");
+	for (double end = ft_now() + 3; !asleep && ft_now() < end; ft_msleep(2)) {
+		pid_t tid = __atomic_load_n(&b.tid, __ATOMIC_ACQUIRE);
+
+		asleep = tid > 0 && task_state(getpid(), tid) == 'S';
+	}
+	CHECK(asleep, "the second reader never slept");
+	CHECK(stuck_read_fail(&s) == 0, "the stuck read: %zd errno %d", s.n, s.err);
+	for (double end = ft_now() + 3; ft_now() < end; ft_msleep(2))
+		if (__atomic_load_n(&b.tid, __ATOMIC_ACQUIRE) == -1)
+			break;
+	if (__atomic_load_n(&b.tid, __ATOMIC_ACQUIRE) != -1) {
+		CHECK(0, "the OPEN put back woke no reader");
+		fflush(stdout);
+		_exit(1);		/* the sleeping reader: ended with the test's process */
+	}
+	pthread_join(bt, NULL);
+	h = (struct fusd_req_header *)b.buf;
+	CHECK(b.result > 0 && h->opcode == FUSD_OP_OPEN, "the second reader: %ld op %u",
+	      b.result, h->opcode);
+	CHECK(ft_reply_open(fd, h->id, 0, 0, 0) == 0, "OPEN reply");
+	wait(NULL);
+	close(fd);
+	free(b.buf);
+}
+
+/* A RELEASE taken back after its device went (UNREGISTER) is dropped, not re-queued. */
+static void t_untake_release(void)
+{
+	const char *dev = "fusd-t-untake-rel";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	struct stuck_read s;
+	int fd = ft_channel();
+	__u64 id = 0;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, &id) == 0, "register");
+	if (fork() == 0) {		/* the caller: open, close */
+		int c = open_node(dev, O_RDWR);
+
+		_exit(c < 0 ? 1 : close(c));
+	}
+	CHECK(msg_within(fd, msg, 3000) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN");
+	CHECK(ft_reply_open(fd, h->id, 0, 0, 0) == 0, "OPEN reply");
+	for (double end = ft_now() + 3; ft_now() < end; ft_msleep(2)) {
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (poll(&p, 1, 0) == 1)
+			break;
+	}
+	CHECK(stuck_read_start(&s, fd) == 0, "stuck read of the RELEASE");
+	CHECK(ft_unregister(fd, id) == 0, "unregister");
+	CHECK(stuck_read_fail(&s) == 0, "the stuck read: %zd errno %d", s.n, s.err);
+	CHECK(msg_within(fd, msg, 300) == -ETIMEDOUT, "a message after UNREGISTER: op %u",
+	      h->opcode);
+	wait(NULL);
+	close(fd);
+	free(msg);
+}
+
+/* An INTERRUPT the daemon's buffer could not take is read again. */
+static void t_interrupt_efault(void)
+{
+	const char *dev = "fusd-t-intr-efault";
+	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER);
+	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	int fd = ft_channel();
+	__u64 read_id;
+	pid_t c;
+
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "register");
+	c = fork();
+	if (c == 0) {
+		struct sigaction sa = { .sa_handler = on_signal };
+		int f = open_node(dev, O_RDWR);
+		char b;
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR1, &sa, NULL);
+		_exit(f >= 0 && read(f, &b, 1) < 0 && errno == EINTR ? 0 : 1);
+	}
+	CHECK(msg_within(fd, msg, 3000) > 0 && h->opcode == FUSD_OP_OPEN, "OPEN");
+	CHECK(ft_reply_open(fd, h->id, 0, 0, 0) == 0, "OPEN reply");
+	CHECK(msg_within(fd, msg, 3000) > 0 && h->opcode == FUSD_OP_READ, "READ");
+	read_id = h->id;
+	kill(c, SIGUSR1);
+	{
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		CHECK(poll(&p, 1, 3000) == 1, "no INTERRUPT queued");
+	}
+	CHECK_ERR(read(fd, bad_ptr, FUSD_MIN_READ_BUFFER), EFAULT);
+	CHECK(msg_within(fd, msg, 1000) > 0 && h->opcode == FUSD_OP_INTERRUPT && h->id == read_id,
+	      "the INTERRUPT again after EFAULT: op %u", h->opcode);
+	waitpid(c, NULL, 0);
+	close(fd);
+	free(msg);
+}
+
+/* A REGISTER whose answer cannot be written back makes nothing. */
+static void t_register_efault(void)
+{
+	const char *dev = "fusd-t-reg-efault";
+	int fd = ft_channel(), ps = getpagesize();
+	struct fusd_register *r = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	memset(r, 0, sizeof(*r));
+	strcpy(r->name, dev);
+	r->mode = 0666;
+	mprotect(r, ps, PROT_READ);
+	CHECK_ERR(ioctl(fd, FUSD_IOC_REGISTER, r), EFAULT);
+	CHECK(!node_exists(dev), "a node the daemon has no id for");
+	CHECK(sysfs_num(dev, "dev_id") < 0, "a sysfs entry the daemon has no id for");
+	CHECK(ft_register(fd, dev, 0666, 0, 0, NULL) == 0, "the name is free");
+	munmap(r, ps);
+	close(fd);
+}
+
 static unsigned long long rng_state = 88172645463325252ULL;
 
 static unsigned long long rnd(void)
@@ -2606,6 +3222,9 @@ static size_t fuzz_retry(const struct fuzz_req *r, unsigned char *buf)
  * by write() or by FUSD_IOC_EXCHANGE; returns the size of a request the exchange read into
  * @rx (0: none).
  */
+static unsigned char *fuzz_edge;	/* a page followed by an unmapped one */
+static unsigned long fuzz_short_msgs, fuzz_edge_msgs, fuzz_waits[4];	/* cases reached */
+
 static ssize_t fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned char *buf,
 			  unsigned char *rx, unsigned long *counts)
 {
@@ -2654,6 +3273,19 @@ static ssize_t fuzz_write(int fd, const struct fuzz_req *r, int have, unsigned c
 	*(__u32 *)buf = rnd() % 16 == 0 ? (__u32)rnd() : (__u32)size;
 	if (rnd() % 32 == 0)
 		size = rnd() % 24;			/* truncated */
+	if (rnd() % 32 == 0) {			/* short, and its size field agrees */
+		size = sizeof(__u32) + rnd() % (sizeof(*rep) - sizeof(__u32));
+		*(__u32 *)buf = size;
+		fuzz_short_msgs++;
+	}
+	if (rnd() % 16 == 0 && size > sizeof(*rep) && size <= (size_t)getpagesize()) {
+		/* the header readable, the payload on an unmapped page */
+		unsigned char *at = fuzz_edge + getpagesize() - sizeof(*rep);
+
+		memcpy(at, buf, sizeof(*rep));
+		buf = at;
+		fuzz_edge_msgs++;
+	}
 	if (rnd() % 4 == 0) {
 		int err;
 
@@ -2704,6 +3336,86 @@ static void fuzz_ioctl(int fd, unsigned char *buf)
 	if (ioctl(fd, cmd, arg) < 0) {}
 }
 
+static volatile int fuzz_alarm_fd = -1;	/* closed by the alarm: a wake_fd mid-wait */
+
+static void fuzz_on_alarm(int sig)
+{
+	(void)sig;
+	if (fuzz_alarm_fd >= 0) {
+		close(fuzz_alarm_fd);
+		fuzz_alarm_fd = -1;
+	}
+}
+
+/* SIGALRM every @us until fuzz_alarm(0): one that came before the wait began ends none. */
+static void fuzz_alarm(long us)
+{
+	struct itimerval it = { { 0, us }, { 0, us } };
+
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/*
+ * Waits that a signal ends (SIGALRM, without SA_RESTART): a blocking read of the daemon's
+ * channel (an exchange that waits while the helper thread shares it), of a trace subscriber, of a channel before HELLO, and an exchange whose wake_fd is
+ * closed while it waits.  Returns the size of a message it took into @rx, else 0.
+ */
+static ssize_t fuzz_blocking(int fd, int tracer, unsigned char *rx, int shared)
+{
+	int flags = fcntl(fd, F_GETFL), c;
+	struct fusd_exchange ex;
+	int which = rnd() % 4;
+	ssize_t n = 0;
+
+	fuzz_waits[which]++;
+	switch (which) {
+	case 0:
+		if (shared) {	/* the helper thread polls, then reads: its reads must not block */
+			memset(&ex, 0, sizeof(ex));
+			ex.buf = (uintptr_t)rx;
+			ex.buf_size = FUSD_MIN_READ_BUFFER;
+			ex.flags = FUSD_EXCHANGE_WAIT;
+			ex.wake_fd = -1;
+			fuzz_alarm(2000);
+			n = ioctl(fd, FUSD_IOC_EXCHANGE, &ex);
+			fuzz_alarm(0);
+			break;
+		}
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+		fuzz_alarm(2000);
+		n = read(fd, rx, FUSD_MIN_READ_BUFFER);
+		fuzz_alarm(0);
+		fcntl(fd, F_SETFL, flags);
+		break;
+	case 1:
+		fuzz_alarm(2000);
+		if (read(tracer, rx, FUSD_MIN_READ_BUFFER) < 0) {}
+		fuzz_alarm(0);
+		break;
+	case 2:
+		c = open(FUSD_CONTROL_DEVICE, O_RDWR | O_CLOEXEC);
+		if (c >= 0 && read(c, rx, FUSD_MIN_READ_BUFFER) != -1)
+			printf("  fuzz: a read before HELLO did not fail\n");
+		if (c >= 0)
+			close(c);
+		break;
+	default:
+		memset(&ex, 0, sizeof(ex));
+		ex.buf = (uintptr_t)rx;
+		ex.buf_size = FUSD_MIN_READ_BUFFER;
+		ex.flags = FUSD_EXCHANGE_WAIT;
+		ex.wake_fd = fuzz_alarm_fd = rnd() % 2 ? eventfd(0, EFD_CLOEXEC) : epoll_create1(EPOLL_CLOEXEC);
+		fuzz_alarm(1000);
+		n = ioctl(fd, FUSD_IOC_EXCHANGE, &ex);
+		fuzz_alarm(0);
+		if (fuzz_alarm_fd >= 0)
+			close(fuzz_alarm_fd);
+		fuzz_alarm_fd = -1;
+		break;
+	}
+	return n > 0 ? n : 0;
+}
+
 /* A second daemon thread on the same channel: answers whatever it reads, correctly. */
 struct fuzz_helper {
 	int fd;
@@ -2715,7 +3427,11 @@ static void *fuzz_replier(void *p)
 	struct fuzz_helper *hp = p;
 	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *out = calloc(1, FUSD_CHUNK_MAX);
 	struct fusd_req_header *h = (struct fusd_req_header *)msg;
+	sigset_t alarm;
 
+	sigemptyset(&alarm);
+	sigaddset(&alarm, SIGALRM);	/* fuzz_blocking()'s alarm is for the main thread */
+	pthread_sigmask(SIG_BLOCK, &alarm, NULL);
 	while (!hp->stop) {
 		struct pollfd pf = { hp->fd, POLLIN, 0 };
 
@@ -2739,8 +3455,11 @@ static void *fuzz_replier(void *p)
 
 static void t_fuzz(void)
 {
-	const char *dev = "fusd-t-fuzz";
+	static const char *const devs[] = { "fusd-t-fuzz", "fusd-t-fuzz2", "fusd-t-fuzz3" };
 	unsigned char *msg = malloc(FUSD_MIN_READ_BUFFER), *out = malloc(2 * FUSD_MIN_READ_BUFFER);
+	struct sigaction alarm_sa = { .sa_handler = fuzz_on_alarm };	/* no SA_RESTART */
+	struct fusd_trace_subscribe sub = { 0 };
+	int tracer = ft_channel();
 	struct fusd_req_header *h = (struct fusd_req_header *)msg;
 	struct fuzz_req reqs[64];
 	unsigned long counts[200] = { 0 }, ioctls = 0, msgs = 0, rounds = 0, mmaps = 0;
@@ -2753,6 +3472,13 @@ static void t_fuzz(void)
 	pthread_t helper_th;
 	int helper_on = 0;
 
+	sigemptyset(&alarm_sa.sa_mask);
+	sigaction(SIGALRM, &alarm_sa, NULL);
+	CHECK(tracer >= 0 && ioctl(tracer, FUSD_IOC_TRACE, &sub) == 0, "fuzz: trace");
+	fuzz_edge = mmap(NULL, 2 * getpagesize(), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(fuzz_edge != MAP_FAILED, "fuzz: mmap");
+	munmap(fuzz_edge + getpagesize(), getpagesize());
 	fuzz_ready_fd = eventfd(1, EFD_CLOEXEC);
 	fuzz_ready_ep = epoll_with(fuzz_ready_fd);
 	fuzz_shm = memfd_create("fuzz-shm", MFD_CLOEXEC);
@@ -2760,9 +3486,12 @@ static void t_fuzz(void)
 		CHECK(0, "fuzz: memfd");
 
 	for (long i = 0; msgs + ioctls < (unsigned long)target; i++) {
-		if (fd < 0) {		/* (re)start the daemon side: a fresh channel and device */
-			fd = ft_channel();
-			if (fd < 0 || ft_register(fd, dev, 0666, 0, 0, NULL)) {
+		if (fd < 0) {		/* (re)start the daemon side: a fresh channel, three devices */
+			int bad = (fd = ft_channel()) < 0;
+
+			for (int k = 0; k < 3 && !bad; k++)
+				bad = ft_register(fd, devs[k], 0666, 0, 0, NULL) != 0;
+			if (bad) {
 				CHECK(0, "fuzz: cannot register");
 				break;
 			}
@@ -2775,7 +3504,7 @@ static void t_fuzz(void)
 			for (int k = 0; k < 3; k++) {
 				callers[k] = fork();
 				if (callers[k] == 0)
-					fuzz_caller(dev, k + 1 + rounds * 3);
+					fuzz_caller(devs[k], k + 1 + rounds * 3);
 			}
 			nreq = 0;
 			rounds++;
@@ -2836,6 +3565,12 @@ static void t_fuzz(void)
 		}
 		fuzz_ioctl(rnd() % 4 ? side : fd, out);
 		ioctls++;
+		if (rnd() % 64 == 0 && fuzz_blocking(fd, tracer, msg, helper_on) > 0 &&
+		    h->opcode != FUSD_OP_INTERRUPT && !(h->id & FUSD_ID_NOREPLY)) {
+			reqs[nreq % 64] = (struct fuzz_req){ h->id, h->dev_id, h->file_id, h->opcode,
+							     h->len, h->reply_max, h->ioctl_arg };
+			nreq++;
+		}
 		if (rnd() % 4 == 0)	/* interrupt a caller, wherever its call is */
 			kill(callers[rnd() % 3], SIGUSR1);
 		if (i % 2000 == 1999) {	/* now and then the daemon dies with callers inside */
@@ -2849,8 +3584,9 @@ static void t_fuzz(void)
 			if (rnd() % 2) {
 				close(fd);
 				fd = -1;
-			} else {
-				ft_force_unregister(side, dev);
+			} else {	/* one, two or all three removed by force first */
+				for (int k = 0, n = 1 + rnd() % 3; k < n; k++)
+					ft_force_unregister(side, devs[k]);
 				close(fd);
 				fd = -1;
 			}
@@ -2870,6 +3606,8 @@ static void t_fuzz(void)
 			waitpid(callers[k], NULL, 0);
 	}
 	close(side);
+	close(tracer);
+	munmap(fuzz_edge, getpagesize());
 	close(fuzz_ready_ep);
 	close(fuzz_ready_fd);
 	close(fuzz_shm);
@@ -2879,10 +3617,15 @@ static void t_fuzz(void)
 	for (int e = 0; e < 200; e++)
 		if (counts[e])
 			printf(" %s=%lu", e ? strerrorname_np(e) ?: "?" : "ok", counts[e]);
-	printf("\n");
+	printf("\n  fuzz: %lu short messages agreeing with their size, %lu with the payload "
+	       "unmapped; blocking waits: %lu channel reads, %lu tracer reads, %lu reads before "
+	       "HELLO, %lu exchanges whose wake_fd was closed\n", fuzz_short_msgs, fuzz_edge_msgs,
+	       fuzz_waits[0], fuzz_waits[1], fuzz_waits[2], fuzz_waits[3]);
 	CHECK(msgs + ioctls >= (unsigned long)target, "only %lu", msgs + ioctls);
 	CHECK(counts[0] > 0 && counts[EINVAL] > 0 && counts[ENOENT] > 0 && mmaps > 0, "no variety");
 	CHECK(fuzz_retries_taken > 0, "no retry was ever taken");
+	CHECK(fuzz_short_msgs && fuzz_edge_msgs && fuzz_waits[0] && fuzz_waits[1] && fuzz_waits[2] &&
+	      fuzz_waits[3], "a fuzz case never reached");
 	free(msg);
 	free(out);
 }
@@ -2959,12 +3702,22 @@ static const struct {
 	{ "big", t_big },
 	{ "replies", t_replies },
 	{ "unregister", t_unregister },
+	{ "devtmpfs-stall", t_devtmpfs_stall },
+	{ "untake", t_untake },
+	{ "untake-release", t_untake_release },
+	{ "interrupt-efault", t_interrupt_efault },
+	{ "register-efault", t_register_efault },
 	{ "kill", t_kill },
 	{ "force", t_force },
+	{ "force-uffd", t_force_uffd },
+	{ "force-reregister", t_force_reregister },
 	{ "interrupt", t_interrupt },
 	{ "sysfs", t_sysfs },
 	{ "trace", t_trace },
 	{ "trace-user", t_trace_user },
+	{ "nocap", t_nocap },
+	{ "trace-slots", t_trace_slots },
+	{ "pidns", t_pidns },
 	{ "open-interrupt", t_open_interrupt },
 	{ "multi", t_multi },
 	{ "concurrent", t_concurrent },
@@ -3031,6 +3784,15 @@ static int cmd_whoami(const char *path)
 	return 0;
 }
 
+/* FUSD_IOC_FORCE_UNREGISTER of @name: prints the result, exits 0 only if it was removed. */
+static int cmd_force(const char *name)
+{
+	int fd = ft_channel(), err = fd < 0 ? fd : ft_force_unregister(fd, name);
+
+	printf("%s\n", err ? strerror(-err) : "removed");
+	return err ? 1 : 0;
+}
+
 static int cmd_serve(const char *name, const char *kind, const char *mode)
 {
 	int k = !strcmp(kind, "zero") ? FT_ZERO : !strcmp(kind, "hold") ? FT_HOLD : FT_ECHO;
@@ -3059,6 +3821,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc == 3 && !strcmp(argv[1], "whoami"))
 		return cmd_whoami(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "force"))
+		return cmd_force(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "serve"))
 		return cmd_serve(argv[2], argv[3], argv[4]);
 	if (argc == 2 && !strcmp(argv[1], "--list")) {

@@ -17,6 +17,9 @@ who=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$B/fusd-ktest" whoami 
 read -r pid uid gid <<<"$who"
 check "setpriv caller seen as 65534/65534 (got '$who')" \
 	test "${uid:-}" = 65534 -a "${gid:-}" = 65534 -a "${pid:-0}" -gt 1
+out=$(setpriv --inh-caps=-all --bounding-set=-all "$B/fusd-ktest" force fusd-t-sh)
+check "uid 0 without capabilities cannot remove root's device (got '$out')" \
+	test "$out" = "Operation not permitted" -a -c $dev
 exec 3<>$dev
 echo "hello fusd" >&3
 read -r line <&3
