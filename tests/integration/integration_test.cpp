@@ -897,6 +897,7 @@ TEST(Lifecycle, MalformedControlMessagesLeaveTheDaemonServing)
     const std::vector<std::string> inputs = {
         "\n", "{\n", "[]\n", "42\n", "{\"cmd\":7}\n", "{\"cmd\":\"nope\"}\n",
         "{\"cmd\":\"unregister\"}\n", "{\"cmd\":\"unregister\",\"device\":\"/dev/null\"}\n",
+        "{\"cmd\":\"unregister\",\"device\":1}\n", "{\"cmd\":\"unregister\",\"device\":null}\n",
         "{\"cmd\":\"trace\",\"devices\":[1,null,{}]}\n", std::string(70000, 'x'),
         std::string("\0\xff\xfe{\"cmd\"\n", 10),
     };
