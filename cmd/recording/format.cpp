@@ -258,10 +258,11 @@ Recording parse_recording_text(std::string_view text, const std::string &name) {
         Json json;
         try {
             json = Json::parse(line);
-        } catch (const nlohmann::json::parse_error &e) {
+        } catch (const nlohmann::json::exception &e) {
+            // Not only parse_error: a number too large for any type ("1e400") is out_of_range.
             std::string what = e.what();
-            if (auto p = what.find("parse error"); p != std::string::npos)
-                what = what.substr(p);
+            if (auto p = what.find("] "); p != std::string::npos)
+                what = what.substr(p + 2);
             throw RecordingError(fmt::format("{}:{}: not a JSON line: {}", name, line_no, what));
         }
         LineParser parser(name, line_no, json);

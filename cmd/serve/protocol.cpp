@@ -9,7 +9,6 @@
 #include <csignal>
 #include <cstring>
 #include <optional>
-#include <regex>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -22,43 +21,13 @@
 
 #include "base64.hpp"
 #include "common.hpp"
+#include "serve/protocol_answer.hpp"
 
 namespace fusdctl::serve {
 
 using nlohmann::json;
 
 namespace {
-
-// The bytes of an answer: "data" (base64) or "text" (as it is, UTF-8); neither: empty.
-std::string answer_bytes(const json &reply) {
-    bool has_data = reply.contains("data"), has_text = reply.contains("text");
-    if (has_data && has_text)
-        throw std::invalid_argument("both \"data\" and \"text\"");
-    if (has_data) {
-        if (!reply["data"].is_string())
-            throw std::invalid_argument("\"data\" is not a base64 string");
-        auto bytes = base64_decode(reply["data"].get_ref<const std::string &>());
-        if (!bytes)
-            throw std::invalid_argument("\"data\" is not valid base64");
-        return std::move(*bytes);
-    }
-    if (has_text) {
-        if (!reply["text"].is_string())
-            throw std::invalid_argument("\"text\" is not a string");
-        return reply["text"].get<std::string>();
-    }
-    return {};
-}
-
-void only_keys(const json &reply, std::initializer_list<std::string_view> allowed) {
-    for (const auto &[key, value] : reply.items()) {
-        bool ok = false;
-        for (std::string_view a : allowed)
-            ok = ok || key == a;
-        if (!ok)
-            throw std::invalid_argument(fmt::format("unexpected key \"{}\"", key));
-    }
-}
 
 std::span<const std::byte> as_bytes(const std::string &s) {
     return {reinterpret_cast<const std::byte *>(s.data()), s.size()};
@@ -278,19 +247,11 @@ void ProtocolServer::bad_line(std::string_view line, const std::string &why) {
 }
 
 void ProtocolServer::on_line(std::string_view line) {
-    if (line.empty() || line.find_first_not_of(" \t\r") == std::string_view::npos)
+    AnswerLine parsed = read_answer_line(line);
+    if (parsed.blank)
         return; // blank lines are allowed between answers
-    json msg = json::parse(line, nullptr, false);
-    std::optional<std::uint64_t> id;
-    if (msg.is_object() && msg.contains("id") && msg["id"].is_number_unsigned())
-        id = msg["id"].get<std::uint64_t>();
-    if (!msg.is_object()) {
-        // Not JSON: the call it meant still fails, if its id can be made out.
-        static const std::regex id_field(R"re("id"\s*:\s*([0-9]{1,19})\b)re");
-        std::match_results<std::string_view::const_iterator> m;
-        if (std::regex_search(line.begin(), line.end(), m, id_field))
-            id = std::stoull(m[1].str());
-    }
+    const json &msg = parsed.msg;
+    std::optional<std::uint64_t> id = parsed.id;
     try {
         if (!msg.is_object())
             throw std::invalid_argument(msg.is_discarded() ? "not JSON" : "not a JSON object");
@@ -329,91 +290,35 @@ void ProtocolServer::on_line(std::string_view line) {
 
 void ProtocolServer::answer(ProtocolCall &call, const json &reply) {
     fusd::Request &req = call.req;
-    if (reply.contains("error")) {
-        only_keys(reply, {"id", "error"});
-        const json &e = reply["error"];
-        int errnum = 0;
-        if (e.is_string())
-            errnum = errno_by_name(e.get_ref<const std::string &>());
-        else if (e.is_number_integer())
-            errnum = e.get<int>();
-        if (errnum <= 0 || errnum >= 4096)
-            throw std::invalid_argument("\"error\" is not an errno name (such as \"EAGAIN\") or number");
-        return req.reply_error(errnum);
-    }
+    CallAnswer a = parse_call_answer(call.op, req.size(), reply);
+    if (a.error)
+        return req.reply_error(a.error);
     switch (call.op) {
     case fusd::Op::open:
-        only_keys(reply, {"id"});
         return req.reply_ok();
-    case fusd::Op::read: {
-        only_keys(reply, {"id", "data", "text"});
-        if (!reply.contains("data") && !reply.contains("text"))
-            throw std::invalid_argument("a read's answer has \"data\" (or \"text\"), \"\" for end of file");
-        std::string bytes = answer_bytes(reply);
-        if (bytes.size() > req.size())
-            throw std::invalid_argument(fmt::format("{} bytes for a read of {}", bytes.size(), req.size()));
-        return req.reply_data(as_bytes(bytes));
-    }
-    case fusd::Op::write: {
-        only_keys(reply, {"id", "written"});
-        std::size_t written = req.size();
-        if (reply.contains("written")) {
-            if (!reply["written"].is_number_unsigned() || reply["written"].get<std::uint64_t>() > req.size())
-                throw std::invalid_argument(fmt::format("\"written\" is not a count from 0 to {}", req.size()));
-            written = reply["written"].get<std::size_t>();
-        }
-        return req.reply_written(written);
-    }
-    case fusd::Op::ioctl: {
-        only_keys(reply, {"id", "result", "data", "text"});
-        int result = 0;
-        if (reply.contains("result")) {
-            if (!reply["result"].is_number_integer() || reply["result"].get<std::int64_t>() < 0 ||
-                reply["result"].get<std::int64_t>() > INT32_MAX)
-                throw std::invalid_argument("\"result\" is not a number >= 0 (an error is \"error\")");
-            result = reply["result"].get<int>();
-        }
-        std::string bytes = answer_bytes(reply);
-        if (bytes.size() > req.size())
-            throw std::invalid_argument(fmt::format("{} bytes of out-data for an ioctl of {}", bytes.size(), req.size()));
-        return req.reply_ioctl(result, as_bytes(bytes));
-    }
+    case fusd::Op::read:
+        return req.reply_data(as_bytes(a.bytes));
+    case fusd::Op::write:
+        return req.reply_written(a.written);
+    case fusd::Op::ioctl:
+        return req.reply_ioctl(a.result, as_bytes(a.bytes));
     default:
         throw std::invalid_argument("not a call that takes an answer");
     }
 }
 
 void ProtocolServer::set_readiness(const json &msg) {
-    only_keys(msg, {"readiness", "file"});
-    const json &list = msg["readiness"];
-    if (!list.is_array())
-        throw std::invalid_argument("\"readiness\" is not a list such as [\"in\", \"out\"]");
-    unsigned events = 0;
-    for (const json &word : list) {
-        std::string w = word.is_string() ? word.get<std::string>() : "";
-        if (w == "in")
-            events |= fusd::ready::readable;
-        else if (w == "out")
-            events |= fusd::ready::writable;
-        else if (w == "err")
-            events |= fusd::ready::error;
-        else if (w == "hup")
-            events |= fusd::ready::hangup;
-        else
-            throw std::invalid_argument(fmt::format("readiness {} is not one of in, out, err, hup", word.dump()));
-    }
-    if (!msg.contains("file")) {
-        readiness_ = events;
+    Readiness r = parse_readiness(msg);
+    if (!r.file) {
+        readiness_ = r.events;
         if (device_)
-            device_->notify_all(events);
+            device_->notify_all(r.events);
         return;
     }
-    if (!msg["file"].is_number_unsigned())
-        throw std::invalid_argument("\"file\" is not a file number");
-    auto it = files_.find(msg["file"].get<std::uint64_t>());
+    auto it = files_.find(*r.file);
     if (it == files_.end())
-        throw std::invalid_argument(fmt::format("file {} is not open", msg["file"].get<std::uint64_t>()));
-    it->second->notify(events);
+        throw std::invalid_argument(fmt::format("file {} is not open", *r.file));
+    it->second->notify(r.events);
 }
 
 void ProtocolServer::fail_calls(bool draining) {

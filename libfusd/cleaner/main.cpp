@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core.hpp"
+#include "name_lock.hpp"
 #include "registry.hpp"
 
 namespace {
@@ -27,16 +28,27 @@ void clean_after(pid_t pid, std::uint64_t start_time, const std::string &socket)
     namespace registry = fusd::detail::registry;
     for (int waited = 0; registry::process_alive(pid, start_time) && waited < kDyingGuardMs; waited += 5)
         usleep(5000);
-    for (const auto &entry : registry::read_entries()) {
-        if (entry.value("pid", 0) != pid || entry.value("start_time", std::uint64_t(0)) != start_time ||
-            registry::entry_alive(entry))
+    auto dead_daemons = [&](const nlohmann::json &entry) {
+        return entry.value("pid", 0) == pid && entry.value("start_time", std::uint64_t(0)) == start_time &&
+               !registry::entry_alive(entry);
+    };
+    for (const auto &listed : registry::read_entries()) {
+        if (!dead_daemons(listed))
+            continue;
+        // Under the name's lock, and only if the entry is still the dead daemon's: a daemon
+        // restarted at once may have cleaned up and registered the name since (its node is
+        // not ours to touch), or waits for us to finish.
+        std::string device = listed.value("device", std::string());
+        fusd::detail::NameLock lock(device);
+        auto entry = registry::find_entry(device);
+        if (!entry || !dead_daemons(*entry))
             continue;
         try {
-            fusd::detail::clean_stale_node(entry.value("device", std::string()), entry.value("backend", std::string()));
+            fusd::detail::clean_stale_node(device, entry->value("backend", std::string()));
         } catch (const std::exception &) {
             // not ours to remove (something else is there now): the entry still goes
         }
-        registry::remove_dead_entry(entry);
+        registry::remove_dead_entry(*entry);
     }
     if (!registry::process_alive(pid, start_time) && socket.rfind(registry::sockets_dir() + "/", 0) == 0)
         unlink(socket.c_str()); // the daemon died between its last entry and its socket

@@ -19,6 +19,7 @@
 #include "core.hpp"
 #include "fd.hpp"
 #include "loop_impl.hpp"
+#include "name_lock.hpp"
 #include "registry.hpp"
 
 namespace fusd::admin {
@@ -38,6 +39,24 @@ void remove_pty_link(const nlohmann::json &entry)
     ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
     if (!target.empty() && n > 0 && std::string(buf, std::size_t(n)) == target)
         ::unlink(path.c_str());
+}
+
+// Removes what a dead daemon left for entry's name, under the name's lock and only if the entry
+// is still that dead daemon's (a new daemon may have taken the name meanwhile: see name_lock.hpp).
+void clean_dead(const nlohmann::json &listed)
+{
+    std::string path = listed.value("device", "");
+    detail::NameLock lock(path);
+    auto entry = registry::find_entry(path);
+    if (!entry || entry->value("pid", 0) != listed.value("pid", 0) ||
+        entry->value("start_time", std::uint64_t(0)) != listed.value("start_time", std::uint64_t(0)) ||
+        registry::entry_alive(*entry))
+        return;
+    if (entry->value("backend", "") == kPty)
+        remove_pty_link(*entry);
+    else
+        detail::clean_stale_node(path, entry->value("backend", ""));
+    registry::remove_dead_entry(*entry);
 }
 
 } // namespace
@@ -81,11 +100,7 @@ std::vector<DeviceInfo> list_devices()
         info.pid = entry.value("pid", 0);
         info.command = entry.value("command", "");
         if (!registry::entry_alive(entry)) {
-            if (info.backend == kPty)
-                remove_pty_link(entry);
-            else
-                detail::clean_stale_node(info.path, info.backend);
-            registry::remove_dead_entry(entry);
+            clean_dead(entry);
             info.state = "dead";
             out.push_back(std::move(info));
             continue;
@@ -127,18 +142,15 @@ void remove_device(const std::string &name, bool force)
     std::string path = device_path(name);
     auto entry = registry::find_entry(path);
     if (!entry) {
-        if (detail::clean_stale_node(path, ""))
+        detail::NameLock lock(path); // not while a registration of the name is under way
+        if (!registry::find_entry(path) && detail::clean_stale_node(path, ""))
             return; // leftovers of a daemon whose entry was lost
         throw Error(ENOENT, path + ": no such fusd device");
     }
     std::string backend = entry->value("backend", "");
     pid_t pid = entry->value("pid", 0);
     if (!registry::entry_alive(*entry)) {
-        if (backend == kPty)
-            remove_pty_link(*entry);
-        else
-            detail::clean_stale_node(path, backend);
-        registry::remove_dead_entry(*entry);
+        clean_dead(*entry);
         return;
     }
     if (backend == kPty) {

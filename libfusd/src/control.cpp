@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "control_request.hpp"
 #include "registry.hpp"
 
 namespace fusd::detail {
@@ -125,15 +126,14 @@ void ControlServer::on_client(int fd, std::uint32_t events)
 
 void ControlServer::handle(Client &client, const std::string &line)
 {
-    auto req = nlohmann::json::parse(line, nullptr, false);
     auto reply_error = [&](int err, const std::string &msg) {
         send_line(client.fd.get(), nlohmann::json{{"error", msg}, {"errno", err}}.dump());
     };
-    if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
-        return reply_error(EINVAL, "malformed request");
-    std::string cmd = req["cmd"];
+    ControlRequest req = parse_control_request(line);
+    if (req.cmd == ControlRequest::Cmd::invalid)
+        return reply_error(req.error, req.message);
     bool privileged = client.uid == 0 || client.uid == geteuid();
-    if (cmd == "status") {
+    if (req.cmd == ControlRequest::Cmd::status) {
         nlohmann::json devices = nlohmann::json::array();
         for (const auto &dev : loop_.device_states())
             devices.push_back({
@@ -145,22 +145,18 @@ void ControlServer::handle(Client &client, const std::string &line)
                 {"command", dev->options.command_line},
             });
         send_line(client.fd.get(), nlohmann::json{{"pid", getpid()}, {"devices", devices}}.dump());
-    } else if (cmd == "trace") {
+    } else if (req.cmd == ControlRequest::Cmd::trace) {
         if (!privileged)
             return reply_error(EPERM, "tracing needs root or the daemon's user");
         if (!client.tracing)
             loop_.add_tracer(1);
         client.tracing = true;
-        client.filter.clear();
-        if (req.contains("devices") && req["devices"].is_array())
-            for (const auto &d : req["devices"])
-                if (d.is_string())
-                    client.filter.insert(d.get<std::string>());
+        client.filter = std::move(req.devices);
         send_line(client.fd.get(), nlohmann::json{{"ok", true}}.dump());
-    } else if (cmd == "unregister") {
+    } else {
         if (!privileged)
             return reply_error(EPERM, "unregistering needs root or the daemon's user");
-        std::string path = req.value("device", "");
+        std::string path = req.device;
         for (const auto &dev : loop_.device_states())
             if (dev->path == path) {
                 send_line(client.fd.get(), nlohmann::json{{"ok", true}}.dump());
@@ -177,8 +173,6 @@ void ControlServer::handle(Client &client, const std::string &line)
                 return;
             }
         reply_error(ENOENT, path + ": not served by this process");
-    } else {
-        reply_error(EINVAL, "unknown command '" + cmd + "'");
     }
 }
 

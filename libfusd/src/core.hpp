@@ -187,6 +187,19 @@ struct Incoming {
 };
 
 
+// What the FUSE and CUSE transports do with an ioctl as the kernel hands it over (libfuse's
+// flags FUSE_IOCTL_COMPAT and FUSE_IOCTL_UNRESTRICTED, the bytes it brought and the room for an
+// answer): refuse it with `error`, ask the kernel to retry with `size` bytes at the argument
+// copied in and/or out, or deliver it to the driver.
+struct IoctlPlan {
+    enum class Action { refuse, retry, deliver } action = Action::deliver;
+    int error = 0;
+    bool in = false, out = false;
+    std::uint32_t size = 0;
+};
+IoctlPlan plan_libfuse_ioctl(std::uint32_t command, bool compat, bool unrestricted, std::size_t in_bufsz,
+                             std::size_t out_bufsz);
+
 // Validated absolute /dev path (see fusd::device_path).
 std::string checked_device_path(std::string_view name);
 // Throws fusd::Error unless `label` (DeviceOptions::classic_class or classic_devname, called

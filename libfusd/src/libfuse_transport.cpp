@@ -239,26 +239,15 @@ void LibfuseTransport::handle_release(fuse_req_t req, fuse_file_info *fi)
 void LibfuseTransport::handle_ioctl(fuse_req_t req, unsigned cmd, void *arg, fuse_file_info *fi, unsigned flags,
                                     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
 {
-    // 32-bit compat ioctls are not offered.
-    if (flags & FUSE_IOCTL_COMPAT) {
-        fuse_reply_err(req, ENOSYS);
+    const IoctlPlan plan = plan_libfuse_ioctl(cmd, flags & FUSE_IOCTL_COMPAT, flags & FUSE_IOCTL_UNRESTRICTED,
+                                              in_bufsz, out_bufsz);
+    if (plan.action == IoctlPlan::Action::refuse) {
+        fuse_reply_err(req, plan.error);
         return;
     }
-    const IoctlShape shape = ioctl_shape(cmd);
-    if (flags & FUSE_IOCTL_UNRESTRICTED) {
-        // CUSE, unrestricted: every call comes first with no data, and we ask the kernel for
-        // the shape's bytes at the argument, as the fusd module copies them by itself. A call
-        // that comes back with data is that retry, or one the driver asked for.
-        if (in_bufsz == 0 && out_bufsz == 0 && shape.size != 0) {
-            iovec at_arg{arg, shape.size};
-            bool in = shape.dir & _IOC_WRITE, out = shape.dir & _IOC_READ;
-            fuse_reply_ioctl_retry(req, in ? &at_arg : nullptr, in, out ? &at_arg : nullptr, out);
-            return;
-        }
-    } else if (shape.legacy && shape.size != 0) {
-        // FUSE, restricted: the kernel copies only what an _IOC number says (fs/fuse/ioctl.c), so
-        // a legacy command would reach the driver without its argument's bytes.
-        fuse_reply_err(req, ENOTTY);
+    if (plan.action == IoctlPlan::Action::retry) {
+        iovec at_arg{arg, plan.size};
+        fuse_reply_ioctl_retry(req, plan.in ? &at_arg : nullptr, plan.in, plan.out ? &at_arg : nullptr, plan.out);
         return;
     }
     Incoming in = incoming(req, Op::ioctl);

@@ -10,6 +10,7 @@
 // Transport::reply() under the device's shared lock, counts it, traces it if someone listens,
 // and recycles the slot when the last reference drops.
 #include "loop_impl.hpp"
+#include "name_lock.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -241,6 +242,10 @@ Device &LoopImpl::add(const DeviceOptions &options, Callbacks callbacks)
         if (d->path == dev->path)
             throw Error(EEXIST, dev->path + ": already registered by this process");
 
+    // From the stale cleanup until the entry is written, the name is ours alone: a dead
+    // predecessor's fusd-cleaner, still at work, finishes first, and one that comes later finds
+    // our entry and leaves our node alone.
+    NameLock name_lock(dev->path);
     claim_name(dev->path);
     Backend backend = choose_backend(options.backend);
     dev->transport = make_transport(backend, *dev);

@@ -653,8 +653,8 @@ private:
 
 TEST(Lifecycle, DaemonKilledWhileCallerBlockedReleasesTheCaller)
 {
-    // No cleaner: the re-registration below must be what cleans. (One that races the cleaner
-    // can find the FUSE node half removed and refuse the name: a gap left open in issue 17.)
+    // No cleaner: the re-registration below must be what cleans (racing the cleaner:
+    // RestartAtOnceAfterSigkillRacesTheCleanerAndWins).
     ScopedEnv no_cleaner("FUSD_CLEANER", "/nonexistent/fusd-cleaner");
     std::string path = "/dev/" + unique_name("sigkill");
     auto daemon = std::make_unique<Daemon>(std::vector<std::string>{testd(), path, "--backend", backend()});
@@ -706,6 +706,45 @@ TEST(Lifecycle, KilledDaemonLeavesNothingBehindWithNoHelp)
     EXPECT_FALSE(mounted(path));
     EXPECT_FALSE(exists(entry_file)) << entry_file;
     EXPECT_FALSE(exists(socket)) << socket;
+}
+
+TEST(Lifecycle, RestartAtOnceAfterSigkillRacesTheCleanerAndWins)
+{
+    // A supervisor restarts a killed daemon at once, while its fusd-cleaner is still removing
+    // what it left: the new registration must wait for that cleanup (or finish it), never find
+    // the node half removed and refuse the name, and the cleaner must never remove the new
+    // daemon's node. Many rounds, as the window is narrow.
+    std::string path = "/dev/" + unique_name("restart");
+    constexpr int kRounds = 50;
+    int refused = 0, broken = 0;
+    std::string first_refusal;
+    for (int round = 0; round < kRounds; ++round) {
+        Daemon d({testd(), path, "--backend", backend()});
+        if (!d.ready()) {
+            if (first_refusal.empty())
+                first_refusal = "round " + std::to_string(round);
+            ++refused;
+            d.stop();
+            // Let the previous cleaner finish before the next round.
+            for (auto waited = 0ms; exists(path) && waited < kHangGuard; waited += 10ms)
+                std::this_thread::sleep_for(10ms);
+            continue;
+        }
+        // The old daemon's cleaner may still be at work: it must leave this daemon's node alone.
+        int fd = ::open(path.c_str(), O_RDWR);
+        if (fd < 0 || write(fd, "x", 1) != 1)
+            ++broken;
+        if (fd >= 0)
+            close(fd);
+        d.stop(SIGKILL);
+    }
+    EXPECT_EQ(refused, 0) << refused << " of " << kRounds << " restarts refused, first in " << first_refusal;
+    EXPECT_EQ(broken, 0) << broken << " of " << kRounds << " restarted daemons lost their node";
+    // The last one's cleaner still removes everything, with no help.
+    for (auto waited = 0ms; (exists(path) || mounted(path)) && waited < kHangGuard; waited += 10ms)
+        std::this_thread::sleep_for(10ms);
+    EXPECT_FALSE(exists(path));
+    EXPECT_FALSE(mounted(path));
 }
 
 TEST(Lifecycle, DeadDaemonIsListedDeadAndCleaned)
@@ -858,6 +897,7 @@ TEST(Lifecycle, MalformedControlMessagesLeaveTheDaemonServing)
     const std::vector<std::string> inputs = {
         "\n", "{\n", "[]\n", "42\n", "{\"cmd\":7}\n", "{\"cmd\":\"nope\"}\n",
         "{\"cmd\":\"unregister\"}\n", "{\"cmd\":\"unregister\",\"device\":\"/dev/null\"}\n",
+        "{\"cmd\":\"unregister\",\"device\":1}\n", "{\"cmd\":\"unregister\",\"device\":null}\n",
         "{\"cmd\":\"trace\",\"devices\":[1,null,{}]}\n", std::string(70000, 'x'),
         std::string("\0\xff\xfe{\"cmd\"\n", 10),
     };
