@@ -214,6 +214,28 @@ os.close(fd)' "$DEV"
 	assert_line --partial 'no call 987654321 is waiting'
 }
 
+@test "an answer line over 64 MiB is logged and skipped whole; the answers after it are taken" {
+	test_driver long <<'PYEOF'
+for c in calls():
+    if c["op"] == "open":
+        send({"id": c["id"]})
+    elif c["op"] == "read":
+        # 64 MiB and one byte of a would-be answer, in pieces, then the real answer
+        sys.stdout.write('{"id": %d, "text": "' % c["id"])
+        for _ in range(64):
+            sys.stdout.write("x" * (1 << 20))
+        sys.stdout.write('"}\n')
+        send({"id": c["id"], "text": "after\n"})
+PYEOF
+	serve_d "$NAME" --log "$T/log" --protocol json -- "$T/long.py"
+	run py 'import os, sys; print(os.read(os.open(sys.argv[1], os.O_RDONLY), 100))' "$DEV"
+	assert_success
+	assert_output "b'after\\n'"
+	run cat "$T/log"
+	assert_line --partial "a line longer than $((64 << 20)) bytes"
+	[ "$(grep -c 'bad answer' "$T/log")" = 1 ] || fail "the long line was reported more than once: $output"
+}
+
 @test "an interrupted read: the command is told, its late answer is dropped" {
 	test_driver slow <<'PYEOF'
 held = []
