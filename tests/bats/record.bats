@@ -71,7 +71,7 @@ while time.time() < end:
 PY
 	"$PY" "$T/modem.py" >"$T/modem.out" 2>&1 3>&- &
 	MODEM=$!
-	track_cmd "$MODEM"
+	track_pid "$MODEM" # runs until teardown stops it
 	wait_for "$GUARD" test -s "$T/modem.out" || fail "no pty: $(cat "$T/modem.out")"
 	PTS=$(head -1 "$T/modem.out")
 }
