@@ -73,16 +73,3 @@ bats_scope every-backend
 	wait_gone "$SERVER_PID" "$GUARD"
 }
 
-@test "rm of an unknown device: exit 1 and a clear error" {
-	run "$FUSDCTL" rm "$NAME-nonexistent"
-	assert_failure 1
-	assert_output --partial "$DEV-nonexistent"
-	assert_output --partial "no such"
-}
-
-@test "rm of a regular /dev node that fusd does not serve: exit 1, node untouched" {
-	run "$FUSDCTL" rm /dev/null
-	assert_failure 1
-	assert_output --partial "/dev/null"
-	[ -c /dev/null ]
-}
