@@ -12,17 +12,29 @@
 //   devices  one open, write and read-back on every device of the daemon.
 //   cycles   --cycles open/close pairs on one device; the daemon's resident memory and open
 //            descriptors are read from /proc before and after (after a warm-up).
+//   release  with the daemon SIGSTOPped, one child process per call (open, read, write, ioctl,
+//            poll, close) makes the call and is SIGKILLed: the time until it is reaped. Then a
+//            second daemon is SIGKILLed with a read in flight: the time until the reader is
+//            released (and its error), and until the node, its mount, the registry entry and
+//            the control socket are gone, with no fusd command run.
 // Prints one line per phase and exits 1 if any call failed, any byte was lost, duplicated or
-// reordered, or the daemon kept a descriptor. Memory growth is printed, not judged: a
+// reordered, the daemon kept a descriptor, or anything of the release phase was still there
+// after the hang guard (kGuard). Memory growth is printed, not judged: a
 // reading of RSS carries the allocator's noise. Small counts run as a test (CTest); the full
 // counts (1000 callers, 1000 devices, 100000 cycles) are a benchmark run by hand.
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <deque>
+#include <iterator>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -35,9 +47,14 @@
 
 #include <fmt/core.h>
 
+#include <fusd/admin.hpp>
 #include <fusd/fusd.hpp>
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+// A hang guard for the release phase, never a speed target: what is measured is printed.
+constexpr auto kGuard = std::chrono::seconds(60);
 
 struct Options {
     std::string backend = "auto";
@@ -175,6 +192,185 @@ void caller(const std::string &dev, int id, int rounds, Counts &c)
     ::close(fd);
 }
 
+double ms_since(Clock::time_point t0)
+{
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Polls done() every millisecond up to kGuard; the milliseconds it took, or -1.
+template <class Done> double wait_ms(Done done)
+{
+    auto t0 = Clock::now();
+    while (!done()) {
+        if (Clock::now() - t0 > kGuard)
+            return -1;
+        usleep(1000);
+    }
+    return ms_since(t0);
+}
+
+bool reaped(pid_t child)
+{
+    int status;
+    return waitpid(child, &status, WNOHANG) == child;
+}
+
+// One call on fd (open: on dev) in a child, which tells `started` just before making it.
+pid_t call_in_child(const std::string &call, const std::string &dev, int fd, int started)
+{
+    pid_t child = fork();
+    if (child != 0)
+        return child;
+    char c = 'x';
+    (void)!::write(started, &c, 1);
+    if (call == "open")
+        ::open(dev.c_str(), O_RDWR | O_CLOEXEC);
+    else if (call == "read")
+        (void)!::read(fd, &c, 1);
+    else if (call == "write")
+        (void)!::write(fd, &c, 1);
+    else if (call == "ioctl")
+        ::ioctl(fd, _IO('f', 1));
+    else if (call == "poll") {
+        pollfd p{fd, POLLIN, 0};
+        ::poll(&p, 1, int(std::chrono::milliseconds(kGuard).count()));
+    } else if (call == "close")
+        ::close(fd);
+    _exit(0);
+}
+
+// Callers SIGKILLed in each call of a stopped daemon: reaped at once, on every backend.
+bool release_killed_callers(pid_t daemon, const std::string &dev)
+{
+    bool good = true;
+    kill(daemon, SIGSTOP);
+    for (std::string call : {"open", "read", "write", "ioctl", "poll", "close"}) {
+        int fd = -1; // opened while the daemon runs; the child inherits it
+        if (call != "open") {
+            kill(daemon, SIGCONT);
+            fd = ::open(dev.c_str(), O_RDWR | O_CLOEXEC);
+            kill(daemon, SIGSTOP);
+        }
+        int started[2];
+        if (pipe2(started, O_CLOEXEC) < 0)
+            return false;
+        pid_t child = call_in_child(call, dev, fd, started[1]);
+        ::close(started[1]);
+        char c;
+        (void)!::read(started[0], &c, 1);
+        ::close(started[0]);
+        usleep(200000); // lets the call reach its wait; what is measured starts at the kill
+        bool waiting = !reaped(child);
+        if (waiting)
+            kill(child, SIGKILL);
+        double ms = waiting ? wait_ms([&] { return reaped(child); }) : 0;
+        if (ms < 0) {
+            fmt::print("release: a caller SIGKILLed in {} of a stopped daemon is still there after {} s\n", call,
+                       std::chrono::seconds(kGuard).count());
+            kill(daemon, SIGCONT);
+            waitpid(child, nullptr, 0);
+            kill(daemon, SIGSTOP);
+            good = false;
+        } else if (waiting) {
+            fmt::print("release: a caller SIGKILLed in {} of a stopped daemon: reaped in {:.1f} ms\n", call, ms);
+        } else {
+            fmt::print("release: {} of a stopped daemon returned without it\n", call);
+        }
+        if (fd >= 0)
+            ::close(fd);
+    }
+    kill(daemon, SIGCONT);
+    return good;
+}
+
+// A daemon SIGKILLed with a read in flight: the reader released, and everything of the daemon
+// gone, with no fusd command run (fusd-cleaner's work).
+bool release_dead_daemon(const Options &o)
+{
+    Options one = o;
+    one.devices = 1;
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return false;
+    pid_t daemon = fork();
+    if (daemon == 0) {
+        ::close(report[0]);
+        run_daemon(one, report[1]);
+    }
+    ::close(report[1]);
+    std::string line;
+    char ch;
+    while (::read(report[0], &ch, 1) == 1 && ch != '\n')
+        line += ch;
+    ::close(report[0]);
+    if (line != "ready") {
+        fmt::print("release: the second daemon did not start: {}\n", line);
+        kill(daemon, SIGKILL);
+        waitpid(daemon, nullptr, 0);
+        return false;
+    }
+    const std::string dev = device_name(daemon, 0);
+    // The registry entry is read as a file: list_devices() would clean a dead daemon's entry
+    // itself, and what is measured is the cleanup nobody asked for.
+    const std::string entry = fusd::admin::runtime_dir() + "/devices/dev:" + dev.substr(5) + ".json";
+    std::string socket;
+    {
+        std::ifstream in(entry);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        auto at = text.find("\"socket\":\"");
+        if (at != std::string::npos) {
+            at += 10;
+            socket = text.substr(at, text.find('"', at) - at);
+        }
+    }
+    int fd = ::open(dev.c_str(), O_RDWR | O_CLOEXEC);
+    kill(daemon, SIGSTOP); // the read below waits for certain, then the daemon dies under it
+    std::atomic<bool> done{false};
+    std::atomic<int> error{0};
+    std::thread reader([&] {
+        char c;
+        error = ::read(fd, &c, 1) < 0 ? errno : 0;
+        done = true;
+    });
+    usleep(200000);
+    kill(daemon, SIGKILL);
+    auto t0 = Clock::now();
+    waitpid(daemon, nullptr, 0);
+    double released = wait_ms([&] { return done.load(); });
+    auto mounted = [&] {
+        std::ifstream in("/proc/self/mounts");
+        std::string l;
+        while (std::getline(in, l))
+            if (l.find(" " + dev + " ") != std::string::npos)
+                return true;
+        return false;
+    };
+    auto gone = [&] {
+        struct stat st;
+        return ::lstat(dev.c_str(), &st) != 0 && !mounted() && ::lstat(entry.c_str(), &st) != 0 &&
+               (socket.empty() || ::lstat(socket.c_str(), &st) != 0);
+    };
+    double cleaned = wait_ms(gone);
+    double total = ms_since(t0);
+    if (released < 0) {
+        fmt::print("release: the reader of a SIGKILLed daemon is still waiting after {} s\n",
+                   std::chrono::seconds(kGuard).count());
+        reader.detach();
+    } else {
+        reader.join();
+        fmt::print("release: a read in flight when its daemon was SIGKILLed: released in {:.1f} ms with {}\n",
+                   released, strerrorname_np(error.load()) ? strerrorname_np(error.load()) : "no error");
+    }
+    if (cleaned < 0)
+        fmt::print("release: the SIGKILLed daemon's node, mount, registry entry or control socket is still there after {} s\n",
+                   std::chrono::seconds(kGuard).count());
+    else
+        fmt::print("release: the SIGKILLed daemon's node, mount, registry entry and control socket gone in {:.1f} ms\n",
+                   total);
+    ::close(fd);
+    return released >= 0 && error != 0 && cleaned >= 0 && !socket.empty();
+}
+
 int usage()
 {
     std::fprintf(stderr, "usage: fusd-stress [--backend NAME] [--callers N] [--rounds N] [--devices N] [--cycles N]\n");
@@ -280,6 +476,9 @@ int main(int argc, char **argv)
                    o.cycles, failed, fds0, fds1, rss0, rss1);
         good &= failed == 0 && fds1 == fds0;
     }
+
+    good &= release_killed_callers(daemon, device_name(daemon, 0));
+    good &= release_dead_daemon(o);
 
     bool clean_exit = stop_daemon();
     if (!clean_exit)

@@ -679,6 +679,32 @@ TEST(Lifecycle, DaemonKilledWhileCallerBlockedReleasesTheCaller)
     EXPECT_FALSE(mounted(path));
 }
 
+// The errors a dead daemon's callers see, as libfusd(3), fusd(4) and the README list them: the
+// kernel backend gives FUSD's EPIPE; on CUSE and FUSE the kernel's FUSE code ends a call in
+// flight with ECONNABORTED and later calls on the same file with ENOTCONN (fs/fuse/dev.c:
+// fuse_abort_conn() and fuse_get_req()), which no daemon can change once it is dead.
+TEST(Lifecycle, DaemonDeathGivesEachBackendsDocumentedErrors)
+{
+    std::string path = "/dev/" + unique_name("death");
+    Daemon daemon({testd(), path, "--backend", backend()});
+    ASSERT_TRUE(daemon.ready());
+    std::string served = daemon.first_line().substr(daemon.first_line().rfind(' ') + 1);
+    bool kernel = served == "kernel";
+    ASSERT_TRUE(kernel || served == "cuse" || served == "fuse") << daemon.first_line();
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    BlockedReader reader(fd);
+    std::this_thread::sleep_for(200ms); // a hang guard below; here only to let the read reach the daemon
+    daemon.stop(SIGKILL);
+    ASSERT_TRUE(reader.wait_done()) << "reader still blocked after the daemon died";
+    EXPECT_EQ(reader.error(), kernel ? EPIPE : ECONNABORTED)
+        << served << ": the call in flight got " << strerrorname_np(reader.error());
+    char c;
+    errno = 0;
+    EXPECT_EQ(::read(fd, &c, 1), -1);
+    EXPECT_EQ(errno, kernel ? EPIPE : ENOTCONN) << served << ": a later call got " << strerrorname_np(errno);
+    EXPECT_EQ(::close(fd), 0) << strerror(errno);
+}
 
 TEST(Lifecycle, KilledDaemonLeavesNothingBehindWithNoHelp)
 {
