@@ -327,16 +327,20 @@ bool release_dead_daemon(const Options &o)
     kill(daemon, SIGSTOP); // the read below waits for certain, then the daemon dies under it
     std::atomic<bool> done{false};
     std::atomic<int> error{0};
+    Clock::time_point released_at;
     std::thread reader([&] {
         char c;
         error = ::read(fd, &c, 1) < 0 ? errno : 0;
+        released_at = Clock::now();
         done = true;
     });
     usleep(200000);
-    kill(daemon, SIGKILL);
     auto t0 = Clock::now();
+    kill(daemon, SIGKILL);
     waitpid(daemon, nullptr, 0);
     double released = wait_ms([&] { return done.load(); });
+    if (released >= 0)
+        released = std::chrono::duration<double, std::milli>(released_at - t0).count();
     auto mounted = [&] {
         std::ifstream in("/proc/self/mounts");
         std::string l;
