@@ -7,8 +7,9 @@
 //  - KernelChannel (kernel_channel.*): the protocol steps (open and HELLO, REGISTER, UNREGISTER,
 //    FORCE_UNREGISTER), and the system calls that carry messages. Also probe_kernel() and
 //    force_remove_kernel().
-//  - KernelTransport (this file): receives the module's messages and decodes them into core
-//    requests; encodes the core's answers into replies and readiness messages.
+//  - KernelTransport (this file): receives the module's messages, checked and cut apart by
+//    parse_kernel_message() (kernel_message.*), and turns them into core requests; encodes the
+//    core's answers into replies and readiness messages.
 //  - KernelReplyBatch (kernel_reply_batch.*): holds the replies a callback makes on the loop
 //    thread until it returns, and writes them at one flush point (see there for why).
 //
@@ -60,6 +61,7 @@
 #include <linux/fusd.h>
 
 #include "kernel_channel.hpp"
+#include "kernel_message.hpp"
 #include "kernel_reply_batch.hpp"
 #include "loop_impl.hpp"
 
@@ -267,10 +269,10 @@ void KernelTransport::forget_file_locked(std::unordered_map<std::uint64_t, std::
 // thread). Returns false when the device is gone, or the channel failed.
 inline bool KernelTransport::decode(std::size_t got)
 {
-    fusd_req_header hdr{};
-    if (got >= sizeof hdr)
-        std::memcpy(&hdr, buf_, sizeof hdr);
-    if (got < sizeof hdr || hdr.size < sizeof hdr) {
+    using Kind = KernelMessage::Kind;
+    const KernelMessage m = parse_kernel_message({buf_, got});
+    const fusd_req_header &hdr = m.hdr;
+    if (m.kind == Kind::bad_header) {
         LoopImpl::log_error(dev_.path + ": short message from the fusd module");
         return false;
     }
@@ -278,11 +280,9 @@ inline bool KernelTransport::decode(std::size_t got)
     in.transport_id = std::uintptr_t(hdr.id);
     in.caller = {pid_t(hdr.pid), uid_t(hdr.fsuid), gid_t(hdr.fsgid), uid_t(hdr.uid), gid_t(hdr.gid)};
     in.flags = hdr.flags;
-    const std::byte *payload = buf_ + sizeof hdr;
-    const std::size_t payload_size = std::min<std::size_t>(got, hdr.size) - sizeof hdr;
 
-    switch (hdr.opcode) {
-    case FUSD_OP_OPEN: {
+    switch (m.kind) {
+    case Kind::open: {
         auto file = loop_.new_file(dev_, in.caller, hdr.flags);
         file->transport_data = hdr.file_id;
         {
@@ -293,7 +293,7 @@ inline bool KernelTransport::decode(std::size_t got)
         run_callback(std::move(file), in);
         return true;
     }
-    case FUSD_OP_RELEASE: {
+    case Kind::release: {
         std::shared_ptr<FileState> file;
         {
             std::lock_guard lock(files_mutex_);
@@ -307,63 +307,64 @@ inline bool KernelTransport::decode(std::size_t got)
         run_callback(std::move(file), in);
         return true;
     }
-    case FUSD_OP_READ:
-    case FUSD_OP_WRITE:
-    case FUSD_OP_IOCTL: {
+    case Kind::read:
+    case Kind::write:
+    case Kind::ioctl: {
         auto file = file_of(hdr.file_id);
         if (!file) {
             answer_now(hdr, -EBADF); // cannot happen: the module sends calls for opened files only
             return true;
         }
-        if (hdr.opcode == FUSD_OP_READ) {
+        if (m.kind == Kind::read) {
             in.op = Op::read;
             in.size = hdr.len;
-        } else if (hdr.opcode == FUSD_OP_WRITE) {
+        } else if (m.kind == Kind::write) {
             in.op = Op::write;
-            in.size = payload_size;
-            in.data = payload;
-            in.data_size = payload_size;
+            in.size = m.payload.size();
+            in.data = m.payload.data();
+            in.data_size = m.payload.size();
         } else {
             in.op = Op::ioctl;
             in.size = hdr.reply_max; // _IOR/_IOWR: the out size; else 0
-            in.data = payload_size ? payload : nullptr;
-            in.data_size = payload_size;
+            in.data = m.payload.empty() ? nullptr : m.payload.data();
+            in.data_size = m.payload.size();
             in.ioctl_command = hdr.ioctl_cmd;
             in.ioctl_argument = hdr.ioctl_arg;
         }
         run_callback(std::move(file), in);
         return true;
     }
-    case FUSD_OP_MMAP: {
+    case Kind::mmap:
+    case Kind::bad_call: {
         auto file = file_of(hdr.file_id);
-        fusd_mmap_request mr{};
-        if (!file || payload_size != sizeof mr) {
+        if (!file || m.kind == Kind::bad_call) {
             answer_now(hdr, file ? -EPROTO : -EBADF);
             return true;
         }
-        std::memcpy(&mr, payload, sizeof mr);
         in.op = Op::mmap;
-        in.size = std::size_t(mr.length);
-        in.map_offset = mr.offset;
-        in.map_prot = int(mr.prot);
-        in.map_flags = int(mr.flags);
+        in.size = std::size_t(m.mmap.length);
+        in.map_offset = m.mmap.offset;
+        in.map_prot = int(m.mmap.prot);
+        in.map_flags = int(m.mmap.flags);
         run_callback(std::move(file), in);
         return true;
     }
-    case FUSD_OP_INTERRUPT:
+    case Kind::interrupt:
         on_interrupt(hdr.id);
         return true;
-    case FUSD_OP_GONE:
+    case Kind::gone:
         if (hdr.dev_id != channel_.dev_id())
             return true;
         gone_ = true; // fusdctl rm --force: the module removed the node and released the callers
         return false;
-    default:
-        // A later minor version's message: those needing a reply get ENOSYS.
-        if (!(hdr.id & FUSD_ID_NOREPLY))
-            answer_now(hdr, -ENOSYS);
-        return true;
+    case Kind::bad_header:
+    case Kind::unknown:
+        break;
     }
+    // A later minor version's message: those needing a reply get ENOSYS.
+    if (!(hdr.id & FUSD_ID_NOREPLY))
+        answer_now(hdr, -ENOSYS);
+    return true;
 }
 
 // Runs the driver's callback. What it answers on this thread stays in replies_ until it returns:
