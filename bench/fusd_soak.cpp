@@ -38,6 +38,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -221,6 +222,14 @@ struct Counts {
         std::lock_guard lock(mutex);
         unexpected[what]++;
     }
+    // The first few details of what went wrong, printed as they happen.
+    void show_once(const std::string &detail)
+    {
+        std::lock_guard lock(mutex);
+        if (shown++ < 5)
+            fmt::print("soak: {}\n", detail);
+    }
+    int shown = 0;
 };
 
 std::string histogram(const std::map<std::string, long> &m)
@@ -312,6 +321,8 @@ void caller(int id, const std::vector<std::string> &names, const std::atomic<boo
                 break;
             if (back != mine) {
                 c.wrong("read: a block came back changed");
+                c.show_once(fmt::format("wrote {:?} ({} bytes), read back {:?}", mine.substr(0, 60), mine.size(),
+                                        back.substr(0, 60)));
                 ok = false;
                 break;
             }
@@ -348,11 +359,95 @@ void caller(int id, const std::vector<std::string> &names, const std::atomic<boo
     }
 }
 
+// Blocked callers to kill are forked by a single-threaded process of their own, started before
+// the callers' threads: a fork of this many-threaded process while its callers read would break
+// their reads on CUSE, where a read is direct I/O into the caller's pages (like O_DIRECT, see
+// open(2), NOTES: the data can land in the child's copy of a page).
+class Forker {
+public:
+    Forker()
+    {
+        int to[2], from[2];
+        if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0)
+            throw std::runtime_error("fusd-soak: pipe: " + std::string(strerror(errno)));
+        pid_ = fork();
+        if (pid_ == 0) {
+            ::close(to[1]);
+            ::close(from[0]);
+            serve(to[0], from[1]);
+        }
+        ::close(to[0]);
+        ::close(from[1]);
+        to_ = to[1];
+        from_ = from[0];
+    }
+    ~Forker()
+    {
+        ::close(to_);
+        ::close(from_);
+        waitpid(pid_, nullptr, 0);
+    }
+    // A child opens dev and blocks in a read; it is SIGKILLed: the milliseconds until it was
+    // reaped, or -1 past the hang guard.
+    double kill_a_blocked_reader(const std::string &dev)
+    {
+        std::string line = dev + "\n";
+        if (::write(to_, line.data(), line.size()) != ssize_t(line.size()))
+            return -1;
+        std::string answer;
+        char ch;
+        while (::read(from_, &ch, 1) == 1 && ch != '\n')
+            answer += ch;
+        return answer.empty() ? -1 : std::atof(answer.c_str());
+    }
+
+private:
+    [[noreturn]] static void serve(int in, int out)
+    {
+        std::string dev;
+        char ch;
+        while (::read(in, &ch, 1) == 1) {
+            if (ch != '\n') {
+                dev += ch;
+                continue;
+            }
+            pid_t child = fork();
+            if (child == 0) {
+                int fd = ::open(dev.c_str(), O_RDWR | O_CLOEXEC);
+                if (fd >= 0)
+                    (void)!::read(fd, &ch, 1);
+                _exit(0);
+            }
+            dev.clear();
+            usleep(20000); // lets it reach its read (or not: either way it must go)
+            kill(child, SIGKILL);
+            auto t0 = Clock::now();
+            double ms = -1;
+            while (Clock::now() - t0 < kGuard) {
+                if (waitpid(child, nullptr, WNOHANG) == child) {
+                    ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+                    break;
+                }
+                usleep(1000);
+            }
+            std::string answer = fmt::format("{}\n", ms);
+            (void)!::write(out, answer.data(), answer.size());
+            if (ms < 0)
+                waitpid(child, nullptr, 0);
+        }
+        _exit(0);
+    }
+
+    pid_t pid_ = -1;
+    int to_ = -1, from_ = -1;
+};
+
 void on_usr1(int) {}
 
 // A thread blocked in a read, sent SIGUSR1 until its read ends: EINTR. In turns, a child process
-// blocked in a read and SIGKILLed: reaped.
-void signalled(const std::vector<std::string> &names, const std::atomic<bool> &stop, Counts &c, Heartbeat &hb)
+// blocked in a read and SIGKILLed: reaped (forked by `forker`).
+void signalled(const std::vector<std::string> &names, const std::atomic<bool> &stop, Counts &c, Heartbeat &hb,
+               Forker &forker)
 {
     for (long turn = 0; !stop; ++turn) {
         hb.beat();
@@ -392,30 +487,14 @@ void signalled(const std::vector<std::string> &names, const std::atomic<bool> &s
                 c.failed("read", result, g0);
             }
         } else {
-            pid_t child = fork();
-            if (child == 0) {
-                int fd = ::open(dev.c_str(), O_RDWR | O_CLOEXEC);
-                char ch;
-                if (fd >= 0)
-                    (void)!::read(fd, &ch, 1);
-                _exit(0);
-            }
-            usleep(20000);
-            kill(child, SIGKILL);
-            auto t0 = Clock::now();
-            int status;
-            while (waitpid(child, &status, WNOHANG) != child) {
-                if (Clock::now() - t0 > kGuard) {
-                    c.wrong("a SIGKILLed caller was not reaped");
-                    waitpid(child, &status, 0); // the heartbeat reports it stuck meanwhile
-                    break;
-                }
-                usleep(1000);
-            }
-            double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            double ms = forker.kill_a_blocked_reader(dev);
             std::lock_guard lock(c.mutex);
-            c.killed_reaped++;
-            c.slowest_reap_ms = std::max(c.slowest_reap_ms, ms);
+            if (ms < 0) {
+                c.unexpected["a SIGKILLed caller was not reaped"]++;
+            } else {
+                c.killed_reaped++;
+                c.slowest_reap_ms = std::max(c.slowest_reap_ms, ms);
+            }
         }
     }
 }
@@ -481,6 +560,7 @@ int main(int argc, char **argv)
     std::vector<std::string> names;
     for (int i = 0; i < o.devices; ++i)
         names.push_back(device_name(i));
+    Forker forker; // before any thread
     long fds0 = open_fds();
     std::string error;
     pid_t daemon = start_daemon(o, names, error);
@@ -508,7 +588,7 @@ int main(int argc, char **argv)
             finished++;
         });
     threads.emplace_back([&] {
-        signalled(names, stop, c, beats.back());
+        signalled(names, stop, c, beats.back(), forker);
         finished++;
     });
 

@@ -14,7 +14,11 @@ constinit const BackendRow cuse_backend{
                    "ioctls: _IOC-encoded sizes, the terminal and I2C commands of <linux/fusd_ioctl.h> with their "
                    "real sizes, and pointer-carrying ioctls by retry (unrestricted CUSE ioctls; FIONREAD "
                    "reaches the driver); reads and writes "
-                   "arrive in chunks of at most 128 KiB; close() waits for the driver's release; after "
+                   "arrive in chunks of at most 128 KiB; the last close() of a file waits, without interruption, for "
+                   "the driver's release (the kernel's cuse_release() is synchronous): a stopped driver holds it "
+                   "until it answers or dies or `rm --force` releases it; a read is direct I/O into the caller's "
+                   "memory, so, as with O_DIRECT (open(2), NOTES), a read in flight while another thread of the "
+                   "caller forks can leave its data in the child's copy of the page; after "
                    "`rm --force` of a stopped daemon the name stays taken (/sys/class/cuse) until that "
                    "daemon exits; the classic fusd_register()'s class and devname are checked, then kept nowhere",
     .build_option = "FUSD_WITH_CUSE",
