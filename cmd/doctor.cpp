@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@
 #include "common.hpp"
 #include "fusd/admin.hpp"
 #include "fusd/fusd.hpp"
+#include "module_advice.hpp"
 #include "serve/tty.hpp"
 
 namespace fusdctl {
@@ -25,6 +27,27 @@ namespace {
 struct DoctorOptions {
     bool json = false;
 };
+
+// What auto's order uses when the module is missing: cuse if usable, else why not and what then.
+std::string without_module(const std::vector<fusd::BackendStatus> &backends, std::optional<fusd::Backend> &instead) {
+    std::string why_not;
+    for (const auto &b : backends) {
+        if (b.backend == fusd::Backend::kernel)
+            continue;
+        if (b.usable) {
+            instead = b.backend;
+            return fmt::format("auto uses {} instead{}", fusd::to_string(b.backend), why_not);
+        }
+        why_not += fmt::format("; {} cannot be used: {}", fusd::to_string(b.backend), b.reason);
+    }
+    return "no other backend is usable" + why_not;
+}
+
+ModuleFacts this_machine_module() {
+    struct utsname u{};
+    ::uname(&u);
+    return probe_module("", u.release, FUSDCTL_VERSION);
+}
 
 int run_doctor(const DoctorOptions &opts) {
     std::vector<fusd::BackendStatus> backends = fusd::probe_backends();
@@ -46,6 +69,10 @@ int run_doctor(const DoctorOptions &opts) {
     };
     std::string no_cleaner;
     std::string cleaner = fusd::admin::cleaner_program(no_cleaner);
+    ModuleFacts module = this_machine_module();
+    std::optional<fusd::Backend> instead;
+    std::string without =
+        module.state == ModuleState::loaded ? std::string() : without_module(backends, instead);
 
     if (opts.json) {
         nlohmann::json list = nlohmann::json::array();
@@ -68,6 +95,11 @@ int run_doctor(const DoctorOptions &opts) {
         };
         if (cleaner.empty())
             out["cleaner_error"] = no_cleaner;
+        out["kernel_module"] = {
+            {"state", std::string(to_string(module.state))},
+            {"advice", module_advice(module)},
+            {"instead", instead ? nlohmann::json(std::string(fusd::to_string(*instead))) : nlohmann::json(nullptr)},
+        };
         if (!chosen)
             out["auto_error"] = why_none;
         fmt::print("{}\n", out.dump(2));
@@ -93,6 +125,9 @@ int run_doctor(const DoctorOptions &opts) {
         fmt::print("auto picks: {}\n", fusd::to_string(*chosen));
     else
         fmt::print("auto picks: nothing: {}\n", why_none);
+    fmt::print("kernel module: {}\n", module_advice(module));
+    if (!without.empty())
+        fmt::print("  without it: {}\n", without);
     fmt::print("runtime directory: {}\n", fusd::admin::runtime_dir());
     if (cleaner.empty())
         fmt::print("cleaner: none ({}): what a killed daemon leaves goes at the next fusdctl ls or rm\n", no_cleaner);

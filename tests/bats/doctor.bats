@@ -83,3 +83,29 @@ same = json.load(open(sys.argv[1]))["same_on_every_backend"]
 assert len(same) == 3 and same[0].startswith("nested names"), same' "$T/doctor.json"
 	assert_success
 }
+
+@test "doctor: where the kernel module stands, how to get it, and what auto uses without it" {
+	run "$FUSDCTL" doctor
+	assert_success
+	assert_line --regexp '^kernel module: (loaded|this kernel .* cannot load modules .*|installed for .* run `modprobe fusd`.*|not built for .*`dkms install fusd/[0-9.]+`.*|not installed: install the fusd-dkms package.*`make -C kernel install`.*)$'
+	run "$FUSDCTL" doctor --json
+	assert_success
+	echo "$output" >"$T/doctor.json"
+	run "$PY" -c '
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+m = d["kernel_module"]
+assert (m["state"] == "loaded") == os.path.isdir("/sys/module/fusd"), m
+if m["state"] == "loaded":
+    assert m["instead"] is None, m
+else:
+    others = [b["backend"] for b in d["backends"] if b["usable"] and b["backend"] != "kernel"]
+    assert m["instead"] == (others[0] if others else None), (m, others)
+    if not os.path.exists("/proc/modules"):
+        assert m["state"] == "no_modules", m' "$T/doctor.json"
+	assert_success
+	if [ ! -d /sys/module/fusd ]; then
+		run "$FUSDCTL" doctor
+		assert_line --regexp '^  without it: (auto uses (cuse|fuse) instead|no other backend is usable)'
+	fi
+}
