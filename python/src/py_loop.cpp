@@ -148,11 +148,11 @@ static void invoke(const std::shared_ptr<PyRef> &fn, fusd::Request request, cons
         if (!result.is_none()) {
             answer_with(*req, result);
         } else if (!req->answered() && handle.ref_count() <= 1) {
-            fail(EIO);
             errors->report(py::reinterpret_steal<py::object>(PyObject_CallFunction(
                                PyExc_RuntimeError, "s", "fusd: the callback returned without answering its request "
                                                         "or keeping it to answer later")),
                            "fusd: in the " + what + "; the caller got EIO");
+            fail(EIO);
         }
     } catch (py::error_already_set &e) {
         int errnum = refusal_errno(e);
@@ -160,12 +160,18 @@ static void invoke(const std::shared_ptr<PyRef> &fn, fusd::Request request, cons
             fail(errnum); // raising OSError(errno, ...) is how a callback refuses a call
             return;
         }
-        fail(EIO);
+        // Reported first: whoever waits for the caller's EIO then finds the report there.
         errors->report(exception_of(e), "fusd: in the " + what + "; the caller got EIO");
-    } catch (const std::exception &e) {
         fail(EIO);
+    } catch (py::builtin_exception &e) { // TypeError for a wrong return value, ...
+        e.set_error();
+        py::error_already_set error;
+        errors->report(exception_of(error), "fusd: in the " + what + "; the caller got EIO");
+        fail(EIO);
+    } catch (const std::exception &e) {
         errors->report(py::reinterpret_steal<py::object>(PyObject_CallFunction(PyExc_RuntimeError, "s", e.what())),
                        "fusd: in the " + what + "; the caller got EIO");
+        fail(EIO);
     }
 }
 
