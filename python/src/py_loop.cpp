@@ -2,6 +2,8 @@
 #include "py_loop.hpp"
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <cerrno>
 #include <cstring>
@@ -15,6 +17,9 @@ constexpr std::pair<const char *, fusd::Op> kRequestCallbacks[] = {
     {"open", fusd::Op::open},   {"release", fusd::Op::release}, {"read", fusd::Op::read},
     {"write", fusd::Op::write}, {"ioctl", fusd::Op::ioctl},     {"mmap", fusd::Op::mmap},
 };
+
+// How often Loop.run() lets Python run its signal handlers while nothing happens.
+constexpr int kSignalTickMs = 100;
 
 bool interpreter_gone() { return !Py_IsInitialized() || _Py_IsFinalizing(); }
 
@@ -307,17 +312,19 @@ void PyLoop::serve(bool until_empty, bool check_signals)
         if (until_empty && l.devices().empty())
             return;
         pollfd p{l.fd(), POLLIN, 0};
-        if (::poll(&p, 1, -1) < 0) {
-            if (errno != EINTR)
-                throw_errno(errno, std::string("fusd: poll: ") + std::strerror(errno));
-            if (check_signals) {
-                py::gil_scoped_acquire gil;
-                if (PyErr_CheckSignals() != 0)
-                    throw py::error_already_set(); // KeyboardInterrupt, or what a handler raised
-            }
+        // Python runs its signal handlers on the main thread only when asked: a signal delivered
+        // to another of the process's threads does not interrupt this poll, so look every tick.
+        int n = ::poll(&p, 1, check_signals ? kSignalTickMs : -1);
+        if (n < 0 && errno != EINTR)
+            throw_errno(errno, std::string("fusd: poll: ") + std::strerror(errno));
+        if (check_signals && n <= 0) {
+            py::gil_scoped_acquire gil;
+            if (PyErr_CheckSignals() != 0)
+                throw py::error_already_set(); // KeyboardInterrupt, or what a handler raised
             continue;
         }
-        l.dispatch();
+        if (n > 0)
+            l.dispatch();
     }
 }
 
@@ -332,6 +339,10 @@ int PyLoop::run()
 
 void PyLoop::thread_main()
 {
+    // Python handles signals on its main thread; this one takes none of them.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
     try {
         serve(false, false);
     } catch (py::error_already_set &e) {
