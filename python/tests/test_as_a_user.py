@@ -48,7 +48,7 @@ def test_pyserial_talks_to_a_fake_modem(fake_device, devname, backend):
         pytest.skip("a FUSE node is a regular file, never a terminal (see fusd(3py))")
     serial = pytest.importorskip("serial")
     tty = fusd.Terminal()
-    replies = []  # what the modem has to say, read by the next read
+    pending = bytearray()  # what the modem has said, not read yet (pyserial reads byte by byte)
 
     def open_(req):
         req.file.notify(fusd.WRITABLE)  # nothing to read yet: select() waits
@@ -56,15 +56,17 @@ def test_pyserial_talks_to_a_fake_modem(fake_device, devname, backend):
 
     def write(req):
         if req.data.strip() == b"AT":
-            replies.append(b"OK\r\n")
+            pending.extend(b"OK\r\n")
             req.file.notify(fusd.READABLE | fusd.WRITABLE)
         return len(req.data)
 
     def read(req):
-        if not replies:
+        if not pending:
             raise OSError(errno.EAGAIN, "nothing to read")
-        req.file.notify(fusd.WRITABLE)
-        return replies.pop(0)
+        out = bytes(pending[:req.size])
+        del pending[:req.size]
+        req.file.notify(fusd.WRITABLE | (fusd.READABLE if pending else 0))
+        return out
 
     def ioctl(req):
         if not tty.answer_ioctl(req):
