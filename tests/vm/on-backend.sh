@@ -1,8 +1,8 @@
 #!/bin/bash
 # tests/vm/on-backend.sh SUITE BACKEND CONTROL_NODE [GTEST_FILTER]
 # Shared by the guest.d scripts: run one of the host's suites, unchanged, on one backend in the
-# guest. SUITE is `libfusd` (the integration tests, which read FUSD_BACKEND and FUSD_BUILD) or
-# `bats` (the files of fusdctl's suite that say `bats_scope every-backend`; they read
+# guest. SUITE is `libfusd` (the integration tests, which read FUSD_BACKEND and FUSD_BUILD),
+# `python` (the fusd Python package's pytest suite, python/tests) or `bats` (the files of fusdctl's suite that say `bats_scope every-backend`; they read
 # FUSD_BACKEND and FUSDCTL). Tests that cannot depend on the backend (the unit tests, the bats
 # files that say `bats_scope host-only`) run on the host only. Anything missing is a failure,
 # never a silent pass.
@@ -17,6 +17,11 @@ libfusd)
 		[ -x "$B/$t" ] || { echo "FAIL: $B/$t is not built (ninja -C $FUSD_BUILD)"; exit 1; }
 	done
 	exec "$B/fusd_integration_tests" ${filter:+--gtest_filter="$filter"}
+	;;
+python)
+	[ -f "$FUSD_BUILD/python/fusd/__init__.py" ] || { echo "FAIL: the Python package is not built in $FUSD_BUILD/python"; exit 1; }
+	export PYTHONPATH=$FUSD_BUILD/python PYTHONDONTWRITEBYTECODE=1
+	exec /usr/bin/python3 -m pytest -q -p no:cacheprovider -rs "$FUSD_REPO/python/tests"
 	;;
 bats)
 	export FUSDCTL=$FUSD_BUILD/cmd/fusdctl
