@@ -197,3 +197,18 @@ REC
 	assert_output --partial "fusdctl run"
 	nothing_left
 }
+
+@test "doctor: says whether fusdctl run is usable for this user, and why not" {
+	run timeout "$GUARD" setpriv --reuid=65534 --regid=65534 --clear-groups "$FUSDCTL" doctor
+	assert_line "fusdctl run: usable by uid 65534 (FUSE in namespaces of its own)"
+	chmod 0600 /dev/fuse # as without udev; teardown restores the mode
+	run timeout "$GUARD" setpriv --reuid=65534 --regid=65534 --clear-groups "$FUSDCTL" doctor
+	assert_line --regexp "^fusdctl run: not usable by uid 65534: /dev/fuse: Permission denied"
+	run timeout "$GUARD" setpriv --reuid=65534 --regid=65534 --clear-groups "$FUSDCTL" doctor --json
+	echo "$output" | "$PY" -c 'import json,sys; r=json.load(sys.stdin)["run"]; assert not r["usable"] and "/dev/fuse" in r["reason"], r'
+	# and fusdctl run itself says so, with nothing made
+	run fr --serve "/dev/$MARK=date" -- true
+	assert_failure 1
+	assert_output --partial "/dev/fuse"
+	nothing_left
+}
