@@ -31,7 +31,7 @@ _fusdctl() {
 	local doctor_opts="-j --json -h --help"
 	local record_opts="--as --in-place -o --output -m --mode -b --backend -h --help"
 	local replay_opts="--as --fast --loose -m --mode -b --backend -h --help"
-	local run_opts="--serve --tty --replay -h --help"
+	local run_opts="--serve --tty --replay --drivers -h --help"
 
 	# The subcommand, its first positional argument, and where `--` is.
 	local i word sub="" subidx=0 dashdash=0 npos=0

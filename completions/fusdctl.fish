@@ -84,6 +84,7 @@ set -l run "__fish_seen_subcommand_from run; and not __fusdctl_after_dashdash"
 complete -c fusdctl -n $run -l serve -x -a '/dev/' -d 'PATH=COMMAND: a device shared by every open file'
 complete -c fusdctl -n $run -l tty -x -a '/dev/' -d 'PATH=COMMAND: a terminal'
 complete -c fusdctl -n $run -l replay -x -a '/dev/' -d 'PATH=FILE: replay a recording'
+complete -c fusdctl -n $run -l drivers -d 'PROGRAM keeps CAP_SYS_ADMIN in the run namespace (libfusd drivers)'
 complete -c fusdctl -n $run -a -- -d 'Then the program and its arguments'
 complete -c fusdctl -n $run -s h -l help -d 'Print help and exit'
 complete -c fusdctl -n "__fish_seen_subcommand_from run; and __fusdctl_after_dashdash" -x -a '(__fusdctl_command_line)'

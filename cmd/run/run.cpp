@@ -24,6 +24,9 @@
 #include <string>
 #include <vector>
 
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,7 +46,25 @@ namespace {
 
 volatile int g_program = 0;
 
-[[noreturn]] void exec_program(const std::vector<std::string> &program) {
+// --drivers: CAP_SYS_ADMIN made ambient, so that it survives PROGRAM's exec (as a uid other than
+// 0 an exec drops every capability) and a libfusd driver PROGRAM runs may mount FUSE over its own
+// nodes in the private /dev. It counts in the run's user namespace only: nothing of the host's.
+bool keep_mount_capability() {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (::syscall(SYS_capget, &header, data) != 0)
+        return false;
+    data[CAP_TO_INDEX(CAP_SYS_ADMIN)].inheritable |= CAP_TO_MASK(CAP_SYS_ADMIN);
+    if (::syscall(SYS_capset, &header, data) != 0)
+        return false;
+    return ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, 0, 0) == 0;
+}
+
+[[noreturn]] void exec_program(const std::vector<std::string> &program, bool drivers) {
+    if (drivers && ::geteuid() != 0 && !keep_mount_capability()) {
+        error("run: --drivers: cannot keep CAP_SYS_ADMIN for {}: {}", program[0], std::strerror(errno));
+        ::_exit(exit_failure);
+    }
     struct sigaction dfl{};
     dfl.sa_handler = SIG_DFL;
     for (int sig : {SIGTERM, SIGHUP, SIGINT, SIGQUIT})
@@ -60,7 +81,7 @@ volatile int g_program = 0;
 }
 
 // The body of the pid namespace's init.
-int init(const std::vector<DeviceSpec> &specs, const std::vector<std::string> &program) {
+int init(const std::vector<DeviceSpec> &specs, const std::vector<std::string> &program, bool drivers) {
     make_private_dev();
     ::setenv("FUSD_RUNTIME_DIR", kRuntimeDir, 1);
     for (const DeviceSpec &spec : specs)
@@ -72,7 +93,7 @@ int init(const std::vector<DeviceSpec> &specs, const std::vector<std::string> &p
         return exit_failure;
     }
     if (pid == 0)
-        exec_program(program);
+        exec_program(program, drivers);
     g_program = pid;
     forward_signals_to(&g_program);
     // As init, we are every orphan's parent too: reap them all until PROGRAM ends.
@@ -95,7 +116,7 @@ int init(const std::vector<DeviceSpec> &specs, const std::vector<std::string> &p
 int run(const RunOptions &opts) {
     std::vector<DeviceSpec> specs = check_options(opts);
     enter_namespaces();
-    return run_init([&] { return init(specs, opts.program); });
+    return run_init([&] { return init(specs, opts.program, opts.drivers); });
 }
 
 } // namespace
@@ -113,6 +134,9 @@ Command add_run(CLI::App &app) {
                              "PATH=COMMAND: serve PATH as 'fusdctl serve --shared' would, COMMAND run by sh -c"));
     one_each(sub->add_option("--tty", opts->tty, "PATH=COMMAND: a terminal, as 'fusdctl serve --tty --shared' would"));
     one_each(sub->add_option("--replay", opts->replay, "PATH=FILE: replay the recording FILE as PATH"));
+    sub->add_flag("--drivers", opts->drivers,
+                  "PROGRAM keeps CAP_SYS_ADMIN in the run's user namespace: libfusd drivers it runs may serve "
+                  "devices in the private /dev");
     sub->add_option("PROGRAM", opts->program, "The program to run, after '--', and its arguments");
     return Command{sub, [opts] { return run::run(*opts); }};
 }

@@ -13,6 +13,7 @@ struct RunOptions {
     std::vector<std::string> tty;    // PATH=COMMAND
     std::vector<std::string> replay; // PATH=FILE
     std::vector<std::string> program;
+    bool drivers = false; // PROGRAM keeps CAP_SYS_ADMIN in the run's user namespace
 };
 
 struct DeviceSpec {

@@ -193,7 +193,7 @@ void FuseTransport::start()
     const std::string &path = dev_.path;
     if (!may_mount_fuse())
         throw Error(EACCES, path + ": the FUSE backend needs root (it mounts over a file in /dev), or a "
-                                   "namespace of one's own (fusdctl run)");
+                                   "namespace of one's own (fusdctl run --drivers)");
     {
         Fd placeholder{open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600)};
         if (!placeholder) {
@@ -333,7 +333,7 @@ BackendStatus probe_fuse()
     if (access("/dev/fuse", F_OK) != 0)
         s.reason = "no /dev/fuse: the kernel has no FUSE support or it is not loaded (modprobe fuse)";
     else if (!may_mount_fuse())
-        s.reason = "not root: the FUSE backend mounts over a file in /dev (without root: fusdctl run)";
+        s.reason = "not root: the FUSE backend mounts over a file in /dev (without root: under fusdctl run --drivers)";
     else if (Fd fuse{open("/dev/fuse", O_RDWR | O_CLOEXEC)}; !fuse)
         s.reason = std::string("cannot open /dev/fuse: ") + std::strerror(errno);
     else

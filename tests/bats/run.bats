@@ -212,3 +212,15 @@ REC
 	assert_output --partial "/dev/fuse"
 	nothing_left
 }
+
+@test "run --drivers: a libfusd driver that PROGRAM starts serves its own device, as uid 65534; without, refused" {
+	local serve="\"$FUSDCTL\" serve --detach --backend fuse /dev/$MARK -- echo served >/dev/null && cat /dev/$MARK"
+	run fr --drivers -- sh -c ": $MARK; $serve"
+	assert_success
+	assert_line served
+	run fr -- sh -c ": $MARK; $serve"
+	assert_failure
+	assert_output --partial "not root"
+	assert_output --partial "fusdctl run --drivers"
+	nothing_left
+}
