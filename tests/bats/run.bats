@@ -224,3 +224,16 @@ REC
 	assert_output --partial "fusdctl run --drivers"
 	nothing_left
 }
+
+@test "run: SIGTERM sent to fusdctl reaches PROGRAM, whose status is run's" {
+	(set +e; cd "$U" && setpriv --reuid=65534 --regid=65534 --clear-groups "$FUSDCTL" run --serve "/dev/$MARK=: $MARK; exec sleep 1000" \
+		-- sh -c ": $MARK-prog; trap 'exit 42' TERM; touch '$U/ready'; while :; do sleep 0.1; done" >"$T/out" 2>&1
+	echo $? >"$T/rc") 3>&- &
+	wait_for "$GUARD" test -e "$U/ready" || fail "PROGRAM did not start: $(cat "$T/out")"
+	local run_pid
+	run_pid=$(pgrep -o -f "^$FUSDCTL run --serve /dev/$MARK=") || fail "no fusdctl run: $(pgrep -af "$MARK")"
+	kill -TERM "$run_pid"
+	wait_for "$GUARD" test -s "$T/rc" || fail "fusdctl run did not end: $(cat "$T/out")"
+	[ "$(cat "$T/rc")" = 42 ] || fail "status $(cat "$T/rc"): $(cat "$T/out")"
+	nothing_left
+}
