@@ -18,7 +18,7 @@ setup() {
 	chmod 0777 "$U"
 	# Every process of a run carries this word on its command line: fusdctl and its forks in
 	# their argv, the commands and PROGRAM in their `sh -c` text.
-	MARK=fusd-run-bats-$$-$BATS_TEST_NUMBER
+	MARK=fusd-bats-run-$$-$BATS_TEST_NUMBER
 }
 
 teardown() {
