@@ -57,11 +57,11 @@ void enter_namespaces() {
     gid_t gid = ::getegid();
     if (uid == 0) {
         // Root keeps its powers on the host's files: no user namespace.
-        if (::unshare(CLONE_NEWNS | CLONE_NEWPID) != 0)
+        if (::unshare(CLONE_NEWPID) != 0)
             throw std::runtime_error(fmt::format("run: unshare: {}", std::strerror(errno)));
         return;
     }
-    if (::unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID) != 0) {
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0) {
         int err = errno;
         throw std::runtime_error(fmt::format(
             "run: cannot make a user namespace: {}{}", std::strerror(err),
@@ -95,6 +95,10 @@ int run_init(const std::function<int()> &body) {
         alive_in.reset();
         int status = exit_failure;
         try {
+            // The mount namespace is init's, not ours: we keep the host's /proc, and the
+            // namespace goes with the last process of the pid namespace.
+            if (::unshare(CLONE_NEWNS) != 0)
+                throw std::runtime_error(fmt::format("run: unshare: {}", std::strerror(errno)));
             status = body();
         } catch (const std::exception &e) {
             error("{}", e.what());

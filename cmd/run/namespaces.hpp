@@ -7,12 +7,13 @@
 
 namespace fusdctl::run {
 
-// Enters a new mount namespace and makes the next child the init of a new pid namespace; for a
-// user who is not root, first a new user namespace mapping only that user's uid and gid onto
-// themselves. Throws std::runtime_error saying why the kernel refused.
+// Makes the next child the init of a new pid namespace; for a user who is not root, first enters
+// a new user namespace mapping only that user's uid and gid onto themselves. Throws
+// std::runtime_error saying why the kernel refused.
 void enter_namespaces();
 
-// Forks the pid namespace's init, which runs body and exits with its status; returns that
+// Forks the pid namespace's init, which enters a mount namespace of its own, runs body and exits
+// with its status; returns that
 // status (128+signal if init was killed). The init dies with us (PR_SET_PDEATHSIG), and
 // everything in its namespace dies with it. SIGTERM, SIGHUP, SIGINT and SIGQUIT sent to us by a
 // process are passed on to init; from the terminal they reach PROGRAM directly and are not

@@ -3,12 +3,13 @@
 // fusdctl run [--serve PATH=COMMAND]... [--tty PATH=COMMAND]... [--replay PATH=FILE]... -- PROGRAM [ARG...]
 //
 // Fake devices for one process tree, without root. The design, process by process:
-//   fusdctl (the one started)  checks the options, then unshare(2)s a mount namespace and a pid
-//       namespace (and, unless root, first a user namespace mapping only the user's own uid and
-//       gid, so that PROGRAM keeps them on the host's files). It forks the pid namespace's init
-//       and waits for it; its exit status is init's.
+//   fusdctl (the one started)  checks the options, then unshare(2)s a pid namespace (and,
+//       unless root, a user namespace mapping only the user's own uid and gid, so that PROGRAM
+//       keeps them on the host's files). It forks the pid namespace's init and waits for it; its
+//       exit status is init's. It stays in the host's mount namespace (and sees the host's /proc).
 //   init (pid 1 inside)  dies with fusdctl through PR_SET_PDEATHSIG(SIGKILL) (checked once
-//       more after setting it, for a fusdctl killed before); it mounts the private /dev
+//       more after setting it, for a fusdctl killed before); it enters a mount namespace of its
+//       own, mounts the private /dev
 //       (private_dev.cpp), starts one server per device (servers.cpp) and waits until each is
 //       mounted, then runs PROGRAM and waits for it. Its exit status is PROGRAM's.
 // Why a pid namespace: when its init ends, however it ends (PROGRAM done, PROGRAM or fusdctl
