@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,13 +56,9 @@ void forward_signals_to(const volatile int *target) {
 void enter_namespaces() {
     uid_t uid = ::geteuid();
     gid_t gid = ::getegid();
-    if (uid == 0) {
-        // Root keeps its powers on the host's files: no user namespace.
-        if (::unshare(CLONE_NEWPID) != 0)
-            throw std::runtime_error(fmt::format("run: unshare: {}", std::strerror(errno)));
-        return;
-    }
-    if (::unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0) {
+    if (uid == 0)
+        return; // root keeps its powers on the host's files: no user namespace
+    if (::unshare(CLONE_NEWUSER) != 0) {
         int err = errno;
         throw std::runtime_error(fmt::format(
             "run: cannot make a user namespace: {}{}", std::strerror(err),
@@ -82,9 +79,12 @@ int run_init(const std::function<int()> &body) {
         throw std::runtime_error(fmt::format("run: pipe: {}", std::strerror(errno)));
     fusd::Fd alive_in{pipefd[0]}, alive_out{pipefd[1]};
     std::fflush(nullptr);
-    pid_t pid = ::fork();
+    // clone(2) as a fork whose child alone is in the new pid namespace: after unshare(2) every
+    // later child of ours would be put there too, and once init is gone we could start none (not
+    // even the thread LeakSanitizer needs at exit).
+    pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
     if (pid < 0)
-        throw std::runtime_error(fmt::format("run: fork: {}", std::strerror(errno)));
+        throw std::runtime_error(fmt::format("run: a pid namespace: {}", std::strerror(errno)));
     if (pid == 0) {
         alive_out.reset();
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -7,12 +7,11 @@
 
 namespace fusdctl::run {
 
-// Makes the next child the init of a new pid namespace; for a user who is not root, first enters
-// a new user namespace mapping only that user's uid and gid onto themselves. Throws
-// std::runtime_error saying why the kernel refused.
+// For a user who is not root, enters a new user namespace mapping only that user's uid and gid
+// onto themselves (root needs none). Throws std::runtime_error saying why the kernel refused.
 void enter_namespaces();
 
-// Forks the pid namespace's init, which enters a mount namespace of its own, runs body and exits
+// Forks the init of a new pid namespace, which enters a mount namespace of its own, runs body and exits
 // with its status; returns that
 // status (128+signal if init was killed). The init dies with us (PR_SET_PDEATHSIG), and
 // everything in its namespace dies with it. SIGTERM, SIGHUP, SIGINT and SIGQUIT sent to us by a

@@ -3,10 +3,10 @@
 // fusdctl run [--serve PATH=COMMAND]... [--tty PATH=COMMAND]... [--replay PATH=FILE]... -- PROGRAM [ARG...]
 //
 // Fake devices for one process tree, without root. The design, process by process:
-//   fusdctl (the one started)  checks the options, then unshare(2)s a pid namespace (and,
-//       unless root, a user namespace mapping only the user's own uid and gid, so that PROGRAM
-//       keeps them on the host's files). It forks the pid namespace's init and waits for it; its
-//       exit status is init's. It stays in the host's mount namespace (and sees the host's /proc).
+//   fusdctl (the one started)  checks the options, then (unless root) unshare(2)s a user
+//       namespace mapping only the user's own uid and gid, so that PROGRAM keeps them on the
+//       host's files. It clone(2)s the init of a new pid namespace and waits for it; its exit
+//       status is init's. It stays in the host's pid and mount namespaces.
 //   init (pid 1 inside)  dies with fusdctl through PR_SET_PDEATHSIG(SIGKILL) (checked once
 //       more after setting it, for a fusdctl killed before); it enters a mount namespace of its
 //       own, mounts the private /dev
