@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 //
-// fusdctl: serve, list, trace, remove, record and replay fusd devices. One source file per subcommand.
+// fusdctl: serve, list, trace, remove, record and replay fusd devices, and run a program with fake
+// ones. One source file per subcommand.
 #include <cstdio>
 #include <cstring>
 #include <exception>
