@@ -237,3 +237,36 @@ REC
 	[ "$(cat "$T/rc")" = 42 ] || fail "status $(cat "$T/rc"): $(cat "$T/out")"
 	nothing_left
 }
+
+# in_limited_userns COMMAND...: COMMAND as uid 65534 inside a user namespace (uids 0-65535 mapped
+# onto the host's) where user.max_user_namespaces is 0: no user namespace for anybody in it, as
+# on a machine that forbids them (without touching the host's sysctl). Output in $T/limited.
+in_limited_userns() {
+	rm -f "$T/go"
+	mkfifo "$T/go"
+	# The first sh lost its capabilities at its exec, before the maps made it uid 0; the second,
+	# exec'ed as uid 0 of the namespace, has them all there.
+	unshare -U sh -c 'read _ <"$1"; shift; exec sh -c '"'"'echo 0 >/proc/sys/user/max_user_namespaces || exit 3
+		exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"'"'"' _ "$@"' _ "$T/go" "$@" >"$T/limited" 2>&1 3>&- &
+	local pid=$! ours
+	ours=$(readlink /proc/self/ns/user)
+	wait_for "$GUARD" test "$(readlink "/proc/$pid/ns/user" 2>/dev/null || echo "$ours")" != "$ours"
+	echo "0 0 65536" >"/proc/$pid/uid_map"
+	echo "0 0 65536" >"/proc/$pid/gid_map"
+	echo go >"$T/go"
+	local rc=0
+	wait_gone "$pid" "$GUARD" || fail "still running: $(cat "$T/limited")"
+	wait "$pid" || rc=$?
+	return "$rc"
+}
+
+@test "run: where user namespaces are forbidden, doctor and run say so; nothing made" {
+	in_limited_userns "$FUSDCTL" doctor || true
+	grep -q "^fusdctl run: not usable by uid 65534: no user namespace for you: .*(user.max_user_namespaces is 0)" "$T/limited" ||
+		fail "$(cat "$T/limited")"
+	local rc=0
+	in_limited_userns "$FUSDCTL" run --serve "/dev/$MARK=date" -- true || rc=$?
+	[ "$rc" = 1 ] || fail "status $rc: $(cat "$T/limited")"
+	grep -q "cannot make a user namespace: .*user.max_user_namespaces" "$T/limited" || fail "$(cat "$T/limited")"
+	nothing_left
+}
