@@ -34,6 +34,10 @@ Command add_rm(CLI::App &app);
 Command add_doctor(CLI::App &app);
 Command add_record(CLI::App &app);
 Command add_replay(CLI::App &app);
+Command add_run(CLI::App &app);
+
+// fusdctl's whole command line, as main() runs it.
+int fusdctl_main(int argc, char **argv);
 
 // A usage error found after parsing (bad --mode, unknown user...): printed, exit status 2.
 struct UsageError {

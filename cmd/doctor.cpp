@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "run/usable.hpp"
 #include "fusd/admin.hpp"
 #include "fusd/fusd.hpp"
 #include "module_advice.hpp"
@@ -73,6 +74,7 @@ int run_doctor(const DoctorOptions &opts) {
     std::optional<fusd::Backend> instead;
     std::string without =
         module.state == ModuleState::loaded ? std::string() : without_module(backends, instead);
+    run::Usability run_check = run::check_usable();
 
     if (opts.json) {
         nlohmann::json list = nlohmann::json::array();
@@ -92,6 +94,7 @@ int run_doctor(const DoctorOptions &opts) {
             {"cleaner", cleaner.empty() ? nlohmann::json(nullptr) : nlohmann::json(cleaner)},
             {"same_on_every_backend", same_everywhere},
             {"root", ::geteuid() == 0},
+            {"run", {{"usable", run_check.usable}, {"reason", run_check.reason}}},
         };
         if (cleaner.empty())
             out["cleaner_error"] = no_cleaner;
@@ -133,6 +136,10 @@ int run_doctor(const DoctorOptions &opts) {
         fmt::print("cleaner: none ({}): what a killed daemon leaves goes at the next fusdctl ls or rm\n", no_cleaner);
     else
         fmt::print("cleaner: {} (what a killed daemon leaves goes at once)\n", cleaner);
+    if (run_check.usable)
+        fmt::print("fusdctl run: usable by uid {} (FUSE in namespaces of its own)\n", ::geteuid());
+    else
+        fmt::print("fusdctl run: not usable by uid {}: {}\n", ::geteuid(), run_check.reason);
     return chosen ? exit_ok : exit_failure;
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 //
-// fusdctl: serve, list, trace, remove, record and replay fusd devices. One source file per subcommand.
+// fusdctl: serve, list, trace, remove, record and replay fusd devices, and run a program with fake
+// ones. One source file per subcommand.
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -30,7 +31,8 @@ std::string hint_for(const CLI::App &app) {
 
 } // namespace
 
-int main(int argc, char **argv) {
+// Also entered again by `fusdctl run` in its forked servers (run/servers.cpp).
+int fusdctl::fusdctl_main(int argc, char **argv) {
     CLI::App app{"fusdctl - serve, list, trace and remove fusd devices (files in /dev answered by programs)",
                  "fusdctl"};
     app.set_version_flag("--version", std::string("fusdctl " FUSDCTL_VERSION));
@@ -38,7 +40,7 @@ int main(int argc, char **argv) {
     app.footer("Run 'fusdctl COMMAND --help' for the options of one command; see fusdctl(1).");
 
     std::vector<Command> commands = {add_serve(app), add_ls(app), add_trace(app), add_rm(app), add_doctor(app),
-                                     add_record(app), add_replay(app)};
+                                     add_record(app), add_replay(app), add_run(app)};
 
     // A first word that is neither an option nor a command: say so plainly (CLI11 would only
     // call it an unexpected argument).
@@ -47,13 +49,13 @@ int main(int argc, char **argv) {
         for (const Command &c : commands)
             known = known || c.app->get_name() == argv[1];
         if (!known) {
-            error("'{}' is not a fusdctl command (commands: serve, ls, trace, rm, doctor, record, replay)", argv[1]);
+            error("'{}' is not a fusdctl command (commands: serve, ls, trace, rm, doctor, record, replay, run)", argv[1]);
             print_error("try 'fusdctl --help'");
             return exit_usage;
         }
     }
     if (argc == 1) {
-        error("a command is required (serve, ls, trace, rm, doctor, record, replay)");
+        error("a command is required (serve, ls, trace, rm, doctor, record, replay, run)");
         print_error("try 'fusdctl --help'");
         return exit_usage;
     }
@@ -85,3 +87,5 @@ int main(int argc, char **argv) {
     }
     return exit_usage;
 }
+
+int main(int argc, char **argv) { return fusdctl::fusdctl_main(argc, argv); }

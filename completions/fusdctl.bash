@@ -3,7 +3,7 @@
 #
 # Subcommands, their options, option values, live device names for rm and trace (from
 # `fusdctl ls -q`, nested names too), the directories below /dev for a new device, and the
-# command line after `serve ... --`. Works with or without the bash-completion package (which,
+# command line after `serve ... --` and `run ... --`. Works with or without the bash-completion package (which,
 # when present, completes the command's own arguments).
 
 _fusdctl_devices() {
@@ -22,7 +22,7 @@ _fusdctl() {
 	fi
 	COMPREPLY=()
 
-	local commands="serve ls trace rm doctor record replay"
+	local commands="serve ls trace rm doctor record replay run"
 	local serve_opts="--shared --tty --restart --restart-delay --grace -m --mode -o --owner -g --group
 		-b --backend -d --detach -p --pidfile -l --log --protocol --handler -h --help"
 	local ls_opts="-j --json -q --quiet -h --help"
@@ -31,6 +31,7 @@ _fusdctl() {
 	local doctor_opts="-j --json -h --help"
 	local record_opts="--as --in-place -o --output -m --mode -b --backend -h --help"
 	local replay_opts="--as --fast --loose -m --mode -b --backend -h --help"
+	local run_opts="--serve --tty --replay --drivers -h --help"
 
 	# The subcommand, its first positional argument, and where `--` is.
 	local i word sub="" subidx=0 dashdash=0 npos=0
@@ -46,6 +47,12 @@ _fusdctl() {
 		if [[ $word == -- ]]; then
 			dashdash=$i
 			break
+		fi
+		if [[ $sub == run ]]; then
+			case $word in
+			--serve | --tty | --replay) ((i++)) ;; # PATH=COMMAND, PATH=FILE
+			esac
+			continue
 		fi
 		case $word in
 		-m | --mode | -o | --owner | -g | --group | -b | --backend | -p | --pidfile | -l | --log | \
@@ -66,7 +73,7 @@ _fusdctl() {
 	fi
 
 	case $sub in
-	serve)
+	serve | run)
 		if ((dashdash > 0)); then
 			# The command and its arguments.
 			if ((COMP_CWORD == dashdash + 1)); then
@@ -76,6 +83,27 @@ _fusdctl() {
 			else
 				mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 			fi
+			return 0
+		fi
+		if [[ $sub == run ]]; then
+			case $prev in
+			--serve | --tty | --replay)
+				# PATH= first; after --replay's '=', the recording
+				if [[ $prev == --replay && $cur == *=* ]]; then
+					local file
+					mapfile -t COMPREPLY < <(compgen -f -- "${cur#*=}")
+					for file in "${!COMPREPLY[@]}"; do COMPREPLY[file]=${cur%%=*}=${COMPREPLY[file]}; done
+				elif [[ $cur == /dev/?* ]]; then
+					mapfile -t COMPREPLY < <(compgen -d -S / -- "$cur")
+					compopt -o nospace 2>/dev/null
+				else
+					mapfile -t COMPREPLY < <(compgen -W "/dev/" -- "$cur")
+					compopt -o nospace 2>/dev/null
+				fi
+				return 0
+				;;
+			esac
+			mapfile -t COMPREPLY < <(compgen -W "-- $run_opts" -- "$cur")
 			return 0
 		fi
 		case $prev in

@@ -23,7 +23,7 @@ function __fusdctl_command_line
     end
 end
 
-set -l commands serve ls trace rm doctor record replay
+set -l commands serve ls trace rm doctor record replay run
 complete -c fusdctl -f
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -l version -d 'Print the version and exit'
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -s h -l help -d 'Print help and exit'
@@ -34,6 +34,7 @@ complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a rm -d 'Unr
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a doctor -d 'Show which backends this machine can use'
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a record -d 'Record every call on a real device through a pass-through device'
 complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a replay -d 'Serve a recording as a device'
+complete -c fusdctl -n "not __fish_seen_subcommand_from $commands" -a run -d 'Run a program with fake devices in a private /dev'
 
 # serve
 set -l serve "__fish_seen_subcommand_from serve; and not __fusdctl_after_dashdash"
@@ -77,3 +78,13 @@ complete -c fusdctl -n '__fish_seen_subcommand_from replay' -l loose -d 'Report 
 complete -c fusdctl -n '__fish_seen_subcommand_from record replay' -s m -l mode -x -a '0600 0640 0644 0660 0664 0666' -d 'Permissions of the node'
 complete -c fusdctl -n '__fish_seen_subcommand_from record replay' -s b -l backend -x -a 'auto kernel cuse fuse' -d 'Backend'
 complete -c fusdctl -n '__fish_seen_subcommand_from record replay' -s h -l help -d 'Print help and exit'
+
+# run
+set -l run "__fish_seen_subcommand_from run; and not __fusdctl_after_dashdash"
+complete -c fusdctl -n $run -l serve -x -a '/dev/' -d 'PATH=COMMAND: a device shared by every open file'
+complete -c fusdctl -n $run -l tty -x -a '/dev/' -d 'PATH=COMMAND: a terminal'
+complete -c fusdctl -n $run -l replay -x -a '/dev/' -d 'PATH=FILE: replay a recording'
+complete -c fusdctl -n $run -l drivers -d 'PROGRAM keeps CAP_SYS_ADMIN in the run namespace (libfusd drivers)'
+complete -c fusdctl -n $run -a -- -d 'Then the program and its arguments'
+complete -c fusdctl -n $run -s h -l help -d 'Print help and exit'
+complete -c fusdctl -n "__fish_seen_subcommand_from run; and __fusdctl_after_dashdash" -x -a '(__fusdctl_command_line)'

@@ -42,6 +42,7 @@
 
 #include "fd.hpp"
 #include "libfuse_transport.hpp"
+#include "mount_right.hpp"
 
 namespace fusd::detail {
 
@@ -190,8 +191,9 @@ const fuse_custom_io FuseTransport::kIo = channel_io(io_writev);
 void FuseTransport::start()
 {
     const std::string &path = dev_.path;
-    if (geteuid() != 0)
-        throw Error(EACCES, path + ": the FUSE backend needs root (it mounts over a file in /dev)");
+    if (!may_mount_fuse())
+        throw Error(EACCES, path + ": the FUSE backend needs root (it mounts over a file in /dev), or a "
+                                   "namespace of one's own (fusdctl run --drivers)");
     {
         Fd placeholder{open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600)};
         if (!placeholder) {
@@ -218,7 +220,8 @@ void FuseTransport::start()
             throw Error(EIO, path + ": fuse_session_custom_io failed");
         fd_ = channel.release(); // the session's from here: fuse_session_destroy() closes it
         std::string opts = "fd=" + std::to_string(fd_) +
-                           ",rootmode=100000,user_id=0,group_id=0,allow_other,default_permissions";
+                           ",rootmode=100000,user_id=" + std::to_string(geteuid()) +
+                           ",group_id=" + std::to_string(getegid()) + ",allow_other,default_permissions";
         std::string source = "fusd:" + path.substr(5);
         if (mount(source.c_str(), path.c_str(), kFsType, MS_NOSUID | MS_NODEV | MS_NOATIME, opts.c_str()) < 0)
             throw Error(errno, path + ": cannot mount FUSE over the node: " + std::strerror(errno));
@@ -329,8 +332,8 @@ BackendStatus probe_fuse()
     BackendStatus s{Backend::fuse, false, "", ""};
     if (access("/dev/fuse", F_OK) != 0)
         s.reason = "no /dev/fuse: the kernel has no FUSE support or it is not loaded (modprobe fuse)";
-    else if (geteuid() != 0)
-        s.reason = "not root: the FUSE backend mounts over a file in /dev";
+    else if (!may_mount_fuse())
+        s.reason = "not root: the FUSE backend mounts over a file in /dev (without root: under fusdctl run --drivers)";
     else if (Fd fuse{open("/dev/fuse", O_RDWR | O_CLOEXEC)}; !fuse)
         s.reason = std::string("cannot open /dev/fuse: ") + std::strerror(errno);
     else

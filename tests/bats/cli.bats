@@ -64,7 +64,7 @@ bats_scope host-only
 	[ -f "$REPO/man/fusdctl.1" ]
 	[ -f "$REPO/man/libfusd.3" ]
 	[ -f "$REPO/man/fusd-protocol.7" ]
-	for c in serve ls trace rm doctor record replay; do
+	for c in serve ls trace rm doctor record replay run; do
 		[ -f "$REPO/man/fusdctl-$c.1" ]
 	done
 }

@@ -8,7 +8,7 @@ bats_scope host-only
 @test "bash: subcommands" {
 	run complete_bash fusdctl ""
 	assert_success
-	for c in serve ls trace rm doctor record replay; do assert_line "$c"; done
+	for c in serve ls trace rm doctor record replay run; do assert_line "$c"; done
 	run complete_bash fusdctl tr
 	assert_output "trace"
 }
@@ -58,6 +58,17 @@ bats_scope host-only
 	assert_line "date"
 }
 
+@test "bash: run: its options, PATH= after them, a recording after --replay's '=', then the program" {
+	run complete_bash fusdctl run --
+	for o in -- --serve --tty --replay --help; do assert_line -- "$o"; done
+	run complete_bash fusdctl run --serve ""
+	assert_output "/dev/"
+	run complete_bash fusdctl run --replay "/dev/x=$REPO/README.m"
+	assert_output "/dev/x=$REPO/README.md"
+	run complete_bash fusdctl run --tty "/dev/x=cat" --serve "/dev/y=date" -- dat
+	assert_line "date"
+}
+
 @test "bash: the installed script registers the completion" {
 	run bash -c 'source "$1"; complete -p fusdctl' _ "$REPO/completions/fusdctl.bash"
 	assert_success
@@ -76,7 +87,9 @@ bats_scope host-only
 	run fish -n "$REPO/completions/fusdctl.fish"
 	assert_success
 	run complete_fish "fusdctl "
-	for c in serve ls trace rm doctor record replay; do assert_line "$c"; done
+	for c in serve ls trace rm doctor record replay run; do assert_line "$c"; done
+	run complete_fish "fusdctl run --se"
+	assert_output -- "--serve"
 	run complete_fish "fusdctl replay --lo"
 	assert_output -- "--loose"
 	run complete_fish "fusdctl serve --sh"

@@ -34,6 +34,11 @@ export FUSDCTL FUSD_BACKEND PY
 #                             completions, man pages): they run once, on the host. Kept honest:
 #                             such a test gets an unknown backend and an empty registry of its
 #                             own, so serving or finding a device fails it.
+#   bats_scope namespace      its tests serve devices only inside `fusdctl run`, which always
+#                             serves through FUSE in a namespace of its own whatever the backend:
+#                             they run once, on the host (in the guest they would repeat the same
+#                             FUSE path). Kept honest like host-only: outside the run, an unknown
+#                             backend and an empty registry of the test's own, which must stay empty.
 bats_scope() { BATS_SCOPE=$1; }
 
 common_setup() {
@@ -44,7 +49,8 @@ common_setup() {
 	case ${BATS_SCOPE:-} in
 	every-backend) ;;
 	host-only) export FUSD_BACKEND=none-in-a-host-only-test FUSD_RUNTIME_DIR=$T/runtime ;;
-	*) fail "${BATS_TEST_FILENAME##*/}: no 'bats_scope every-backend' or 'bats_scope host-only' after 'load helpers'" ;;
+	namespace) export FUSD_BACKEND=none-outside-fusdctl-run FUSD_RUNTIME_DIR=$T/runtime ;;
+	*) fail "${BATS_TEST_FILENAME##*/}: no 'bats_scope every-backend', 'host-only' or 'namespace' after 'load helpers'" ;;
 	esac
 	: >"$T/pids"
 	: >"$T/devs"
@@ -53,7 +59,7 @@ common_setup() {
 
 common_teardown() {
 	local dev pid leftovers=""
-	if [ "$BATS_SCOPE" = host-only ] && compgen -G "$T/runtime/devices/*" >/dev/null; then
+	if [ "$BATS_SCOPE" != every-backend ] && compgen -G "$T/runtime/devices/*" >/dev/null; then
 		leftovers+=" a device served by a host-only test (make its file 'bats_scope every-backend');"
 	fi
 	# Stopped servers are continued; then asked nicely to unregister, then forced.
