@@ -12,10 +12,13 @@
 // queue has an entry). INTERRUPT and FORGET still come by read(2) and poll notifications go by
 // write(2) on /dev/fuse.
 //
-// Threads: every SQE is submitted on the loop thread. The kernel copies a request into its
-// entry in the context of the task that submitted the entry's command, so a command submitted
-// by a driver's short-lived thread would lose its entry when that thread exits. A reply from
-// another thread fills its entry and queues it; an eventfd wakes the loop, which submits it.
+// Threads: every SQE is submitted on the loop thread, the registrations too (on its first
+// wake-up, which start() asks for). The kernel copies a request into its entry by task work of
+// the task that submitted the entry's command: a thread that submitted and then blocks in a
+// call on the device (the thread that added the device, opening it while another thread runs
+// the loop) would wait, uninterruptibly, for its own task work. A reply from another thread
+// fills its entry and queues it; an eventfd wakes the loop, which submits it. Until the loop
+// registers the queues the kernel holds callers back (killably), as for a loop not yet running.
 //
 // Entries: an entry holds one request until it is answered. A driver that keeps requests
 // (blocking reads) would otherwise starve its queue, so when a request is kept and its queue has
@@ -104,6 +107,7 @@ struct Entry {
     RequestSlot *slot = nullptr;     // armed: INTERRUPT for `unique` reaches it
     bool in_kernel = false;          // its command is with the kernel
     bool dead = false;               // the kernel no longer knows it
+    std::uint32_t last_op = 0;       // the command last submitted
     std::shared_ptr<FileState> *open_holder = nullptr; // the open answer in it, until committed
 };
 
@@ -153,7 +157,7 @@ public:
 private:
     void make_node();
     void handshake();
-    void register_queues();
+    void make_ring();
     Entry &add_entry(unsigned qid);
     void queue_command(Entry &e, std::uint32_t op);
     void submit();
@@ -201,6 +205,7 @@ private:
     std::vector<unsigned> per_queue_;  // per queue: entries
     bool pending_submit_ = false;
     bool in_dispatch_ = false;
+    bool registered_ = false;
     bool gone_ = false;
     pthread_t loop_thread_{};
     bool loop_thread_set_ = false;
@@ -254,7 +259,7 @@ void UringTransport::start()
         }
         handshake();
         fcntl(fuse_fd_.get(), F_SETFL, fcntl(fuse_fd_.get(), F_GETFL) | O_NONBLOCK);
-        register_queues();
+        make_ring();
         epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
         wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!epoll_ || !wake_)
@@ -266,6 +271,8 @@ void UringTransport::start()
             if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
                 throw Error(errno, path + ": epoll_ctl: " + std::strerror(errno));
         }
+        std::uint64_t one = 1; // the loop's first wake-up registers the queues
+        (void)!::write(wake_.get(), &one, sizeof one);
     } catch (...) {
         shutdown();
         throw;
@@ -320,7 +327,7 @@ void UringTransport::handshake()
     }
 }
 
-void UringTransport::register_queues()
+void UringTransport::make_ring()
 {
     const std::string &path = dev_.path;
     int r = io_uring_queue_init(kSqDepth, &ring_, IORING_SETUP_SQE128);
@@ -332,16 +339,7 @@ void UringTransport::register_queues()
     per_queue_.assign(queues, 0);
     for (unsigned q = 0; q < queues; ++q)
         for (unsigned i = 0; i < kInitialEntriesPerQueue; ++i)
-            queue_command(add_entry(q), kUringCmdRegister);
-    submit();
-    // A refused registration completes at once; an accepted one stays with the kernel.
-    io_uring_cqe *cqe = nullptr;
-    if (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-        int res = cqe->res;
-        io_uring_cqe_seen(&ring_, cqe);
-        throw Error(-res, path + ": the kernel refused FUSE over io_uring (FUSE_IO_URING_CMD_REGISTER): " +
-                              std::strerror(-res));
-    }
+            add_entry(q);
 }
 
 Entry &UringTransport::add_entry(unsigned qid)
@@ -374,6 +372,7 @@ void UringTransport::queue_command(Entry &e, std::uint32_t op)
     std::memcpy(sqe->cmd, &cmd, sizeof cmd);
     io_uring_sqe_set_data(sqe, &e);
     e.in_kernel = true;
+    e.last_op = op;
     ++in_kernel_[e.qid];
     pending_submit_ = true;
 }
@@ -398,6 +397,11 @@ bool UringTransport::on_readable()
         loop_thread_set_ = true;
     }
     in_dispatch_ = true;
+    if (!registered_) {
+        registered_ = true;
+        for (auto &e : entries_)
+            queue_command(*e, kUringCmdRegister);
+    }
     std::uint64_t ignored;
     (void)!::read(wake_.get(), &ignored, sizeof ignored);
     std::vector<Entry *> commits;
@@ -450,6 +454,12 @@ void UringTransport::handle_completion(Entry &e, int res)
     if (res < 0) {
         if (res == -ENOTCONN || res == -ECONNABORTED || res == -ECANCELED) {
             gone_ = true; // the connection ended
+            return;
+        }
+        if (e.last_op == kUringCmdRegister) {
+            LoopImpl::log_error(dev_.path + ": the kernel refused FUSE over io_uring (FUSE_IO_URING_CMD_REGISTER): " +
+                                std::strerror(-res));
+            gone_ = true;
             return;
         }
         // The kernel forgot the entry's request (ENOENT: its caller was gone). The entry is lost
