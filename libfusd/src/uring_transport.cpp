@@ -48,6 +48,7 @@
 #include <liburing.h>
 
 #include "fd.hpp"
+#include "fusd/admin.hpp"
 #include "fuse_mount.hpp"
 #include "loop_impl.hpp"
 #include "uring_message.hpp"
@@ -906,6 +907,17 @@ std::unique_ptr<Transport> make_uring_fuse_transport(DeviceState &device)
 {
     return start_transport<UringTransport>(device);
 }
+
+} // namespace fusd::detail
+
+std::string fusd::admin::fuse_transport(std::string &why)
+{
+    detail::FuseTransportChoice c = detail::choose_fuse_transport();
+    why = c.why;
+    return c.error ? "" : c.uring ? "uring" : "libfuse";
+}
+
+namespace fusd::detail {
 
 std::unique_ptr<Transport> make_fuse_transport(DeviceState &device)
 {
