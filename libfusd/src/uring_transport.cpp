@@ -898,8 +898,13 @@ FuseTransportChoice choose_fuse_transport()
     }
     if (!want.empty() && want != "auto")
         return {false, "FUSD_FUSE_TRANSPORT=" + want + ": not uring, libfuse or auto", true};
+    // Not the default even where it is on: the kernel hands a request to a ring entry at once,
+    // so a caller SIGKILLed while the daemon is stopped waits uninterruptibly until the daemon
+    // continues or dies (libfuse's session leaves an unread request killable).
     if (unavailable.empty())
-        return {true, "the kernel offers FUSE over io_uring and enable_uring is on", false};
+        return {false, "FUSE over io_uring is on but not the default: with it, a caller SIGKILLed while its "
+                       "daemon is stopped waits uninterruptibly until the daemon continues or dies; "
+                       "FUSD_FUSE_TRANSPORT=uring chooses it", false};
     return {false, unavailable, false};
 }
 

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 //
-// The FUSE backend's transports and how one is chosen: FUSE over io_uring (uring_transport.cpp)
-// when the kernel offers it and its enable_uring parameter is on, else libfuse's session
-// (fuse_transport.cpp). FUSD_FUSE_TRANSPORT=uring|libfuse forces one.
+// The FUSE backend's transports and how one is chosen: libfuse's session (fuse_transport.cpp)
+// unless FUSD_FUSE_TRANSPORT=uring asks for FUSE over io_uring (uring_transport.cpp), which needs
+// the kernel's support and its enable_uring parameter on (see choose_fuse_transport() for why it
+// is not the default).
 #pragma once
 
 #include <memory>
