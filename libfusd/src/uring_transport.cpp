@@ -831,6 +831,19 @@ Attr UringTransport::attributes()
 void UringTransport::shutdown()
 {
     shut_ = true;
+    // Answers given but not yet handed over (replies from other threads, the removal's own
+    // answers to callers still waiting) go first: those callers get what the core answered, not
+    // the abort's ECONNABORTED. Whichever thread this is, the commit itself completes in the call.
+    if (ring_ready_ && fuse_fd_) {
+        std::vector<Entry *> commits;
+        {
+            std::lock_guard lock(commits_mutex_);
+            commits.swap(commits_);
+        }
+        for (Entry *e : commits)
+            queue_command(*e, kUringCmdCommitAndFetch);
+        submit();
+    }
     // Abort first: the kernel holds /dev/fuse through the ring's commands, so closing it would
     // not end the connection, and every caller waiting on a request must be released now.
     if (mounted_ && conn_minor_)
