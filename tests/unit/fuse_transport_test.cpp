@@ -11,9 +11,26 @@
 
 namespace {
 
+// Sets (or, given null, unsets) FUSD_FUSE_TRANSPORT, restoring what the test run was given.
 struct TransportEnv {
-    explicit TransportEnv(const char *value) { setenv("FUSD_FUSE_TRANSPORT", value, 1); }
-    ~TransportEnv() { unsetenv("FUSD_FUSE_TRANSPORT"); }
+    explicit TransportEnv(const char *value)
+    {
+        if (const char *old = std::getenv("FUSD_FUSE_TRANSPORT"))
+            saved = old, had = true;
+        if (value)
+            setenv("FUSD_FUSE_TRANSPORT", value, 1);
+        else
+            unsetenv("FUSD_FUSE_TRANSPORT");
+    }
+    ~TransportEnv()
+    {
+        if (had)
+            setenv("FUSD_FUSE_TRANSPORT", saved.c_str(), 1);
+        else
+            unsetenv("FUSD_FUSE_TRANSPORT");
+    }
+    std::string saved;
+    bool had = false;
 };
 
 bool uring_on()
@@ -36,7 +53,10 @@ TEST(FuseTransport, UnknownNameIsAClearError)
 TEST(FuseTransport, LibfuseIsTheDefaultAndCanBeAskedFor)
 {
     std::string why;
-    EXPECT_EQ(fusd::admin::fuse_transport(why), "libfuse") << why;
+    {
+        TransportEnv unset(nullptr);
+        EXPECT_EQ(fusd::admin::fuse_transport(why), "libfuse") << why;
+    }
     TransportEnv env("libfuse");
     EXPECT_EQ(fusd::admin::fuse_transport(why), "libfuse") << why;
 }
