@@ -772,7 +772,8 @@ void UringTransport::reply(RequestSlot &slot, int result, std::span<const std::b
     }
     case Op::read:
         size = std::min({bytes.size(), e.payload_size, std::size_t(slot.size)});
-        std::memcpy(e.payload, bytes.data(), size);
+        if (size) // an empty answer may have no data pointer at all
+            std::memcpy(e.payload, bytes.data(), size);
         break;
     case Op::write: {
         WriteOut out{std::uint32_t(result), 0};
@@ -784,7 +785,8 @@ void UringTransport::reply(RequestSlot &slot, int result, std::span<const std::b
         IoctlOut out{result, 0, 0, 0};
         std::size_t data = std::min({bytes.size(), e.payload_size - sizeof out, std::size_t(slot.size)});
         std::memcpy(e.payload, &out, sizeof out);
-        std::memcpy(e.payload + sizeof out, bytes.data(), data);
+        if (data) // an empty answer may have no data pointer at all
+            std::memcpy(e.payload + sizeof out, bytes.data(), data);
         size = sizeof out + data;
         break;
     }
