@@ -1,6 +1,10 @@
 // fusd-bench: what libfusd costs, measured against baselines in the same run.
 //
 //   fusd-bench [--scale X]          (root; the FUSE backend on this host; FUSD_BACKEND honoured)
+//   fusd-bench --fuse-transports [--scale X]
+//                                   1 B..1 MiB reads through the FUSE backend's two transports
+//                                   (libfuse, FUSE over io_uring: needs enable_uring on) and the
+//                                   bare libfuse daemon, same CPU / different CPUs / unpinned
 //   fusd-bench --compare-backends [--scale X] [--daemon-cpu N | --unpinned]
 //                                   1-byte reads through a libfusd device on every usable backend
 //                                   (kernel module, CUSE, FUSE) beside /dev/zero and a pipe
@@ -294,6 +298,70 @@ int compare_backends(const char *self, double scale, int daemon_cpu)
     return 0;
 }
 
+// The FUSE backend's transports side by side: the bare libfuse daemon, libfusd through libfuse's
+// session and libfusd through FUSE over io_uring, each size and placement measured in turns (one
+// round of each daemon, kRounds times over) so that load on a shared machine hits them alike.
+// Prints the median and the spread (lowest to highest round) in microseconds per read.
+int compare_fuse_transports(const char *self, double scale)
+{
+    constexpr int kRounds = 5;
+    struct Placement {
+        const char *name;
+        int caller_cpu, daemon_cpu;
+    };
+    const Placement placements[] = {{"same CPU (0/0)", 0, 0}, {"different CPUs (0/1)", 0, 1}, {"unpinned", -1, -1}};
+    const std::size_t sizes[] = {1, 4096, 65536, 1 << 20};
+    const char *names[] = {"bare libfuse", "libfusd libfuse", "libfusd uring"};
+    std::printf("fusd-bench: FUSE transports, reads; median [lowest-highest] of %d rounds, in turns; us per read\n",
+                kRounds);
+    std::printf("%-22s %-8s %-26s %-26s %-26s\n", "placement", "size", names[0], names[1], names[2]);
+    for (const Placement &pl : placements) {
+        if (pl.caller_cpu >= 0)
+            pin_to_cpu(pl.caller_cpu);
+        else {
+            cpu_set_t all;
+            CPU_ZERO(&all);
+            for (int c = 0; c < CPU_SETSIZE; ++c)
+                CPU_SET(c, &all);
+            sched_setaffinity(0, sizeof all, &all);
+        }
+        std::string base = "/dev/fusd-bench-" + std::to_string(getpid()) + "-t";
+        Child bare = start_daemon(self, "--serve-bare", base + "-bare", nullptr, pl.daemon_cpu);
+        setenv("FUSD_FUSE_TRANSPORT", "libfuse", 1);
+        Child lib = start_daemon(self, "--serve-fusd", base + "-libfuse", "fuse", pl.daemon_cpu);
+        setenv("FUSD_FUSE_TRANSPORT", "uring", 1);
+        Child ur = start_daemon(self, "--serve-fusd", base + "-uring", "fuse", pl.daemon_cpu);
+        unsetenv("FUSD_FUSE_TRANSPORT");
+        const std::string paths[] = {base + "-bare", base + "-libfuse", base + "-uring"};
+        for (std::size_t size : sizes) {
+            long ops = long((size >= (1u << 20) ? 400 : size >= 65536 ? 4000 : 20000) * scale);
+            if (ops < 1)
+                ops = 1;
+            std::vector<double> us[3];
+            std::vector<char> buf(size);
+            int fds[3];
+            for (int d = 0; d < 3; ++d)
+                if ((fds[d] = open(paths[d].c_str(), O_RDONLY)) < 0) {
+                    std::perror(paths[d].c_str());
+                    return 1;
+                }
+            for (int r = 0; r < kRounds; ++r)
+                for (int d = 0; d < 3; ++d)
+                    us[d].push_back(1e6 * seconds([&] { read_n(fds[d], buf.data(), size, ops); }) / double(ops));
+            for (int fd : fds)
+                close(fd);
+            char cells[3][40];
+            for (int d = 0; d < 3; ++d) {
+                std::sort(us[d].begin(), us[d].end());
+                std::snprintf(cells[d], sizeof cells[d], "%.2f [%.2f-%.2f]", us[d][kRounds / 2], us[d].front(),
+                              us[d].back());
+            }
+            std::printf("%-22s %-8zu %-26s %-26s %-26s\n", pl.name, size, cells[0], cells[1], cells[2]);
+        }
+    }
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -310,6 +378,7 @@ int main(int argc, char **argv)
     bool compare = false;
     int daemon_cpu = 0;
     bool unpinned = false;
+    bool transports = false;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--scale") == 0 && i + 1 < argc)
             scale = std::atof(argv[++i]);
@@ -319,8 +388,11 @@ int main(int argc, char **argv)
             compare = true;
         else if (std::strcmp(argv[i], "--unpinned") == 0)
             unpinned = true;
+        else if (std::strcmp(argv[i], "--fuse-transports") == 0)
+            transports = true;
         else {
-            std::fprintf(stderr, "usage: fusd-bench [--compare-backends [--daemon-cpu N | --unpinned]] [--scale X]\n");
+            std::fprintf(stderr, "usage: fusd-bench [--compare-backends [--daemon-cpu N | --unpinned] | "
+                                 "--fuse-transports] [--scale X]\n");
             return 2;
         }
     }
@@ -328,6 +400,8 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "fusd-bench: --unpinned goes with --compare-backends\n");
         return 2;
     }
+    if (transports)
+        return compare_fuse_transports(argv[0], scale);
     if (unpinned)
         return compare_backends(argv[0], scale, -1);
     pin_to_cpu(0);

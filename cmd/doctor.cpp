@@ -75,6 +75,8 @@ int run_doctor(const DoctorOptions &opts) {
     std::string without =
         module.state == ModuleState::loaded ? std::string() : without_module(backends, instead);
     run::Usability run_check = run::check_usable();
+    std::string fuse_why;
+    std::string fuse_transport = fusd::admin::fuse_transport(fuse_why);
 
     if (opts.json) {
         nlohmann::json list = nlohmann::json::array();
@@ -92,6 +94,8 @@ int run_doctor(const DoctorOptions &opts) {
             {"auto", chosen ? nlohmann::json(std::string(fusd::to_string(*chosen))) : nlohmann::json(nullptr)},
             {"runtime_dir", fusd::admin::runtime_dir()},
             {"cleaner", cleaner.empty() ? nlohmann::json(nullptr) : nlohmann::json(cleaner)},
+            {"fuse_transport", fuse_transport.empty() ? nlohmann::json(nullptr) : nlohmann::json(fuse_transport)},
+            {"fuse_transport_why", fuse_why},
             {"same_on_every_backend", same_everywhere},
             {"root", ::geteuid() == 0},
             {"run", {{"usable", run_check.usable}, {"reason", run_check.reason}}},
@@ -131,6 +135,10 @@ int run_doctor(const DoctorOptions &opts) {
     fmt::print("kernel module: {}\n", module_advice(module));
     if (!without.empty())
         fmt::print("  without it: {}\n", without);
+    if (fuse_transport.empty())
+        fmt::print("fuse transport: none: {}\n", fuse_why);
+    else
+        fmt::print("fuse transport: {} ({})\n", fuse_transport, fuse_why);
     fmt::print("runtime directory: {}\n", fusd::admin::runtime_dir());
     if (cleaner.empty())
         fmt::print("cleaner: none ({}): what a killed daemon leaves goes at the next fusdctl ls or rm\n", no_cleaner);

@@ -41,8 +41,10 @@
 #include <fuse_lowlevel.h>
 
 #include "fd.hpp"
+#include "fuse_mount.hpp"
 #include "libfuse_transport.hpp"
 #include "mount_right.hpp"
+#include "uring_transport.hpp"
 
 namespace fusd::detail {
 
@@ -50,8 +52,8 @@ namespace {
 
 constexpr std::uint32_t kFopenStream = 1u << 4;                // <linux/fuse.h> FOPEN_STREAM
 constexpr std::uint32_t kFopenParallelDirectWrites = 1u << 6;  // FOPEN_PARALLEL_DIRECT_WRITES
-constexpr double kAttrTimeout = 86400.0;                       // attributes change only through us
-constexpr const char *kFsType = "fuse.fusd";
+constexpr double kAttrTimeout = kFuseAttrTimeout;
+constexpr const char *kFsType = kFuseFsType;
 
 struct OutHeader {       // struct fuse_out_header
     std::uint32_t len;
@@ -66,10 +68,7 @@ struct OpenOut {         // struct fuse_open_out
 
 thread_local bool t_patch_open_reply = false;
 
-struct MountEntry {
-    unsigned major = 0, minor = 0;
-    std::string mount_point, fs_type;
-};
+} // namespace
 
 std::vector<MountEntry> mounts_at(const std::string &path)
 {
@@ -106,6 +105,8 @@ void abort_connection(unsigned minor)
     if (Fd abort_fd{open(abort_file.c_str(), O_WRONLY | O_CLOEXEC)})
         (void)!::write(abort_fd.get(), "1", 1);
 }
+
+namespace {
 
 // Abort the connection of every fusd FUSE mount at path and unmount it, then remove the
 // placeholder if it is an empty regular file. Returns true when something was removed.
@@ -325,7 +326,10 @@ ssize_t FuseTransport::io_writev(int fd, struct iovec *iov, int count, void *)
 
 } // namespace
 
-std::unique_ptr<Transport> make_fuse_transport(DeviceState &device) { return start_transport<FuseTransport>(device); }
+std::unique_ptr<Transport> make_libfuse_fuse_transport(DeviceState &device)
+{
+    return start_transport<FuseTransport>(device);
+}
 
 BackendStatus probe_fuse()
 {

@@ -27,6 +27,11 @@ std::string runtime_dir();
 // registration of the name, cleans up instead.
 std::string cleaner_program(std::string &why);
 
+// The transport the FUSE backend's devices use here: "uring" (FUSE over io_uring) or "libfuse",
+// with `why` (FUSD_FUSE_TRANSPORT, the kernel, its enable_uring parameter and how to turn it on).
+// Empty, with `why` set, when FUSD_FUSE_TRANSPORT asks for what cannot be had.
+std::string fuse_transport(std::string &why);
+
 // A directory for this process's own files (mode 0700), $FUSD_RUNTIME_DIR/scratch/PID-START,
 // made on the first call (throws fusd::Error). What is in it goes when the process dies, however
 // it dies: fusd-cleaner removes it at once when the process served a device, and list_devices()
