@@ -216,11 +216,15 @@ bool ControlServer::send_line(int fd, const std::string &line)
 
 Fd control_connect(const std::string &socket_path)
 {
-    Fd fd{socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    // Non-blocking, because a blocking connect() to a daemon that never accepts (stopped, or
+    // hung) waits forever once its backlog is full: then connect() fails at once with EAGAIN and
+    // the daemon counts as unresponsive. The exchange that follows has its own time limit.
+    Fd fd{socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)};
     if (!fd)
         return fd;
     sockaddr_un addr = socket_address(socket_path);
-    if (connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0) {
+    if (connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0 ||
+        fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) < 0) {
         int err = errno;
         fd.reset();
         errno = err;

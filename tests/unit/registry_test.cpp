@@ -1,10 +1,18 @@
-// Registry entries that name a backend this libfusd does not know: never handled as any backend.
+// Registry entries that name a backend this libfusd does not know: never handled as any backend;
+// and a live entry whose daemon never accepts.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 #include <fusd/admin.hpp>
 #include <fusd/fusd.hpp>
@@ -112,4 +120,62 @@ TEST_F(ForeignEntry, ScratchDirectoriesOfDeadProcessesGoAndNothingElse)
     EXPECT_TRUE(std::filesystem::exists(mine + "/kept")) << "the link's target must be left alone";
     for (const char *other : {"/notours", "/01-12345", "/1-12345x", "/-1-5"})
         EXPECT_TRUE(std::filesystem::is_directory(root + other)) << other;
+}
+
+// A live entry whose daemon never accepts on its control socket (stopped, or hung) and whose
+// backlog is full: listing and removing must not wait on it.
+TEST_F(ForeignEntry, ADaemonThatNeverAcceptsHoldsUpNoListing)
+{
+    std::filesystem::create_directory(dir_ + "/ctl");
+    std::string socket_path = dir_ + "/ctl/silent.sock";
+    int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(listener, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path.c_str());
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0) << strerror(errno);
+    ASSERT_EQ(::listen(listener, 0), 0);
+    std::vector<int> queued; // fill the backlog: the next blocking connect() would wait forever
+    for (int i = 0; i < 8; ++i) {
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0) {
+            ::close(fd);
+            break;
+        }
+        queued.push_back(fd);
+    }
+    ASSERT_FALSE(queued.empty());
+    std::string name = "fusd-unit-" + std::to_string(getpid()) + "-silent";
+    std::string file = dir_ + "/devices/dev:" + name + ".json";
+    std::ofstream(file) << R"({"device":"/dev/)" << name << R"(","backend":"fuse","pid":)" << getpid()
+                        << R"(,"start_time":)" << own_start_time() << R"(,"command":"test","socket":")" << socket_path
+                        << R"(","created_ns":0})" << '\n';
+
+    // In a child, so that a regression fails the test (the hang guard) instead of hanging the run.
+    pid_t child = fork();
+    if (child == 0) {
+        std::string state;
+        for (const auto &d : fusd::admin::list_devices())
+            if (d.path == "/dev/" + name)
+                state = d.state;
+        try {
+            fusd::admin::remove_device("/dev/" + name, false);
+        } catch (const fusd::Error &) {
+            _exit(state == "unresponsive" ? 0 : 2); // refused, not waited on
+        }
+        _exit(3);
+    }
+    int status = -1;
+    for (int i = 0; i < 600 && waitpid(child, &status, WNOHANG) == 0; ++i) // hang guard: 60 s
+        usleep(100000);
+    if (waitpid(child, &status, WNOHANG) == 0) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        ADD_FAILURE() << "listing or removing waited on a daemon that never accepts";
+    } else {
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+    }
+    for (int fd : queued)
+        ::close(fd);
+    ::close(listener);
 }
