@@ -52,8 +52,11 @@
 #include <fusd/admin.hpp>
 #include <fusd/fusd.hpp>
 
+#include "bench_common.hpp"
+
 namespace {
 
+using namespace fusd::bench;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 // How long any one call or wait may take before the run calls it stuck: a hang guard, never a
@@ -164,28 +167,7 @@ void give(PipeFile &f, fusd::Request &req)
 
 pid_t start_daemon(const Options &o, const std::vector<std::string> &names, std::string &error)
 {
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) < 0) {
-        error = strerror(errno);
-        return -1;
-    }
-    pid_t daemon = fork();
-    if (daemon == 0) {
-        ::close(report[0]);
-        run_daemon(o, names, report[1]);
-    }
-    ::close(report[1]);
-    std::string line;
-    char ch;
-    while (::read(report[0], &ch, 1) == 1 && ch != '\n')
-        line += ch;
-    ::close(report[0]);
-    if (line == "ready")
-        return daemon;
-    error = line.empty() ? "the daemon died before it was ready" : line;
-    kill(daemon, SIGKILL);
-    waitpid(daemon, nullptr, 0);
-    return -1;
+    return fork_daemon([&](int report_fd) { run_daemon(o, names, report_fd); }, error);
 }
 
 // ---- counting ---------------------------------------------------------------------------------
@@ -250,17 +232,6 @@ struct Heartbeat {
         return now - at.load() > std::chrono::milliseconds(kGuard).count();
     }
 };
-
-bool write_all(int fd, const std::string &s)
-{
-    for (std::size_t off = 0; off < s.size();) {
-        ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-        if (n <= 0)
-            return false;
-        off += std::size_t(n);
-    }
-    return true;
-}
 
 // ---- the callers ------------------------------------------------------------------------------
 
@@ -499,60 +470,30 @@ void signalled(const std::vector<std::string> &names, const std::atomic<bool> &s
     }
 }
 
-// ---- leftovers --------------------------------------------------------------------------------
-
-long open_fds()
-{
-    std::error_code ec;
-    long n = 0;
-    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-        ++n;
-    return n;
-}
-
-bool mounted(const std::string &path)
-{
-    std::ifstream in("/proc/self/mounts");
-    std::string l;
-    while (std::getline(in, l))
-        if (l.find(" " + path + " ") != std::string::npos)
-            return true;
-    return false;
-}
-
-int usage()
-{
-    std::fprintf(stderr, "usage: fusd-soak [--backend NAME] [--seconds N] [--callers N] [--devices N] [--disrupt-every N]\n");
-    return 2;
-}
-
 } // namespace
 
 int main(int argc, char **argv)
 {
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (i + 1 >= argc)
-            return usage();
-        std::string v = argv[++i];
-        char *end = nullptr;
-        long n = std::strtol(v.c_str(), &end, 10);
-        bool number = !v.empty() && *end == '\0' && n > 0;
-        if (a == "--backend")
-            o.backend = v;
-        else if (a == "--seconds" && number)
-            o.seconds = n;
-        else if (a == "--callers" && number && n <= 1000)
-            o.callers = int(n);
-        else if (a == "--devices" && number && n <= 1000)
-            o.devices = int(n);
-        else if (a == "--disrupt-every" && number)
-            o.disrupt_every = n;
-        else
-            return usage();
-    }
+    bool good_options = parse_options(
+        argc, argv, "usage: fusd-soak [--backend NAME] [--seconds N] [--callers N] [--devices N] [--disrupt-every N]",
+        [&](const std::string &name, const std::string &value, long n) {
+            if (name == "--backend")
+                o.backend = value;
+            else if (name == "--seconds" && n)
+                o.seconds = n;
+            else if (name == "--callers" && n && n <= 1000)
+                o.callers = int(n);
+            else if (name == "--devices" && n && n <= 1000)
+                o.devices = int(n);
+            else if (name == "--disrupt-every" && n)
+                o.disrupt_every = n;
+            else
+                return false;
+            return true;
+        });
+    if (!good_options)
+        return 2;
     struct sigaction sa {};
     sa.sa_handler = on_usr1; // no SA_RESTART: a signalled read ends EINTR
     sigaction(SIGUSR1, &sa, nullptr);
@@ -561,7 +502,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < o.devices; ++i)
         names.push_back(device_name(i));
     Forker forker; // before any thread
-    long fds0 = open_fds();
+    long fds0 = open_fds(getpid());
     std::string error;
     pid_t daemon = start_daemon(o, names, error);
     std::vector<pid_t> daemons{daemon};
@@ -695,7 +636,7 @@ int main(int argc, char **argv)
     std::string leftovers;
     for (const auto &f : left())
         leftovers += (leftovers.empty() ? "" : ", ") + f;
-    long fds1 = open_fds();
+    long fds1 = open_fds(getpid());
     std::string module;
     for (const char *what : {"channels", "devices", "files", "requests"}) {
         std::ifstream in(std::string("/sys/module/fusd/parameters/live_") + what);

@@ -51,8 +51,11 @@
 #include <fusd/admin.hpp>
 #include <fusd/fusd.hpp>
 
+#include "bench_common.hpp"
+
 namespace {
 
+using namespace fusd::bench;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 // A hang guard for the release phase, never a speed target: what is measured is printed.
@@ -124,27 +127,6 @@ long rss_kib(pid_t pid)
         if (line.rfind("VmRSS:", 0) == 0)
             return std::atol(line.c_str() + 6);
     return -1;
-}
-
-long open_fds(pid_t pid)
-{
-    std::error_code ec;
-    long n = 0;
-    for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-        ++n;
-    return ec ? -1 : n;
-}
-
-bool write_all(int fd, const std::string &s)
-{
-    for (std::size_t off = 0; off < s.size();) {
-        ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-        if (n <= 0)
-            return false;
-        off += std::size_t(n);
-    }
-    return true;
 }
 
 bool read_exactly(int fd, std::string &out, std::size_t size)
@@ -345,24 +327,10 @@ bool release_dead_daemon(const Options &o)
 {
     Options one = o;
     one.devices = 1;
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) < 0)
-        return false;
-    pid_t daemon = fork();
-    if (daemon == 0) {
-        ::close(report[0]);
-        run_daemon(one, report[1]);
-    }
-    ::close(report[1]);
-    std::string line;
-    char ch;
-    while (::read(report[0], &ch, 1) == 1 && ch != '\n')
-        line += ch;
-    ::close(report[0]);
-    if (line != "ready") {
-        fmt::print("release: the second daemon did not start: {}\n", line);
-        kill(daemon, SIGKILL);
-        waitpid(daemon, nullptr, 0);
+    std::string why;
+    pid_t daemon = fork_daemon([&](int report_fd) { run_daemon(one, report_fd); }, why);
+    if (daemon < 0) {
+        fmt::print("release: the second daemon did not start: {}\n", why);
         return false;
     }
     const std::string dev = device_name(daemon, 0);
@@ -397,17 +365,9 @@ bool release_dead_daemon(const Options &o)
     double released = wait_ms([&] { return done.load(); });
     if (released >= 0)
         released = std::chrono::duration<double, std::milli>(released_at - t0).count();
-    auto mounted = [&] {
-        std::ifstream in("/proc/self/mounts");
-        std::string l;
-        while (std::getline(in, l))
-            if (l.find(" " + dev + " ") != std::string::npos)
-                return true;
-        return false;
-    };
     auto gone = [&] {
         struct stat st;
-        return ::lstat(dev.c_str(), &st) != 0 && !mounted() && ::lstat(entry.c_str(), &st) != 0 &&
+        return ::lstat(dev.c_str(), &st) != 0 && !mounted(dev) && ::lstat(entry.c_str(), &st) != 0 &&
                (socket.empty() || ::lstat(socket.c_str(), &st) != 0);
     };
     double cleaned = wait_ms(gone);
@@ -431,64 +391,43 @@ bool release_dead_daemon(const Options &o)
     return released >= 0 && error != 0 && cleaned >= 0 && !socket.empty();
 }
 
-int usage()
-{
-    std::fprintf(stderr, "usage: fusd-stress [--backend NAME] [--callers N] [--rounds N] [--devices N] [--cycles N]\n");
-    return 2;
-}
-
 } // namespace
 
 int main(int argc, char **argv)
 {
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (i + 1 >= argc)
-            return usage();
-        std::string v = argv[++i];
-        char *end = nullptr;
-        long n = std::strtol(v.c_str(), &end, 10);
-        bool number = !v.empty() && *end == '\0' && n > 0;
-        if (a == "--backend")
-            o.backend = v;
-        else if (a == "--callers" && number)
-            o.callers = int(n);
-        else if (a == "--rounds" && number)
-            o.rounds = int(n);
-        else if (a == "--devices" && number)
-            o.devices = int(n);
-        else if (a == "--cycles" && number)
-            o.cycles = n;
-        else
-            return usage();
-    }
+    bool good_options = parse_options(
+        argc, argv, "usage: fusd-stress [--backend NAME] [--callers N] [--rounds N] [--devices N] [--cycles N]",
+        [&](const std::string &name, const std::string &value, long n) {
+            if (name == "--backend")
+                o.backend = value;
+            else if (name == "--callers" && n)
+                o.callers = int(n);
+            else if (name == "--rounds" && n)
+                o.rounds = int(n);
+            else if (name == "--devices" && n)
+                o.devices = int(n);
+            else if (name == "--cycles" && n)
+                o.cycles = n;
+            else
+                return false;
+            return true;
+        });
+    if (!good_options)
+        return 2;
 
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) < 0)
+    std::string error;
+    pid_t daemon = fork_daemon([&](int report_fd) { run_daemon(o, report_fd); }, error);
+    if (daemon < 0) {
+        std::fprintf(stderr, "fusd-stress: the daemon did not start: %s\n", error.c_str());
         return 1;
-    pid_t daemon = fork();
-    if (daemon == 0) {
-        ::close(report[0]);
-        run_daemon(o, report[1]);
     }
-    ::close(report[1]);
-    std::string line;
-    char ch;
-    while (::read(report[0], &ch, 1) == 1 && ch != '\n')
-        line += ch;
-    ::close(report[0]);
     auto stop_daemon = [&] {
         kill(daemon, SIGTERM);
         int status = 0;
         waitpid(daemon, &status, 0);
         return WIFEXITED(status) && WEXITSTATUS(status) == 0;
     };
-    if (line != "ready") {
-        std::fprintf(stderr, "fusd-stress: the daemon did not start: %s\n", line.c_str());
-        stop_daemon();
-        return 1;
-    }
     bool good = true;
 
     {

@@ -95,6 +95,45 @@ std::vector<MountEntry> mounts_at(const std::string &path)
     return out;
 }
 
+ino_t make_placeholder(const std::string &path)
+{
+    if (!may_mount_fuse())
+        throw Error(EACCES, path + ": the FUSE backend needs root (it mounts over a file in /dev), or a "
+                                   "namespace of one's own (fusdctl run --drivers)");
+    Fd placeholder{open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600)};
+    if (!placeholder) {
+        int err = errno;
+        throw Error(err, path + ": cannot create the node: " + std::strerror(err));
+    }
+    struct stat st{};
+    fstat(placeholder.get(), &st);
+    return st.st_ino;
+}
+
+void mount_fuse_over(const std::string &path, int fuse_fd, unsigned &major, unsigned &minor)
+{
+    std::string opts = "fd=" + std::to_string(fuse_fd) + ",rootmode=100000,user_id=" + std::to_string(geteuid()) +
+                       ",group_id=" + std::to_string(getegid()) + ",allow_other,default_permissions";
+    std::string source = "fusd:" + path.substr(5);
+    if (mount(source.c_str(), path.c_str(), kFsType, MS_NOSUID | MS_NODEV | MS_NOATIME, opts.c_str()) < 0)
+        throw Error(errno, path + ": cannot mount FUSE over the node: " + std::strerror(errno));
+    auto ms = mounts_at(path);
+    major = ms.empty() ? 0 : ms.back().major;
+    minor = ms.empty() ? 0 : ms.back().minor;
+}
+
+void remove_own_mount(const std::string &path, unsigned major, unsigned minor, ino_t placeholder_ino)
+{
+    if (major || minor)
+        for (const MountEntry &m : mounts_at(path))
+            if (m.fs_type == kFsType && m.major == major && m.minor == minor)
+                umount2(path.c_str(), MNT_DETACH);
+    struct stat st{};
+    if (placeholder_ino && lstat(path.c_str(), &st) == 0 && st.st_ino == placeholder_ino && S_ISREG(st.st_mode) &&
+        mounts_at(path).empty())
+        unlink(path.c_str());
+}
+
 // Abort a FUSE connection through fusectl: every caller waiting on it is released at once.
 void abort_connection(unsigned minor)
 {
@@ -192,19 +231,7 @@ const fuse_custom_io FuseTransport::kIo = channel_io(io_writev);
 void FuseTransport::start()
 {
     const std::string &path = dev_.path;
-    if (!may_mount_fuse())
-        throw Error(EACCES, path + ": the FUSE backend needs root (it mounts over a file in /dev), or a "
-                                   "namespace of one's own (fusdctl run --drivers)");
-    {
-        Fd placeholder{open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600)};
-        if (!placeholder) {
-            int err = errno;
-            throw Error(err, path + ": cannot create the node: " + std::strerror(err));
-        }
-        struct stat st{};
-        fstat(placeholder.get(), &st);
-        placeholder_ino_ = st.st_ino;
-    }
+    placeholder_ino_ = make_placeholder(path);
     created_s_ = realtime_ns() / 1'000'000'000;
 
     try {
@@ -220,18 +247,8 @@ void FuseTransport::start()
         if (fuse_session_custom_io(se_, &kIo, channel.get()) != 0)
             throw Error(EIO, path + ": fuse_session_custom_io failed");
         fd_ = channel.release(); // the session's from here: fuse_session_destroy() closes it
-        std::string opts = "fd=" + std::to_string(fd_) +
-                           ",rootmode=100000,user_id=" + std::to_string(geteuid()) +
-                           ",group_id=" + std::to_string(getegid()) + ",allow_other,default_permissions";
-        std::string source = "fusd:" + path.substr(5);
-        if (mount(source.c_str(), path.c_str(), kFsType, MS_NOSUID | MS_NODEV | MS_NOATIME, opts.c_str()) < 0)
-            throw Error(errno, path + ": cannot mount FUSE over the node: " + std::strerror(errno));
+        mount_fuse_over(path, fd_, conn_major_, conn_minor_);
         mounted_ = true;
-        auto ms = mounts_at(path);
-        if (!ms.empty()) {
-            conn_major_ = ms.back().major;
-            conn_minor_ = ms.back().minor;
-        }
         // The kernel's first message is FUSE_INIT; answer it now so the node is ready on return.
         handshake(init_done_, "FUSE_INIT");
         fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
@@ -244,18 +261,12 @@ void FuseTransport::start()
 void FuseTransport::shutdown()
 {
     close_session();
-    const std::string &path = dev_.path;
     if (mounted_) {
         mounted_ = false;
-        // Only our own mount: after a forced removal somebody else may serve this name now.
-        for (const MountEntry &m : mounts_at(path))
-            if (m.fs_type == kFsType && m.major == conn_major_ && m.minor == conn_minor_)
-                umount2(path.c_str(), MNT_DETACH);
+        remove_own_mount(dev_.path, conn_major_, conn_minor_, placeholder_ino_);
+    } else {
+        remove_own_mount(dev_.path, 0, 0, placeholder_ino_);
     }
-    struct stat st{};
-    if (placeholder_ino_ && lstat(path.c_str(), &st) == 0 && st.st_ino == placeholder_ino_ && S_ISREG(st.st_mode) &&
-        mounts_at(path).empty())
-        unlink(path.c_str());
     placeholder_ino_ = 0;
 }
 

@@ -221,17 +221,7 @@ private:
 
 void UringTransport::make_node()
 {
-    const std::string &path = dev_.path;
-    if (geteuid() != 0)
-        throw Error(EACCES, path + ": the FUSE backend needs root (it mounts over a file in /dev)");
-    Fd placeholder{open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600)};
-    if (!placeholder) {
-        int err = errno;
-        throw Error(err, path + ": cannot create the node: " + std::strerror(err));
-    }
-    struct stat st{};
-    fstat(placeholder.get(), &st);
-    placeholder_ino_ = st.st_ino;
+    placeholder_ino_ = make_placeholder(dev_.path);
     created_s_ = realtime_ns() / 1'000'000'000;
 }
 
@@ -247,17 +237,8 @@ void UringTransport::start()
         fuse_fd_.reset(open("/dev/fuse", O_RDWR | O_CLOEXEC));
         if (!fuse_fd_)
             throw Error(errno, path + ": cannot open /dev/fuse: " + std::strerror(errno));
-        std::string opts = "fd=" + std::to_string(fuse_fd_.get()) +
-                           ",rootmode=100000,user_id=0,group_id=0,allow_other,default_permissions";
-        std::string source = "fusd:" + path.substr(5);
-        if (mount(source.c_str(), path.c_str(), kFuseFsType, MS_NOSUID | MS_NODEV | MS_NOATIME, opts.c_str()) < 0)
-            throw Error(errno, path + ": cannot mount FUSE over the node: " + std::strerror(errno));
+        mount_fuse_over(path, fuse_fd_.get(), conn_major_, conn_minor_);
         mounted_ = true;
-        auto ms = mounts_at(path);
-        if (!ms.empty()) {
-            conn_major_ = ms.back().major;
-            conn_minor_ = ms.back().minor;
-        }
         handshake();
         fcntl(fuse_fd_.get(), F_SETFL, fcntl(fuse_fd_.get(), F_GETFL) | O_NONBLOCK);
         make_ring();
@@ -865,18 +846,12 @@ void UringTransport::shutdown()
         }
         holders_.clear();
     }
-    const std::string &path = dev_.path;
     if (mounted_) {
         mounted_ = false;
-        // Only our own mount: after a forced removal somebody else may serve this name now.
-        for (const MountEntry &m : mounts_at(path))
-            if (m.fs_type == kFuseFsType && m.major == conn_major_ && m.minor == conn_minor_)
-                umount2(path.c_str(), MNT_DETACH);
+        remove_own_mount(dev_.path, conn_major_, conn_minor_, placeholder_ino_);
+    } else {
+        remove_own_mount(dev_.path, 0, 0, placeholder_ino_);
     }
-    struct stat st{};
-    if (placeholder_ino_ && lstat(path.c_str(), &st) == 0 && st.st_ino == placeholder_ino_ && S_ISREG(st.st_mode) &&
-        mounts_at(path).empty())
-        unlink(path.c_str());
     placeholder_ino_ = 0;
     entries_.clear();
 }
