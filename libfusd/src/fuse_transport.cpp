@@ -261,12 +261,8 @@ void FuseTransport::start()
 void FuseTransport::shutdown()
 {
     close_session();
-    if (mounted_) {
-        mounted_ = false;
-        remove_own_mount(dev_.path, conn_major_, conn_minor_, placeholder_ino_);
-    } else {
-        remove_own_mount(dev_.path, 0, 0, placeholder_ino_);
-    }
+    remove_own_mount(dev_.path, mounted_ ? conn_major_ : 0, mounted_ ? conn_minor_ : 0, placeholder_ino_);
+    mounted_ = false;
     placeholder_ino_ = 0;
 }
 
